@@ -3,8 +3,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     std::env::set_var("PROTOC", protoc);
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../proto");
-    let files = ["component.proto", "transport.proto", "eventd.proto"]
-        .map(|f| format!("{dir}/{f}"));
+    let files =
+        ["component.proto", "transport.proto", "eventd.proto"].map(|f| format!("{dir}/{f}"));
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

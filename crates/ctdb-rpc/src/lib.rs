@@ -7,6 +7,7 @@ pub mod v1 {
     tonic::include_proto!("ctdb.v1");
 }
 
+pub mod component;
 pub mod uds;
 
 pub use v1::*;
