@@ -6,8 +6,8 @@ use std::cell::Cell;
 use bytes::{Bytes, BytesMut};
 use ctdb_protocol::packet::{wire_length, Keepalive, KeepaliveInfo};
 use ctdb_protocol::{
-    Body, FrameCodec, Opcode, Packet, PacketCodec, ReplyCall, ReplyControl, ReplyDmaster,
-    ReplyError, ReqCall, ReqControl, ReqDmaster, ReqMessage,
+    Body, DecodeError, FrameCodec, Opcode, Packet, PacketCodec, ReplyCall, ReplyControl,
+    ReplyDmaster, ReplyError, ReqCall, ReqControl, ReqDmaster, ReqMessage,
 };
 use proptest::prelude::*;
 use tokio_util::codec::{Decoder, Encoder};
@@ -194,6 +194,16 @@ proptest! {
             }
         });
         prop_assert!(allocated <= raw.len() + 64 * 1024 + 64);
+        // Typed control payloads: a forged count never reserves more than the input
+        // could hold (in-memory items are at most a few times their wire size).
+        for opcode in [0u32, 5, 9, 13, 50, 53, 55, 90, 91, 96, 119, 123, 124, 127, 132, 146] {
+            let opcode = ctdb_protocol::Opcode::from_u32(opcode);
+            let (_, allocated) = allocated_by(|| {
+                let _ = ctdb_protocol::control::decode_request(opcode, &raw);
+                let _ = ctdb_protocol::control::decode_reply(opcode, &raw);
+            });
+            prop_assert!(allocated <= 8 * raw.len() + 1024, "{} allocated {} for {} bytes", opcode, allocated, raw.len());
+        }
     }
 
     #[test]
@@ -202,8 +212,15 @@ proptest! {
         raw[4..8].copy_from_slice(&0x4354_4442u32.to_le_bytes());
         raw[8..12].copy_from_slice(&1u32.to_le_bytes());
         let result = Packet::decode_bounded(&Bytes::from(raw.clone()), 1 << 20);
-        if length < 32 || length > 1 << 20 || length as usize > raw.len() {
-            prop_assert!(result.is_err());
+        if length < 32 {
+            let too_small = matches!(result, Err(DecodeError::LengthTooSmall { .. }));
+            prop_assert!(too_small);
+        } else if length > 1 << 20 {
+            let too_large = matches!(result, Err(DecodeError::LengthTooLarge { .. }));
+            prop_assert!(too_large);
+        } else if length as usize > raw.len() {
+            let truncated = matches!(result, Err(DecodeError::Truncated { .. }));
+            prop_assert!(truncated);
         }
     }
 }
