@@ -207,3 +207,23 @@ pub async fn serve_on(
         .await?;
     Ok(())
 }
+
+/// Resolves on the first SIGTERM or SIGINT: how every component process stops.
+pub async fn terminated() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+            }
+        }
+        _ => {
+            tracing::error!("cannot watch SIGTERM/SIGINT");
+            std::future::pending::<()>().await;
+        }
+    }
+}

@@ -1,0 +1,622 @@
+//! One configuration for all components.
+//!
+//! Sources, in increasing precedence: built-in defaults, `$CTDB_BASE/ctdb.conf` (Samba's
+//! INI format and key names), then `CTDB_*` environment variables (see [`SETTINGS`]).
+//! The node list comes from `$CTDB_BASE/nodes` and the public addresses from
+//! `$CTDB_BASE/public_addresses`, both in Samba's formats.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+
+use config::Source as _;
+
+use crate::logging;
+use crate::nodes::{self, NodeEntry, PublicAddress};
+
+/// The client socket path of Samba's seed (`CTDB_PATH`).
+pub const DEFAULT_SOCKET: &str = "/tmp/ctdb.socket";
+/// Samba's node-to-node TCP port (`CTDB_PORT`).
+pub const DEFAULT_PORT: u16 = 4379;
+/// Where run-time files, databases and event scripts live when `CTDB_BASE` is not set.
+pub const FALLBACK_ROOT: &str = "/tmp/ctdb-rs";
+/// What [`ConfigError::Invalid`] names as the file for environment variables.
+pub const ENVIRONMENT: &str = "environment";
+
+/// A bad configuration: each error names the file, the key and the value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value that cannot be used. `file` is the configuration file, or
+    /// [`ENVIRONMENT`] for a variable; `key` is `[section] key` or the variable's name.
+    #[error("{}: {key} = \"{value}\": {reason}", file.display())]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error(
+        "no address in the nodes list can be bound locally \
+         (set [cluster] node address or CTDB_NODE_ADDRESS)"
+    )]
+    NoLocalNode,
+    #[error("node address {addr} is not an active node in {}", nodes_file.display())]
+    UnknownNodeAddress { addr: IpAddr, nodes_file: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingConfig {
+    /// `stderr`, `file:PATH` or `syslog[:METHOD]`.
+    pub location: String,
+    /// A Samba level name (`NOTICE`, ...) or number; see [`logging::parse_samba_level`].
+    pub level: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub node_address: Option<IpAddr>,
+    pub recovery_lock: Option<String>,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseConfig {
+    pub volatile_dir: PathBuf,
+    pub persistent_dir: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventConfig {
+    pub events_dir: PathBuf,
+    pub debug_script: Option<String>,
+    pub monitor_interval_secs: u64,
+    pub script_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverConfig {
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub base: Option<PathBuf>,
+    /// The client socket.
+    pub socket: PathBuf,
+    pub run_dir: PathBuf,
+    pub logging: LoggingConfig,
+    pub cluster: ClusterConfig,
+    pub database: DatabaseConfig,
+    pub event: EventConfig,
+    pub failover: FailoverConfig,
+    pub nodes: Vec<NodeEntry>,
+    pub public_addresses: Vec<PublicAddress>,
+}
+
+type Apply = fn(&mut Config, &str) -> Result<(), String>;
+
+/// One setting: its `ctdb.conf` section and key (if any), the environment variables that
+/// override it (the first one set wins), and how a value is checked and stored.
+struct Setting {
+    ini: Option<(&'static str, &'static str)>,
+    env: &'static [&'static str],
+    apply: Apply,
+}
+
+/// Every setting, with its `ctdb.conf` key and environment variables.
+#[rustfmt::skip]
+const SETTINGS: &[Setting] = &[
+    Setting { ini: None, env: &["CTDB_SOCKET"], apply: |c, v| { c.socket = path(v)?; Ok(()) } },
+    Setting { ini: None, env: &["CTDB_RUNDIR"], apply: |c, v| { c.run_dir = path(v)?; Ok(()) } },
+    Setting { ini: Some(("logging", "location")), env: &["CTDB_LOGGING_LOCATION"], apply: |c, v| { c.logging.location = location(v)?; Ok(()) } },
+    Setting { ini: Some(("logging", "log level")), env: &["CTDB_LOG_LEVEL", "CTDB_DEBUGLEVEL"], apply: |c, v| { c.logging.level = level(v)?; Ok(()) } },
+    Setting { ini: Some(("cluster", "node address")), env: &["CTDB_NODE_ADDRESS"], apply: |c, v| { c.cluster.node_address = Some(ip(v)?); Ok(()) } },
+    Setting { ini: Some(("cluster", "recovery lock")), env: &["CTDB_RECOVERY_LOCK"], apply: |c, v| { c.cluster.recovery_lock = optional(v); Ok(()) } },
+    // Samba 4.18 renamed "recovery lock" to "cluster lock"; accept both.
+    Setting { ini: Some(("cluster", "cluster lock")), env: &[], apply: |c, v| { c.cluster.recovery_lock = optional(v); Ok(()) } },
+    Setting { ini: None, env: &["CTDB_PORT"], apply: |c, v| { c.cluster.port = port(v)?; Ok(()) } },
+    Setting { ini: Some(("database", "volatile database directory")), env: &["CTDB_VOLATILE_DB_DIR"], apply: |c, v| { c.database.volatile_dir = path(v)?; Ok(()) } },
+    Setting { ini: Some(("database", "persistent database directory")), env: &["CTDB_PERSISTENT_DB_DIR"], apply: |c, v| { c.database.persistent_dir = path(v)?; Ok(()) } },
+    Setting { ini: Some(("database", "state database directory")), env: &["CTDB_STATE_DB_DIR"], apply: |c, v| { c.database.state_dir = path(v)?; Ok(()) } },
+    Setting { ini: None, env: &["CTDB_EVENTS_DIR"], apply: |c, v| { c.event.events_dir = path(v)?; Ok(()) } },
+    Setting { ini: Some(("event", "debug script")), env: &[], apply: |c, v| { c.event.debug_script = optional(v); Ok(()) } },
+    Setting { ini: None, env: &["CTDB_MONITOR_INTERVAL"], apply: |c, v| { c.event.monitor_interval_secs = secs(v)?; Ok(()) } },
+    Setting { ini: None, env: &["CTDB_SCRIPT_TIMEOUT"], apply: |c, v| { c.event.script_timeout_secs = secs(v)?; Ok(()) } },
+    Setting { ini: Some(("failover", "disabled")), env: &["CTDB_FAILOVER_DISABLED"], apply: |c, v| { c.failover.disabled = boolean(v)?; Ok(()) } },
+];
+
+fn path(v: &str) -> Result<PathBuf, String> {
+    if v.is_empty() {
+        return Err("empty path".into());
+    }
+    Ok(PathBuf::from(v))
+}
+
+fn optional(v: &str) -> Option<String> {
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+fn ip(v: &str) -> Result<IpAddr, String> {
+    v.parse().map_err(|_| "invalid IP address".to_string())
+}
+
+fn port(v: &str) -> Result<u16, String> {
+    match v.parse::<u16>() {
+        Ok(p) if p != 0 => Ok(p),
+        _ => Err("invalid port (1-65535)".into()),
+    }
+}
+
+fn secs(v: &str) -> Result<u64, String> {
+    match v.parse::<u64>() {
+        Ok(s) if s != 0 => Ok(s),
+        _ => Err("invalid number of seconds (a positive integer)".into()),
+    }
+}
+
+/// Samba's booleans.
+fn boolean(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err("invalid boolean (true/false, yes/no, on/off, 1/0)".into()),
+    }
+}
+
+fn level(v: &str) -> Result<String, String> {
+    logging::parse_samba_level(v)
+        .map(|_| v.to_string())
+        .ok_or_else(|| "invalid log level (ERROR, WARNING, NOTICE, INFO, DEBUG or 0-10)".into())
+}
+
+fn location(v: &str) -> Result<String, String> {
+    if v == "stderr" || v.starts_with("file:") || v == "syslog" || v.starts_with("syslog:") {
+        Ok(v.to_string())
+    } else {
+        Err("invalid log location (stderr, file:PATH or syslog[:METHOD])".into())
+    }
+}
+
+/// Samba ignores case and repeated blanks in section and key names.
+fn normalise(name: &str) -> String {
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase()
+}
+
+impl Config {
+    /// Loads the configuration using the process environment.
+    pub fn load() -> Result<Config, ConfigError> {
+        Self::load_from(&std::env::vars().collect())
+    }
+
+    /// Loads the configuration using `env` instead of the process environment.
+    pub fn load_from(env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let base = env
+            .get("CTDB_BASE")
+            .filter(|b| !b.is_empty())
+            .map(PathBuf::from);
+        let mut config = Config::defaults(base);
+        if let Some(file) = config.base_file("ctdb.conf").filter(|f| f.exists()) {
+            let text = read(&file)?;
+            config.apply_ini(&file, &text)?;
+        }
+        config.apply_env(env)?;
+        config.nodes = match config.base_file("nodes").filter(|f| f.exists()) {
+            Some(file) => nodes::parse_nodes(&read(&file)?, &file)?,
+            None => vec![NodeEntry {
+                pnn: 0,
+                addr: config
+                    .cluster
+                    .node_address
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                deleted: false,
+            }],
+        };
+        if let Some(file) = config.base_file("public_addresses").filter(|f| f.exists()) {
+            config.public_addresses = nodes::parse_public_addresses(&read(&file)?, &file)?;
+        }
+        Ok(config)
+    }
+
+    /// The built-in defaults for a given `CTDB_BASE`.
+    fn defaults(base: Option<PathBuf>) -> Config {
+        let root = base.clone().unwrap_or_else(|| PathBuf::from(FALLBACK_ROOT));
+        let db = root.join("db");
+        Config {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            run_dir: root.join("run"),
+            logging: LoggingConfig {
+                location: "stderr".into(),
+                level: "NOTICE".into(),
+            },
+            cluster: ClusterConfig {
+                node_address: None,
+                recovery_lock: None,
+                port: DEFAULT_PORT,
+            },
+            database: DatabaseConfig {
+                volatile_dir: db.join("volatile"),
+                persistent_dir: db.join("persistent"),
+                state_dir: db.join("state"),
+            },
+            event: EventConfig {
+                events_dir: root.join("events"),
+                debug_script: None,
+                monitor_interval_secs: 15,
+                script_timeout_secs: 30,
+            },
+            failover: FailoverConfig { disabled: false },
+            nodes: Vec::new(),
+            public_addresses: Vec::new(),
+            base,
+        }
+    }
+
+    fn base_file(&self, name: &str) -> Option<PathBuf> {
+        self.base.as_ref().map(|b| b.join(name))
+    }
+
+    /// Applies a `ctdb.conf`. Keys this implementation does not use (`transport`,
+    /// `leader capability`, `[legacy]` options, ...) are accepted and ignored.
+    fn apply_ini(&mut self, file: &Path, text: &str) -> Result<(), ConfigError> {
+        let parse_error = |e: config::ConfigError| ConfigError::Parse {
+            path: file.to_path_buf(),
+            message: e.to_string(),
+        };
+        let sections = config::File::from_str(text, config::FileFormat::Ini)
+            .collect()
+            .map_err(parse_error)?;
+        for (section, table) in sections {
+            let Ok(table) = table.into_table() else {
+                continue; // a key before any section: not part of Samba's format
+            };
+            let section = normalise(&section);
+            for (key, value) in table {
+                let key = normalise(&key);
+                let value = value.into_string().map_err(parse_error)?;
+                let setting = SETTINGS
+                    .iter()
+                    .find(|s| s.ini == Some((section.as_str(), key.as_str())));
+                if let Some(setting) = setting {
+                    (setting.apply)(self, value.trim()).map_err(|reason| ConfigError::Invalid {
+                        file: file.to_path_buf(),
+                        key: format!("[{section}] {key}"),
+                        value: value.clone(),
+                        reason,
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+        for setting in SETTINGS {
+            let Some((name, value)) = setting
+                .env
+                .iter()
+                .find_map(|name| env.get(*name).map(|v| (name, v)))
+            else {
+                continue;
+            };
+            (setting.apply)(self, value).map_err(|reason| ConfigError::Invalid {
+                file: PathBuf::from(ENVIRONMENT),
+                key: name.to_string(),
+                value: value.clone(),
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// This node's pnn: the node whose address is `cluster.node_address`, or without
+    /// one, the first active node whose address can be bound locally.
+    pub fn pnn(&self) -> Result<u32, ConfigError> {
+        self.local_node().map(|n| n.pnn)
+    }
+
+    /// This node's private address (see [`Config::pnn`]).
+    pub fn node_address(&self) -> Result<IpAddr, ConfigError> {
+        self.local_node().map(|n| n.addr)
+    }
+
+    fn local_node(&self) -> Result<&NodeEntry, ConfigError> {
+        let mut active = self.nodes.iter().filter(|n| !n.deleted);
+        match self.cluster.node_address {
+            Some(addr) => {
+                active
+                    .find(|n| n.addr == addr)
+                    .ok_or_else(|| ConfigError::UnknownNodeAddress {
+                        addr,
+                        nodes_file: self
+                            .base_file("nodes")
+                            .unwrap_or_else(|| PathBuf::from("the default nodes list")),
+                    })
+            }
+            None => active
+                .find(|n| TcpListener::bind((n.addr, 0)).is_ok())
+                .ok_or(ConfigError::NoLocalNode),
+        }
+    }
+
+    /// The socket a component listens on: `run_dir/{component}.sock`.
+    pub fn rundir_socket(&self, component: &str) -> PathBuf {
+        self.run_dir.join(format!("{component}.sock"))
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn base_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write");
+        }
+        dir
+    }
+
+    fn load_base(dir: &tempfile::TempDir, extra: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let base = dir.path().to_str().expect("utf-8 path");
+        let mut e = env(extra);
+        e.insert("CTDB_BASE".into(), base.into());
+        Config::load_from(&e)
+    }
+
+    #[test]
+    fn defaults_with_empty_env() {
+        let c = Config::load_from(&HashMap::new()).expect("defaults");
+        assert_eq!(c.base, None);
+        assert_eq!(c.socket, Path::new("/tmp/ctdb.socket"));
+        assert_eq!(c.run_dir, Path::new("/tmp/ctdb-rs/run"));
+        assert_eq!(c.logging.location, "stderr");
+        assert_eq!(c.logging.level, "NOTICE");
+        assert_eq!(c.cluster.port, 4379);
+        assert_eq!(c.cluster.node_address, None);
+        assert_eq!(c.cluster.recovery_lock, None);
+        assert_eq!(
+            c.database.volatile_dir,
+            Path::new("/tmp/ctdb-rs/db/volatile")
+        );
+        assert_eq!(
+            c.database.persistent_dir,
+            Path::new("/tmp/ctdb-rs/db/persistent")
+        );
+        assert_eq!(c.database.state_dir, Path::new("/tmp/ctdb-rs/db/state"));
+        assert_eq!(c.event.events_dir, Path::new("/tmp/ctdb-rs/events"));
+        assert_eq!(c.event.monitor_interval_secs, 15);
+        assert_eq!(c.event.script_timeout_secs, 30);
+        assert!(!c.failover.disabled);
+        assert_eq!(
+            c.nodes,
+            vec![NodeEntry {
+                pnn: 0,
+                addr: "127.0.0.1".parse().unwrap(),
+                deleted: false
+            }]
+        );
+        assert!(c.public_addresses.is_empty());
+        assert_eq!(c.pnn().expect("loopback binds"), 0);
+        assert_eq!(
+            c.rundir_socket("ctdbd"),
+            Path::new("/tmp/ctdb-rs/run/ctdbd.sock")
+        );
+    }
+
+    #[test]
+    fn defaults_follow_ctdb_base() {
+        let dir = base_with(&[]);
+        let c = load_base(&dir, &[]).expect("load");
+        assert_eq!(c.base.as_deref(), Some(dir.path()));
+        assert_eq!(c.run_dir, dir.path().join("run"));
+        assert_eq!(c.database.state_dir, dir.path().join("db/state"));
+        assert_eq!(c.event.events_dir, dir.path().join("events"));
+    }
+
+    const CONF: &str = "\
+# a Samba ctdb.conf
+[logging]
+    location = file:/var/log/log.ctdb
+    log level = INFO
+[cluster]
+    transport = tcp
+    node address = 10.1.1.2
+    recovery lock = /shared/.reclock
+    leader capability = true
+    leader timeout = 5
+[database]
+    volatile database directory = /v
+    persistent database directory = /p
+    state database directory = /s
+    lock debug script = debug_locks.sh
+[event]
+    debug script = debug-hung-script.sh
+[failover]
+    disabled = Yes
+[legacy]
+    realtime scheduling = false
+";
+
+    #[test]
+    fn ctdb_conf_with_spaced_keys_is_honoured() {
+        let dir = base_with(&[("ctdb.conf", CONF)]);
+        let c = load_base(&dir, &[]).expect("load");
+        assert_eq!(c.logging.location, "file:/var/log/log.ctdb");
+        assert_eq!(c.logging.level, "INFO");
+        assert_eq!(c.cluster.node_address, Some("10.1.1.2".parse().unwrap()));
+        assert_eq!(c.cluster.recovery_lock.as_deref(), Some("/shared/.reclock"));
+        assert_eq!(c.database.volatile_dir, Path::new("/v"));
+        assert_eq!(c.database.persistent_dir, Path::new("/p"));
+        assert_eq!(c.database.state_dir, Path::new("/s"));
+        assert_eq!(
+            c.event.debug_script.as_deref(),
+            Some("debug-hung-script.sh")
+        );
+        assert!(c.failover.disabled);
+        // Without a nodes file the single node is the configured address.
+        assert_eq!(c.nodes[0].addr, "10.1.1.2".parse::<IpAddr>().unwrap());
+        assert_eq!(c.pnn().expect("pnn"), 0);
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = base_with(&[("ctdb.conf", CONF)]);
+        let c = load_base(
+            &dir,
+            &[
+                ("CTDB_NODE_ADDRESS", "10.1.1.3"),
+                ("CTDB_DEBUGLEVEL", "DEBUG"),
+                ("CTDB_FAILOVER_DISABLED", "no"),
+                ("CTDB_STATE_DB_DIR", "/env/state"),
+                ("CTDB_SOCKET", "/run/x.socket"),
+                ("CTDB_RUNDIR", "/run/ctdb"),
+                ("CTDB_PORT", "5000"),
+                ("CTDB_MONITOR_INTERVAL", "3"),
+                ("CTDB_SCRIPT_TIMEOUT", "7"),
+                ("CTDB_RECOVERY_LOCK", ""),
+            ],
+        )
+        .expect("load");
+        assert_eq!(c.cluster.node_address, Some("10.1.1.3".parse().unwrap()));
+        assert_eq!(c.logging.level, "DEBUG");
+        assert!(!c.failover.disabled);
+        assert_eq!(c.database.state_dir, Path::new("/env/state"));
+        assert_eq!(c.database.volatile_dir, Path::new("/v"));
+        assert_eq!(c.socket, Path::new("/run/x.socket"));
+        assert_eq!(
+            c.rundir_socket("eventd"),
+            Path::new("/run/ctdb/eventd.sock")
+        );
+        assert_eq!(c.cluster.port, 5000);
+        assert_eq!(c.event.monitor_interval_secs, 3);
+        assert_eq!(c.event.script_timeout_secs, 7);
+        assert_eq!(c.cluster.recovery_lock, None);
+        // CTDB_LOG_LEVEL wins over its alias.
+        let c = load_base(
+            &dir,
+            &[("CTDB_LOG_LEVEL", "ERROR"), ("CTDB_DEBUGLEVEL", "DEBUG")],
+        )
+        .expect("load");
+        assert_eq!(c.logging.level, "ERROR");
+    }
+
+    #[test]
+    fn bad_file_value_names_file_key_and_value() {
+        let dir = base_with(&[("ctdb.conf", "[cluster]\nnode address = 1.2.3.x\n")]);
+        let err = load_base(&dir, &[]).expect_err("bad address");
+        let file = dir.path().join("ctdb.conf");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: [cluster] node address = \"1.2.3.x\": invalid IP address",
+                file.display()
+            )
+        );
+        assert!(matches!(err, ConfigError::Invalid { file: f, .. } if f == file));
+
+        let dir = base_with(&[("ctdb.conf", "[failover]\ndisabled = maybe\n")]);
+        let err = load_base(&dir, &[]).expect_err("bad boolean");
+        assert!(err
+            .to_string()
+            .contains("[failover] disabled = \"maybe\": invalid boolean"));
+    }
+
+    #[test]
+    fn bad_env_value_names_variable() {
+        for (var, value) in [
+            ("CTDB_PORT", "http"),
+            ("CTDB_LOG_LEVEL", "LOUD"),
+            ("CTDB_MONITOR_INTERVAL", "0"),
+            ("CTDB_LOGGING_LOCATION", "printer"),
+        ] {
+            let err = Config::load_from(&env(&[(var, value)])).expect_err(var);
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!("environment: {var} = \"{value}\": ")),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn unparsable_conf_is_a_parse_error() {
+        let dir = base_with(&[("ctdb.conf", "[cluster\nnode address = 1.2.3.4\n")]);
+        let err = load_base(&dir, &[]).expect_err("bad ini");
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+        assert!(err.to_string().contains("ctdb.conf"));
+    }
+
+    #[test]
+    fn nodes_and_public_addresses_files_are_read() {
+        let dir = base_with(&[
+            ("nodes", "10.0.0.1\n#10.0.0.2\n\n127.0.0.1\n"),
+            ("public_addresses", "192.168.1.10/24 eth0\n"),
+        ]);
+        let c = load_base(&dir, &[]).expect("load");
+        assert_eq!(c.nodes.len(), 3);
+        assert_eq!(c.public_addresses.len(), 1);
+
+        let c = load_base(&dir, &[("CTDB_NODE_ADDRESS", "127.0.0.1")]).expect("load");
+        assert_eq!(c.pnn().expect("pnn"), 2);
+        assert_eq!(
+            c.node_address().expect("addr"),
+            "127.0.0.1".parse::<IpAddr>().unwrap()
+        );
+
+        // A deleted node's address never matches.
+        let c = load_base(&dir, &[("CTDB_NODE_ADDRESS", "0.0.0.0")]).expect("load");
+        assert!(matches!(
+            c.pnn(),
+            Err(ConfigError::UnknownNodeAddress { .. })
+        ));
+        let c = load_base(&dir, &[("CTDB_NODE_ADDRESS", "10.9.9.9")]).expect("load");
+        assert!(c.pnn().is_err());
+    }
+
+    #[test]
+    fn pnn_without_node_address_is_first_bindable_node() {
+        // 192.0.2.0/24 (TEST-NET-1) is never a local address.
+        let dir = base_with(&[("nodes", "192.0.2.1\n127.0.0.1\n")]);
+        let c = load_base(&dir, &[]).expect("load");
+        assert_eq!(c.pnn().expect("pnn"), 1);
+
+        let dir = base_with(&[("nodes", "192.0.2.1\n")]);
+        let c = load_base(&dir, &[]).expect("load");
+        assert!(matches!(c.pnn(), Err(ConfigError::NoLocalNode)));
+    }
+
+    #[test]
+    fn bad_nodes_file_names_the_file() {
+        let dir = base_with(&[("nodes", "10.0.0.1\nnode-two\n")]);
+        let err = load_base(&dir, &[]).expect_err("bad nodes");
+        let text = err.to_string();
+        assert!(text.contains(&dir.path().join("nodes").display().to_string()));
+        assert!(text.contains("node-two"), "{text}");
+    }
+}

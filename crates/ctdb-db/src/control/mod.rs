@@ -1,0 +1,136 @@
+//! The controls ctdb-db owns: one readable table, one module per family.
+//!
+//! - [`db`]: attaching databases and what a client asks about them.
+//! - [`recovery`]: vnn map, recovery mode, freeze/thaw, wipe, recovery transactions.
+
+pub mod db;
+pub mod recovery;
+
+use bytes::Bytes;
+use ctdb_protocol::flags::control::NOREPLY;
+use ctdb_protocol::{Body, Opcode, ReplyControl, ReqControl};
+use ctdb_rpc::component::Outbox;
+
+use crate::{DbDaemon, Origin};
+
+/// Every control ctdb-db answers (transport's routing table should send these here).
+pub const OWNED_CONTROLS: &[Opcode] = &[
+    // databases (db.rs)
+    Opcode::Getdbpath,
+    Opcode::GetDbmap,
+    Opcode::GetDbname,
+    Opcode::DbAttach,
+    Opcode::DbAttachPersistent,
+    Opcode::DbAttachReplicated,
+    Opcode::DbOpenFlags,
+    Opcode::GetDbSeqnum,
+    Opcode::SetDbReadonly,
+    Opcode::SetDbSticky,
+    Opcode::DbGetHealth,
+    Opcode::DbSetHealthy,
+    Opcode::GetDbStatistics,
+    // recovery (recovery.rs)
+    Opcode::Getvnnmap,
+    Opcode::Setvnnmap,
+    Opcode::GetRecmode,
+    Opcode::SetRecmode,
+    Opcode::StartRecovery,
+    Opcode::EndRecovery,
+    Opcode::Freeze,
+    Opcode::Thaw,
+    Opcode::DbFreeze,
+    Opcode::DbThaw,
+    Opcode::DbTransactionStart,
+    Opcode::DbTransactionCommit,
+    Opcode::DbTransactionCancel,
+    Opcode::WipeDatabase,
+];
+
+/// What a control handler answers: a status and reply data, or a failure.
+pub type ControlResult = Result<(i32, Vec<u8>), ControlError>;
+
+/// A failed control: status -1 and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlError(pub String);
+
+impl<T: std::fmt::Display> From<T> for ControlError {
+    fn from(e: T) -> Self {
+        ControlError(e.to_string())
+    }
+}
+
+/// Success with data.
+pub fn ok(data: Vec<u8>) -> ControlResult {
+    Ok((0, data))
+}
+
+/// Success with nothing to say.
+pub fn done() -> ControlResult {
+    Ok((0, Vec::new()))
+}
+
+/// Fails with `msg`.
+pub fn fail<T>(msg: impl Into<String>) -> Result<T, ControlError> {
+    Err(ControlError(msg.into()))
+}
+
+impl DbDaemon {
+    pub(crate) fn req_control(&mut self, origin: Origin, c: ReqControl, out: &Outbox) {
+        let opcode = c.opcode;
+        let result = self.run_control(&c, out);
+        if c.flags & NOREPLY != 0 {
+            if let Err(ControlError(msg)) = &result {
+                tracing::warn!(control = %opcode, "{msg}");
+            }
+            return;
+        }
+        let reply = match result {
+            Ok((status, data)) => ReplyControl {
+                status,
+                data: Bytes::from(data),
+                errmsg: Bytes::new(),
+            },
+            Err(ControlError(msg)) => {
+                tracing::info!(control = %opcode, client = origin.client, "control failed: {msg}");
+                ReplyControl::error(-1, &msg)
+            }
+        };
+        self.send(out, &origin, Body::ReplyControl(reply));
+    }
+
+    fn run_control(&mut self, c: &ReqControl, out: &Outbox) -> ControlResult {
+        let data = &c.data[..];
+        match c.opcode {
+            Opcode::Getdbpath => self.getdbpath(data),
+            Opcode::GetDbmap => self.get_dbmap(),
+            Opcode::GetDbname => self.get_dbname(data),
+            Opcode::DbAttach => self.db_attach(data, crate::DbKind::Volatile),
+            Opcode::DbAttachPersistent => self.db_attach(data, crate::DbKind::Persistent),
+            Opcode::DbAttachReplicated => self.db_attach(data, crate::DbKind::Replicated),
+            Opcode::DbOpenFlags => self.db_open_flags(data),
+            Opcode::GetDbSeqnum => self.get_db_seqnum(data),
+            Opcode::SetDbReadonly => self.set_db_readonly(data),
+            Opcode::SetDbSticky => self.set_db_sticky(data),
+            Opcode::DbGetHealth => self.db_get_health(data),
+            Opcode::DbSetHealthy => self.db_set_healthy(data),
+            Opcode::GetDbStatistics => self.get_db_statistics(data),
+            Opcode::Getvnnmap => self.getvnnmap(),
+            Opcode::Setvnnmap => self.setvnnmap(data),
+            Opcode::GetRecmode => Ok((self.recovery_mode as i32, Vec::new())),
+            Opcode::SetRecmode => self.set_recmode(data),
+            Opcode::StartRecovery | Opcode::EndRecovery => done(),
+            Opcode::Freeze => self.freeze(),
+            Opcode::Thaw => self.thaw(out),
+            Opcode::DbFreeze => self.db_freeze(data),
+            Opcode::DbThaw => self.db_thaw(data, out),
+            Opcode::DbTransactionStart => self.db_transaction_start(data),
+            Opcode::DbTransactionCommit => self.db_transaction_commit(data),
+            Opcode::DbTransactionCancel => self.db_transaction_cancel(data),
+            Opcode::WipeDatabase => self.wipe_database(data),
+            other => fail(format!(
+                "control {other} ({}) is not implemented by ctdb-db",
+                other.as_u32()
+            )),
+        }
+    }
+}

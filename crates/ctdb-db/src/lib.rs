@@ -1,0 +1,305 @@
+//! ctdb-db: the databases of one node.
+//!
+//! [`DbDaemon`] owns the attached databases (records in a [`store::Store`], one tree
+//! per database, each value a 24-byte `ctdb_ltdb_header` followed by the data), runs
+//! the call protocol, answers the database controls listed in
+//! [`control::OWNED_CONTROLS`], and keeps the vnn map, generation, recovery mode and
+//! frozen state. It is fed the packets transport routes to it through
+//! [`ctdb_rpc::component::PacketHandler`].
+//!
+//! This issue covers a single node: this node is lmaster and dmaster of every record.
+//! Records whose dmaster is another node get an error reply until migration
+//! (REQ_DMASTER / REPLY_DMASTER) lands.
+
+#![forbid(unsafe_code)]
+
+pub mod call;
+pub mod control;
+pub mod hash;
+pub mod payload;
+pub mod registry;
+pub mod store;
+pub mod tdbfile;
+
+use std::collections::VecDeque;
+use std::path::Path;
+
+use ctdb_protocol::flags::{recmode, INVALID_GENERATION};
+use ctdb_protocol::packet::{Header, Operation};
+use ctdb_protocol::{Body, Packet, ReplyControl, ReplyError};
+use ctdb_rpc::component::{Outbox, PacketHandler};
+use ctdb_rpc::{Envelope, LatencyCounter, StatisticsPart};
+
+pub use payload::VnnMap;
+pub use registry::{DbDirs, DbInfo, DbKind, Registry};
+pub use store::{SledStore, Store, StoreError};
+
+/// `from_node` of an envelope that came from this node (a client or a component).
+pub const LOCAL: u32 = u32::MAX;
+
+/// Calls held while their database is frozen; beyond this they are refused.
+pub const MAX_DEFERRED_CALLS: usize = 10_000;
+
+/// How a [`DbDaemon`] starts.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub pnn: u32,
+    pub dirs: DbDirs,
+    /// Samba starts in recovery mode ACTIVE until the first recovery ends; `false`
+    /// starts NORMAL (a stand-alone node with no recovery daemon).
+    pub start_in_recovery: bool,
+}
+
+impl Options {
+    pub fn new(pnn: u32, dirs: DbDirs) -> Self {
+        Self {
+            pnn,
+            dirs,
+            start_in_recovery: true,
+        }
+    }
+}
+
+/// The call statistics ctdb-db owns (names of `ctdb_statistics` fields).
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub total_calls: u64,
+    pub max_hop_count: u64,
+    pub client_req_call: u64,
+    pub node_req_call: u64,
+    pub call_latency: LatencyCounter,
+}
+
+/// Where a request came from, and so where its reply goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin {
+    pub client: u64,
+    pub from_node: u32,
+    pub srcnode: u32,
+    pub reqid: u32,
+}
+
+impl Origin {
+    pub fn is_local(&self) -> bool {
+        self.from_node == LOCAL
+    }
+}
+
+/// The database component of one node.
+pub struct DbDaemon {
+    pnn: u32,
+    dirs: DbDirs,
+    store: Box<dyn Store>,
+    registry: Registry,
+    vnn_map: VnnMap,
+    recovery_mode: u32,
+    /// FREEZE (all databases) until THAW.
+    frozen: bool,
+    deferred: VecDeque<Envelope>,
+    stats: Stats,
+    debug_level: i32,
+}
+
+impl DbDaemon {
+    /// A daemon over `store`, with the attachments recorded in it.
+    pub fn new(store: Box<dyn Store>, options: Options) -> Result<Self, StoreError> {
+        let registry = Registry::load(store.as_ref())?;
+        tracing::info!(
+            pnn = options.pnn,
+            databases = registry.len(),
+            "database component ready"
+        );
+        Ok(Self {
+            pnn: options.pnn,
+            dirs: options.dirs,
+            store,
+            registry,
+            vnn_map: VnnMap {
+                generation: INVALID_GENERATION,
+                map: vec![options.pnn],
+            },
+            recovery_mode: if options.start_in_recovery {
+                recmode::ACTIVE
+            } else {
+                recmode::NORMAL
+            },
+            frozen: false,
+            deferred: VecDeque::new(),
+            stats: Stats::default(),
+            debug_level: 0,
+        })
+    }
+
+    /// A daemon over the sled database at `path` (created if missing).
+    pub fn open(path: &Path, options: Options) -> Result<Self, StoreError> {
+        Self::new(Box::new(SledStore::open(path)?), options)
+    }
+
+    /// Makes every write durable (called on shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.store.flush()
+    }
+
+    pub fn pnn(&self) -> u32 {
+        self.pnn
+    }
+
+    pub fn generation(&self) -> u32 {
+        self.vnn_map.generation
+    }
+
+    pub fn vnn_map(&self) -> &VnnMap {
+        &self.vnn_map
+    }
+
+    pub fn recovery_mode(&self) -> u32 {
+        self.recovery_mode
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn debug_level(&self) -> i32 {
+        self.debug_level
+    }
+
+    /// Calls waiting for a thaw.
+    pub fn pending_calls(&self) -> usize {
+        self.deferred.len()
+    }
+
+    /// Encodes a reply to `origin` and hands it to transport. Replies to a local client
+    /// carry destnode 0 (as Samba's do); replies to a node go back to its srcnode.
+    pub(crate) fn send(&self, out: &Outbox, origin: &Origin, body: Body) {
+        let to_client = origin.is_local() && origin.client != 0;
+        let packet = Packet {
+            generation: self.vnn_map.generation,
+            destnode: if to_client { 0 } else { origin.srcnode },
+            srcnode: self.pnn,
+            reqid: origin.reqid,
+            body,
+        };
+        out.to_client(if to_client { origin.client } else { 0 }, packet.to_bytes());
+    }
+
+    pub(crate) fn send_call_error(&self, out: &Outbox, origin: &Origin, msg: &str) {
+        self.send(
+            out,
+            origin,
+            Body::ReplyError(ReplyError::new(u32::MAX, msg)),
+        );
+    }
+
+    pub(crate) fn send_control_error(&self, out: &Outbox, origin: &Origin, msg: &str) {
+        self.send(
+            out,
+            origin,
+            Body::ReplyControl(ReplyControl::error(-1, msg)),
+        );
+    }
+
+    /// A packet that did not decode: log it, and answer it if it is a request with a
+    /// reply whose header can still be read.
+    fn refuse(&mut self, envelope: &Envelope, error: ctdb_protocol::DecodeError, out: &Outbox) {
+        tracing::warn!(
+            client = envelope.client,
+            from_node = envelope.from_node,
+            len = envelope.packet.len(),
+            %error,
+            "dropping a packet that does not decode"
+        );
+        let Ok(header) = Header::parse(&envelope.packet, u32::MAX) else {
+            return;
+        };
+        let origin = Origin {
+            client: envelope.client,
+            from_node: envelope.from_node,
+            srcnode: header.srcnode,
+            reqid: header.reqid,
+        };
+        let msg = format!("malformed packet: {error}");
+        match Operation::from_u32(header.operation) {
+            Some(Operation::ReqCall) => self.send_call_error(out, &origin, &msg),
+            Some(Operation::ReqControl) => {
+                // The flags word sits at offset 52; honour NOREPLY when it is there.
+                let flags = envelope
+                    .packet
+                    .get(52..56)
+                    .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                if flags & ctdb_protocol::flags::control::NOREPLY == 0 {
+                    self.send_control_error(out, &origin, &msg);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs the calls that waited for a thaw (those still frozen wait again).
+    pub(crate) fn replay_deferred(&mut self, out: &Outbox) {
+        let waiting = std::mem::take(&mut self.deferred);
+        for envelope in waiting {
+            self.handle(envelope, out);
+        }
+    }
+}
+
+impl PacketHandler for DbDaemon {
+    fn handle(&mut self, envelope: Envelope, out: &Outbox) {
+        let packet = match Packet::from_slice(&envelope.packet) {
+            Ok(p) => p,
+            Err(e) => return self.refuse(&envelope, e, out),
+        };
+        let origin = Origin {
+            client: envelope.client,
+            from_node: envelope.from_node,
+            srcnode: packet.srcnode,
+            reqid: packet.reqid,
+        };
+        match packet.body {
+            Body::ReqCall(c) => self.req_call(origin, packet.generation, c, envelope, out),
+            Body::ReqControl(c) => self.req_control(origin, c, out),
+            other => tracing::debug!(
+                operation = other.operation().name(),
+                from_node = envelope.from_node,
+                "ignoring a packet ctdb-db does not handle yet"
+            ),
+        }
+    }
+
+    fn statistics(&self) -> StatisticsPart {
+        let s = &self.stats;
+        let mut part = StatisticsPart::default();
+        for (name, value) in [
+            ("total_calls", s.total_calls),
+            ("pending_calls", self.deferred.len() as u64),
+            ("max_hop_count", s.max_hop_count),
+            ("client.req_call", s.client_req_call),
+            ("node.req_call", s.node_req_call),
+        ] {
+            part.counters.insert(name.to_string(), value);
+        }
+        part.latencies
+            .insert("call_latency".to_string(), s.call_latency);
+        part
+    }
+
+    fn reset_statistics(&mut self) {
+        self.stats = Stats::default();
+    }
+
+    fn set_debug(&mut self, level: i32) {
+        self.debug_level = level;
+    }
+}
+
+#[cfg(test)]
+mod tests;

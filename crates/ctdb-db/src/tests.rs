@@ -1,0 +1,687 @@
+//! Drives [`DbDaemon::handle`] with encoded packets and reads the replies from the
+//! outbox, as transport would.
+
+use bytes::Bytes;
+use ctdb_protocol::flags::{call as callid, control::NOREPLY, db as dbflags, recmode};
+use ctdb_protocol::ltdb::REC_FLAG_AUTOMATIC;
+use ctdb_protocol::{Body, LtdbHeader, Opcode, Packet, ReplyControl, ReqCall, ReqControl, Wire};
+use ctdb_rpc::component::{Outbox, PacketHandler};
+use ctdb_rpc::Envelope;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::*;
+
+const CLIENT: u64 = 7;
+const VOL: &str = "capture_vol.tdb";
+const VOL_ID: u32 = 0x6896_115a;
+const PERS: &str = "capture_pers.tdb";
+const PERS_ID: u32 = 0x6ef9_1a74;
+
+struct Harness {
+    daemon: DbDaemon,
+    out: Outbox,
+    rx: UnboundedReceiver<Envelope>,
+    reqid: u32,
+    dir: tempfile::TempDir,
+}
+
+fn dirs() -> DbDirs {
+    DbDirs {
+        volatile: "/tmp/rc/node.0/db/volatile".into(),
+        persistent: "/tmp/rc/node.0/db/persistent".into(),
+        state: "/tmp/rc/node.0/db/state".into(),
+    }
+}
+
+fn open(dir: &tempfile::TempDir, pnn: u32) -> DbDaemon {
+    DbDaemon::open(&dir.path().join("db.sled"), Options::new(pnn, dirs())).unwrap()
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with_pnn(0)
+    }
+
+    fn with_pnn(pnn: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let daemon = open(&dir, pnn);
+        let (out, rx) = Outbox::new();
+        Self {
+            daemon,
+            out,
+            rx,
+            reqid: 100,
+            dir,
+        }
+    }
+
+    /// Drops the daemon (flushing it) and opens a new one on the same directory.
+    fn restart(&mut self) {
+        self.daemon.flush().unwrap();
+        let pnn = self.daemon.pnn();
+        // sled locks its directory: the old daemon must be gone before the new one opens.
+        let placeholder = DbDaemon::open(
+            &self.dir.path().join("placeholder.sled"),
+            Options::new(pnn, dirs()),
+        )
+        .unwrap();
+        drop(std::mem::replace(&mut self.daemon, placeholder));
+        self.daemon = open(&self.dir, pnn);
+    }
+
+    fn send_raw(&mut self, client: u64, from_node: u32, packet: Vec<u8>) {
+        self.daemon.handle(
+            Envelope {
+                client,
+                from_node,
+                packet,
+            },
+            &self.out,
+        );
+    }
+
+    fn replies(&mut self) -> Vec<(Envelope, Packet)> {
+        let mut all = Vec::new();
+        while let Ok(env) = self.rx.try_recv() {
+            let p = Packet::from_slice(&env.packet).expect("replies decode");
+            all.push((env, p));
+        }
+        all
+    }
+
+    fn one_reply(&mut self) -> Packet {
+        let mut r = self.replies();
+        assert_eq!(r.len(), 1, "expected exactly one reply: {r:?}");
+        let (env, p) = r.remove(0);
+        assert_eq!(env.client, CLIENT);
+        assert_eq!(p.reqid, self.reqid);
+        assert_eq!(p.srcnode, self.daemon.pnn());
+        assert_eq!(p.destnode, 0);
+        assert_eq!(p.generation, self.daemon.generation());
+        p
+    }
+
+    fn control_packet(&mut self, opcode: Opcode, data: &[u8], flags: u32) -> Vec<u8> {
+        self.reqid += 1;
+        let mut p = Packet::new(Body::ReqControl(ReqControl {
+            opcode,
+            srvid: 0,
+            client_id: 0,
+            flags,
+            data: Bytes::copy_from_slice(data),
+        }));
+        p.reqid = self.reqid;
+        p.destnode = ctdb_protocol::flags::dest::CURRENT_NODE;
+        p.to_bytes()
+    }
+
+    fn control(&mut self, opcode: Opcode, data: &[u8]) -> ReplyControl {
+        let bytes = self.control_packet(opcode, data, 0);
+        self.send_raw(CLIENT, LOCAL, bytes);
+        match self.one_reply().body {
+            Body::ReplyControl(r) => r,
+            other => panic!("expected REPLY_CONTROL, got {other:?}"),
+        }
+    }
+
+    fn control_ok(&mut self, opcode: Opcode, data: &[u8]) -> Vec<u8> {
+        let r = self.control(opcode, data);
+        assert_eq!(r.status, 0, "{opcode}: {:?}", r.error_message());
+        r.data.to_vec()
+    }
+
+    fn attach(&mut self, opcode: Opcode, name: &str) -> u32 {
+        let data = self.control_ok(opcode, &payload::cstring(name));
+        u32::from_le_bytes(data.try_into().unwrap())
+    }
+
+    fn call_packet(&mut self, db_id: u32, id: u32, key: &[u8]) -> Vec<u8> {
+        self.reqid += 1;
+        let mut p = Packet::new(Body::ReqCall(ReqCall {
+            flags: callid::IMMEDIATE_MIGRATION,
+            db_id,
+            callid: id,
+            hopcount: 0,
+            key: Bytes::copy_from_slice(key),
+            calldata: Bytes::new(),
+        }));
+        p.reqid = self.reqid;
+        p.destnode = ctdb_protocol::flags::dest::CURRENT_NODE;
+        p.to_bytes()
+    }
+
+    fn call(&mut self, db_id: u32, id: u32, key: &[u8]) -> Body {
+        let bytes = self.call_packet(db_id, id, key);
+        self.send_raw(CLIENT, LOCAL, bytes);
+        self.one_reply().body
+    }
+
+    fn call_ok(&mut self, db_id: u32, id: u32, key: &[u8]) -> Vec<u8> {
+        match self.call(db_id, id, key) {
+            Body::ReplyCall(r) => {
+                assert_eq!(r.status, 0);
+                r.data.to_vec()
+            }
+            other => panic!("expected REPLY_CALL, got {other:?}"),
+        }
+    }
+
+    fn header_of(&mut self, db_id: u32, key: &[u8]) -> (LtdbHeader, Vec<u8>) {
+        let data = self.call_ok(db_id, callid::FETCH_WITH_HEADER_FUNC, key);
+        let h = LtdbHeader::from_bytes(&data[..LtdbHeader::SIZE]).unwrap();
+        (h, data[LtdbHeader::SIZE..].to_vec())
+    }
+
+    fn put_record(&mut self, db_id: u32, key: &[u8], header: LtdbHeader, data: &[u8]) {
+        self.daemon
+            .store
+            .put(
+                &registry::tree_name(db_id),
+                key,
+                &call::encode_record(&header, data),
+            )
+            .unwrap();
+    }
+}
+
+#[test]
+fn attach_returns_samba_db_ids() {
+    let mut h = Harness::new();
+    assert_eq!(h.attach(Opcode::DbAttach, VOL), VOL_ID);
+    assert_eq!(h.attach(Opcode::DbAttachPersistent, PERS), PERS_ID);
+    assert_eq!(
+        h.attach(Opcode::DbAttachReplicated, "capture_repl.tdb"),
+        0xfce0_9386
+    );
+    // Samba's reply bytes (client.jsonl i=320): the db_id as a little-endian u32.
+    assert_eq!(
+        h.control_ok(Opcode::DbAttach, b"capture_vol.tdb\0"),
+        [0x5a, 0x11, 0x96, 0x68]
+    );
+    // Plain DB_ATTACH of an existing persistent database: same id, still persistent.
+    assert_eq!(h.attach(Opcode::DbAttach, PERS), PERS_ID);
+    assert!(h.daemon.registry().get(PERS_ID).unwrap().is_persistent());
+    assert_eq!(h.daemon.registry().len(), 3);
+    // No name, or a bad one, fails.
+    assert_eq!(h.control(Opcode::DbAttach, b"").status, -1);
+    assert_eq!(h.control(Opcode::DbAttach, b"a/b\0").status, -1);
+}
+
+#[test]
+fn getdbmap_lists_attached_databases_with_flags_like_samba() {
+    let mut h = Harness::new();
+    assert_eq!(h.control_ok(Opcode::GetDbmap, &[]), [0, 0, 0, 0]);
+    // The attach order of the capture, then its flags.
+    h.attach(Opcode::DbAttach, VOL);
+    h.attach(Opcode::DbAttachPersistent, PERS);
+    h.attach(Opcode::DbAttachReplicated, "capture_repl.tdb");
+    h.attach(Opcode::DbAttach, "capture_mig.tdb");
+    let ro = h.attach(Opcode::DbAttach, "capture_ro.tdb");
+    h.attach(Opcode::DbAttach, "capture_sticky.tdb");
+    // client.jsonl i=392: newest first, persistent 0x01, replicated 0x08.
+    let expected = "060000009864c35000000000381c49db00000000b2d03ef0000000008693e0fc08000000741af96e010000005a11966800000000";
+    assert_eq!(hex(&h.control_ok(Opcode::GetDbmap, &[])), expected);
+
+    h.control_ok(Opcode::SetDbReadonly, &ro.to_le_bytes());
+    let map = h.control_ok(Opcode::GetDbmap, &[]);
+    assert_eq!(map[12..16], ro.to_le_bytes());
+    assert_eq!(map[16], dbflags::READONLY);
+    // Read-only and sticky are for volatile databases only.
+    assert_eq!(
+        h.control(Opcode::SetDbReadonly, &PERS_ID.to_le_bytes())
+            .status,
+        -1
+    );
+    assert_eq!(
+        h.control(Opcode::SetDbSticky, &PERS_ID.to_le_bytes())
+            .status,
+        -1
+    );
+    assert_eq!(
+        h.control(Opcode::SetDbSticky, &7u32.to_le_bytes()).status,
+        -1
+    );
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn getdbpath_getdbname_and_open_flags() {
+    let mut h = Harness::new();
+    h.attach(Opcode::DbAttach, VOL);
+    h.attach(Opcode::DbAttachPersistent, PERS);
+    assert_eq!(
+        h.control_ok(Opcode::Getdbpath, &VOL_ID.to_le_bytes()),
+        b"/tmp/rc/node.0/db/volatile/capture_vol.tdb.0\0"
+    );
+    assert_eq!(
+        h.control_ok(Opcode::Getdbpath, &PERS_ID.to_le_bytes()),
+        b"/tmp/rc/node.0/db/persistent/capture_pers.tdb.0\0"
+    );
+    assert_eq!(
+        h.control_ok(Opcode::GetDbname, &VOL_ID.to_le_bytes()),
+        b"capture_vol.tdb\0"
+    );
+    // client.jsonl i=326 and i=338.
+    assert_eq!(
+        h.control_ok(Opcode::DbOpenFlags, &VOL_ID.to_le_bytes()),
+        [0x41, 0x1c, 0, 0]
+    );
+    assert_eq!(
+        h.control_ok(Opcode::DbOpenFlags, &PERS_ID.to_le_bytes()),
+        [0, 0x04, 0, 0]
+    );
+    assert_eq!(
+        h.control_ok(Opcode::DbGetHealth, &VOL_ID.to_le_bytes()),
+        b""
+    );
+    // Samba 4.17's ctdb_db_statistics without hot keys: 464 bytes.
+    let stats = h.control_ok(Opcode::GetDbStatistics, &VOL_ID.to_le_bytes());
+    assert_eq!(stats.len(), 464);
+    assert!(payload::DbStatistics::from_bytes(&stats).is_ok());
+    for op in [Opcode::Getdbpath, Opcode::GetDbname, Opcode::DbOpenFlags] {
+        assert_eq!(h.control(op, &0xdead_beefu32.to_le_bytes()).status, -1);
+        assert_eq!(h.control(op, &[1]).status, -1);
+    }
+}
+
+#[test]
+fn fetch_of_a_missing_record_is_empty() {
+    let mut h = Harness::new();
+    h.attach(Opcode::DbAttach, VOL);
+    assert_eq!(h.call_ok(VOL_ID, callid::FETCH_FUNC, b"nosuchkey"), b"");
+    assert_eq!(h.call_ok(VOL_ID, callid::NULL_FUNC, b"nosuchkey"), b"");
+    // The reply is Samba's 48-byte empty REPLY_CALL.
+    let bytes = h.call_packet(VOL_ID, callid::FETCH_FUNC, b"k");
+    h.send_raw(CLIENT, LOCAL, bytes);
+    let r = h.replies();
+    assert_eq!(r[0].0.packet.len(), 48);
+}
+
+#[test]
+fn every_call_bumps_the_rsn_and_this_node_is_dmaster() {
+    let mut h = Harness::with_pnn(2);
+    h.attach(Opcode::DbAttach, VOL);
+    // A new record: the call sees Samba's initial header (rsn 0, AUTOMATIC) and it is
+    // stored with rsn 1.
+    let (first, data) = h.header_of(VOL_ID, b"key1");
+    assert_eq!(
+        (first.rsn, first.dmaster, first.flags),
+        (0, 2, REC_FLAG_AUTOMATIC)
+    );
+    assert!(data.is_empty());
+    assert_eq!(h.call_ok(VOL_ID, callid::NULL_FUNC, b"key1"), b"");
+    for expected in 2..6 {
+        let (hdr, _) = h.header_of(VOL_ID, b"key1");
+        assert_eq!(hdr.rsn, expected);
+        assert_eq!(hdr.dmaster, 2);
+        assert_eq!(hdr.flags, 0, "AUTOMATIC is never stored");
+    }
+    // Data comes back with FETCH and after the header with FETCH_WITH_HEADER.
+    h.put_record(
+        VOL_ID,
+        b"k2",
+        LtdbHeader {
+            rsn: 10,
+            dmaster: 2,
+            ..Default::default()
+        },
+        b"value",
+    );
+    assert_eq!(h.call_ok(VOL_ID, callid::FETCH_FUNC, b"k2"), b"value");
+    let (hdr, data) = h.header_of(VOL_ID, b"k2");
+    assert_eq!((hdr.rsn, data.as_slice()), (11, &b"value"[..]));
+    assert_eq!(h.daemon.stats().total_calls, 8);
+    assert_eq!(h.daemon.stats().client_req_call, 8);
+}
+
+#[test]
+fn repeated_empty_fetches_keep_one_record_and_queue_nothing() {
+    let mut h = Harness::new();
+    h.attach(Opcode::DbAttach, VOL);
+    for _ in 0..2000 {
+        h.call_ok(VOL_ID, callid::FETCH_FUNC, b"empty");
+    }
+    let mut records = 0;
+    h.daemon
+        .store
+        .scan(&registry::tree_name(VOL_ID), &mut |_, _| {
+            records += 1;
+            true
+        })
+        .unwrap();
+    assert_eq!(records, 1);
+    assert_eq!(h.daemon.pending_calls(), 0);
+    assert_eq!(h.header_of(VOL_ID, b"empty").0.rsn, 2000);
+}
+
+#[test]
+fn persistent_reads_do_not_bump_or_create() {
+    let mut h = Harness::new();
+    h.attach(Opcode::DbAttachPersistent, PERS);
+    assert_eq!(h.header_of(PERS_ID, b"k").0.rsn, 0);
+    assert_eq!(h.header_of(PERS_ID, b"k").0.rsn, 0);
+    assert_eq!(
+        h.daemon
+            .store
+            .get(&registry::tree_name(PERS_ID), b"k")
+            .unwrap(),
+        None
+    );
+}
+
+#[test]
+fn unknown_database_gets_a_reply_error() {
+    let mut h = Harness::new();
+    match h.call(0xdead_beef, callid::FETCH_FUNC, b"k") {
+        Body::ReplyError(e) => {
+            assert_eq!(e.status, u32::MAX);
+            assert_eq!(
+                e.message(),
+                "Unknown database in request. db_id==0xdeadbeef"
+            );
+            // Samba's msglen counts the NUL (47 bytes).
+            assert_eq!(e.msg.len(), 47);
+        }
+        other => panic!("expected REPLY_ERROR, got {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_call_id_gets_a_reply_error() {
+    let mut h = Harness::new();
+    h.attach(Opcode::DbAttach, VOL);
+    match h.call(VOL_ID, 0x1234, b"k") {
+        Body::ReplyError(e) => {
+            assert_eq!(e.status, u32::MAX);
+            assert!(e.message().contains("0x00001234"), "{}", e.message());
+        }
+        other => panic!("expected REPLY_ERROR, got {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_controls_get_an_error_naming_them() {
+    let mut h = Harness::new();
+    let r = h.control(Opcode::GetPnn, &[]);
+    assert_eq!(r.status, -1);
+    assert!(r.error_message().unwrap().contains("CTDB_CONTROL_GET_PNN"));
+    let r = h.control(Opcode::Unknown(9999), &[]);
+    assert_eq!(r.status, -1);
+    assert!(r.error_message().unwrap().contains("9999"));
+    // Without the typed payload, GET_DB_STATISTICS is refused too.
+    assert_eq!(
+        h.control(Opcode::GetDbStatistics, &VOL_ID.to_le_bytes())
+            .status,
+        -1
+    );
+}
+
+#[test]
+fn noreply_controls_act_silently() {
+    let mut h = Harness::new();
+    let bytes = h.control_packet(Opcode::DbAttach, &payload::cstring(VOL), NOREPLY);
+    h.send_raw(CLIENT, LOCAL, bytes);
+    assert!(h.replies().is_empty());
+    assert!(h.daemon.registry().get(VOL_ID).is_some());
+    let bytes = h.control_packet(Opcode::Unknown(4242), &[], NOREPLY);
+    h.send_raw(CLIENT, LOCAL, bytes);
+    assert!(h.replies().is_empty());
+}
+
+#[test]
+fn garbage_never_panics_and_readable_requests_get_errors() {
+    let mut h = Harness::new();
+    h.attach(Opcode::DbAttach, VOL);
+    // Random bytes.
+    let mut seed = 0x1234_5678u32;
+    for len in 0..300 {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                seed as u8
+            })
+            .collect();
+        h.send_raw(CLIENT, LOCAL, bytes);
+    }
+    // Every truncation and every single-byte corruption of valid requests.
+    let valid = [
+        h.call_packet(VOL_ID, callid::FETCH_WITH_HEADER_FUNC, b"key"),
+        h.control_packet(
+            Opcode::GetDbSeqnum,
+            &[0x5a, 0x11, 0x96, 0x68, 0, 0, 0, 0],
+            0,
+        ),
+        h.control_packet(Opcode::Setvnnmap, &[1, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f], 0),
+        h.control_packet(Opcode::DbAttach, b"x\0", 0),
+    ];
+    for packet in &valid {
+        for cut in 0..packet.len() {
+            h.send_raw(CLIENT, LOCAL, packet[..cut].to_vec());
+        }
+        for i in 0..packet.len() {
+            for v in [0x00, 0xff, 0x80] {
+                let mut bad = packet.clone();
+                bad[i] = v;
+                h.send_raw(CLIENT, 3, bad);
+            }
+        }
+    }
+    let _ = h.replies();
+
+    // A REQ_CONTROL whose header is fine but whose body is short gets REPLY_CONTROL -1.
+    let mut short = h.control_packet(Opcode::GetDbmap, &[1, 2, 3, 4], 0);
+    short[56] = 200; // datalen beyond the packet
+    h.send_raw(CLIENT, LOCAL, short);
+    match h.one_reply().body {
+        Body::ReplyControl(r) => assert_eq!(r.status, -1),
+        other => panic!("{other:?}"),
+    }
+    let mut short = h.call_packet(VOL_ID, callid::FETCH_FUNC, b"key");
+    short[48] = 200; // keylen beyond the packet
+    h.send_raw(CLIENT, LOCAL, short);
+    assert!(matches!(h.one_reply().body, Body::ReplyError(_)));
+    // The daemon still serves.
+    assert_eq!(h.call_ok(VOL_ID, callid::FETCH_FUNC, b"key"), b"");
+}
+
+#[test]
+fn records_and_attachments_survive_a_restart() {
+    let mut h = Harness::new();
+    h.attach(Opcode::DbAttach, VOL);
+    h.attach(Opcode::DbAttachPersistent, PERS);
+    let sticky = h.attach(Opcode::DbAttach, "capture_sticky.tdb");
+    h.control_ok(Opcode::SetDbSticky, &sticky.to_le_bytes());
+    h.put_record(
+        PERS_ID,
+        b"pkey",
+        LtdbHeader {
+            rsn: 5,
+            ..Default::default()
+        },
+        b"persistent value",
+    );
+    h.call_ok(VOL_ID, callid::NULL_FUNC, b"k");
+    h.call_ok(VOL_ID, callid::NULL_FUNC, b"k");
+    let map = h.control_ok(Opcode::GetDbmap, &[]);
+
+    h.restart();
+    assert_eq!(h.control_ok(Opcode::GetDbmap, &[]), map);
+    assert_eq!(h.header_of(VOL_ID, b"k").0.rsn, 2);
+    assert_eq!(
+        h.call_ok(PERS_ID, callid::FETCH_FUNC, b"pkey"),
+        b"persistent value"
+    );
+    assert!(h.daemon.registry().get(PERS_ID).unwrap().is_persistent());
+    assert_eq!(
+        h.daemon.registry().get(sticky).unwrap().flags,
+        dbflags::STICKY
+    );
+    // New attachments after a restart still list newest first.
+    h.attach(Opcode::DbAttach, "later.tdb");
+    let map = h.control_ok(Opcode::GetDbmap, &[]);
+    assert_eq!(map[4..8], payload_id("later.tdb"));
+}
+
+fn payload_id(name: &str) -> [u8; 4] {
+    hash::db_id(name).to_le_bytes()
+}
+
+#[test]
+fn get_db_seqnum_needs_exactly_8_bytes() {
+    let mut h = Harness::new();
+    h.attach(Opcode::DbAttachPersistent, PERS);
+    h.attach(Opcode::DbAttach, VOL);
+    assert_eq!(
+        h.control(Opcode::GetDbSeqnum, &PERS_ID.to_le_bytes())
+            .status,
+        -1
+    );
+    let mut req = PERS_ID.to_le_bytes().to_vec();
+    req.extend_from_slice(&[0, 0, 0, 0]);
+    assert_eq!(h.control_ok(Opcode::GetDbSeqnum, &req), 0u64.to_le_bytes());
+    h.put_record(
+        PERS_ID,
+        b"__db_sequence_number__\0",
+        LtdbHeader {
+            rsn: 3,
+            ..Default::default()
+        },
+        &3u64.to_le_bytes(),
+    );
+    // client.jsonl i=905.
+    assert_eq!(
+        hex(&h.control_ok(Opcode::GetDbSeqnum, &req)),
+        "0300000000000000"
+    );
+    let mut vol = VOL_ID.to_le_bytes().to_vec();
+    vol.extend_from_slice(&[0, 0, 0, 0]);
+    assert_eq!(h.control_ok(Opcode::GetDbSeqnum, &vol), 0u64.to_le_bytes());
+    let mut unknown = 5u32.to_le_bytes().to_vec();
+    unknown.extend_from_slice(&[0, 0, 0, 0]);
+    assert_eq!(h.control(Opcode::GetDbSeqnum, &unknown).status, -1);
+}
+
+#[test]
+fn recovery_mode_vnn_map_and_generation() {
+    let mut h = Harness::with_pnn(1);
+    // Samba answers GET_RECMODE in the status word, and starts in recovery.
+    let r = h.control(Opcode::GetRecmode, &[]);
+    assert_eq!((r.status, r.data.len()), (recmode::ACTIVE as i32, 0));
+    assert_eq!(
+        h.control_ok(Opcode::Getvnnmap, &[]),
+        [1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]
+    );
+    let new_map = VnnMap {
+        generation: 0x675e_cd77,
+        map: vec![1],
+    };
+    h.control_ok(Opcode::Setvnnmap, &new_map.to_bytes());
+    assert_eq!(h.daemon.generation(), 0x675e_cd77);
+    // Replies now carry the new generation (checked by one_reply).
+    assert_eq!(h.control_ok(Opcode::Getvnnmap, &[]), new_map.to_bytes());
+    h.control_ok(Opcode::SetRecmode, &0u32.to_le_bytes());
+    assert_eq!(h.control(Opcode::GetRecmode, &[]).status, 0);
+    // Not outside recovery, and never a bad mode.
+    assert_eq!(h.control(Opcode::Setvnnmap, &new_map.to_bytes()).status, -1);
+    assert_eq!(
+        h.control(Opcode::SetRecmode, &7u32.to_le_bytes()).status,
+        -1
+    );
+    assert_eq!(h.control(Opcode::SetRecmode, &[]).status, -1);
+    h.control_ok(Opcode::StartRecovery, &[]);
+    h.control_ok(Opcode::EndRecovery, &[]);
+}
+
+#[test]
+fn frozen_databases_hold_calls_until_thawed_and_can_be_wiped() {
+    let mut h = Harness::new();
+    h.attach(Opcode::DbAttach, VOL);
+    h.put_record(VOL_ID, b"k", LtdbHeader::default(), b"v");
+    let transdb = [VOL_ID.to_le_bytes(), 9u32.to_le_bytes()].concat();
+    // Not frozen: no wipe, no transaction.
+    assert_eq!(h.control(Opcode::WipeDatabase, &transdb).status, -1);
+    assert_eq!(h.control(Opcode::DbTransactionStart, &transdb).status, -1);
+
+    h.control_ok(Opcode::DbFreeze, &VOL_ID.to_le_bytes());
+    let held = h.call_packet(VOL_ID, callid::FETCH_FUNC, b"k");
+    let held_reqid = h.reqid;
+    h.send_raw(CLIENT, LOCAL, held);
+    assert!(h.replies().is_empty());
+    assert_eq!(h.daemon.pending_calls(), 1);
+    assert_eq!(h.daemon.statistics().counters["pending_calls"], 1);
+
+    h.control_ok(Opcode::DbTransactionStart, &transdb);
+    h.control_ok(Opcode::WipeDatabase, &transdb);
+    h.control_ok(Opcode::DbTransactionCommit, &transdb);
+    assert_eq!(h.control(Opcode::DbTransactionCommit, &transdb).status, -1);
+
+    // Thawing answers the held call: the record is gone.
+    let bytes = h.control_packet(Opcode::DbThaw, &VOL_ID.to_le_bytes(), 0);
+    h.send_raw(CLIENT, LOCAL, bytes);
+    let replies = h.replies();
+    assert_eq!(replies.len(), 2);
+    let call_reply = replies.iter().find(|(_, p)| p.reqid == held_reqid).unwrap();
+    match &call_reply.1.body {
+        Body::ReplyCall(r) => assert!(r.data.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.daemon.pending_calls(), 0);
+
+    // FREEZE / THAW hold every database.
+    h.control_ok(Opcode::Freeze, &[]);
+    let held = h.call_packet(VOL_ID, callid::NULL_FUNC, b"k");
+    h.send_raw(CLIENT, LOCAL, held);
+    assert!(h.replies().is_empty());
+    let bytes = h.control_packet(Opcode::Thaw, &[], 0);
+    h.send_raw(CLIENT, LOCAL, bytes);
+    assert_eq!(h.replies().len(), 2);
+}
+
+#[test]
+fn node_requests_are_answered_to_the_node_and_generation_checked() {
+    let mut h = Harness::new();
+    h.attach(Opcode::DbAttach, VOL);
+    let mut p = Packet::from_slice(&h.call_packet(VOL_ID, callid::FETCH_FUNC, b"k")).unwrap();
+    p.srcnode = 2;
+    p.destnode = 0;
+    // Wrong generation: dropped, as Samba does.
+    p.generation = 99;
+    h.send_raw(0, 2, p.to_bytes());
+    assert!(h.replies().is_empty());
+    p.generation = h.daemon.generation();
+    h.send_raw(0, 2, p.to_bytes());
+    let r = h.replies();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].0.client, 0);
+    assert_eq!((r[0].1.destnode, r[0].1.srcnode), (2, 0));
+    assert_eq!(h.daemon.stats().node_req_call, 2);
+}
+
+#[test]
+fn statistics_report_calls_and_reset() {
+    let mut h = Harness::new();
+    h.attach(Opcode::DbAttach, VOL);
+    h.call_ok(VOL_ID, callid::NULL_FUNC, b"k");
+    h.call_ok(VOL_ID, callid::FETCH_FUNC, b"k");
+    let s = h.daemon.statistics();
+    assert_eq!(s.counters["total_calls"], 2);
+    assert_eq!(s.counters["client.req_call"], 2);
+    assert_eq!(s.counters["max_hop_count"], 0);
+    assert_eq!(s.latencies["call_latency"].num, 2);
+    h.daemon.reset_statistics();
+    assert_eq!(h.daemon.statistics().counters["total_calls"], 0);
+}
+
+#[test]
+fn owned_control_table_has_no_duplicates() {
+    let mut seen = std::collections::HashSet::new();
+    for op in control::OWNED_CONTROLS {
+        assert!(seen.insert(op.as_u32()), "{op} listed twice");
+        assert!(!matches!(op, Opcode::Unknown(_)));
+    }
+}

@@ -1,0 +1,126 @@
+//! The controls recoverd owns.
+
+use bytes::Bytes;
+use ctdb_protocol::control::{self, ControlData};
+use ctdb_protocol::{Body, Opcode, Packet, ReplyControl, ReqControl, Wire};
+use ctdb_rpc::component::{Outbox, PacketHandler};
+use ctdb_rpc::Envelope;
+use tracing::warn;
+
+/// State of the recovery daemon that its controls read and change.
+#[derive(Debug)]
+pub struct Recoverd {
+    pub pnn: u32,
+    /// The leader (recovery master) as this node knows it.
+    pub leader: Option<u32>,
+    pub leader_role: bool,
+    pub lmaster_role: bool,
+    pub reclock: Option<String>,
+}
+
+impl Recoverd {
+    pub fn new(pnn: u32, reclock: Option<String>) -> Self {
+        Self {
+            pnn,
+            leader: None,
+            leader_role: true,
+            lmaster_role: true,
+            reclock,
+        }
+    }
+
+    fn answer(&mut self, control: &ReqControl) -> Result<ReplyControl, String> {
+        use Opcode::*;
+        let decoded = || {
+            control::decode_request(control.opcode, &control.data)
+                .map_err(|e| format!("bad {} request: {e}", control.opcode))
+        };
+        Ok(match control.opcode {
+            GetRecmaster => status(self.leader.unwrap_or(self.pnn) as i32),
+            SetRecmaster => match decoded()? {
+                ControlData::Uint32(pnn) => {
+                    self.leader = Some(pnn);
+                    status(0)
+                }
+                other => return Err(format!("unexpected payload {other:?}")),
+            },
+            SetRecmasterrole | SetLmasterrole => match decoded()? {
+                ControlData::Uint32(on) => {
+                    if control.opcode == SetRecmasterrole {
+                        self.leader_role = on != 0;
+                    } else {
+                        self.lmaster_role = on != 0;
+                    }
+                    status(0)
+                }
+                other => return Err(format!("unexpected payload {other:?}")),
+            },
+            GetReclockFile => ok(ControlData::String(self.reclock.clone()).to_bytes()),
+            SetReclockFile => match decoded()? {
+                ControlData::String(path) => {
+                    self.reclock = path.filter(|p| !p.is_empty());
+                    status(0)
+                }
+                other => return Err(format!("unexpected payload {other:?}")),
+            },
+            RecdPing | Ipreallocated | ReloadPublicIps => status(0),
+            RecdReclockLatency => status(0),
+            GetIfaces => ok(control::IfaceList::default().to_bytes()),
+            GetPublicIps => ok(control::PublicIpList::default().to_bytes()),
+            other => {
+                return Err(format!(
+                    "{other} is not supported: no public addresses here"
+                ))
+            }
+        })
+    }
+}
+
+fn status(status: i32) -> ReplyControl {
+    ReplyControl {
+        status,
+        ..Default::default()
+    }
+}
+
+fn ok(data: Vec<u8>) -> ReplyControl {
+    ReplyControl {
+        status: 0,
+        data: Bytes::from(data),
+        errmsg: Bytes::new(),
+    }
+}
+
+impl PacketHandler for Recoverd {
+    fn handle(&mut self, envelope: Envelope, out: &Outbox) {
+        let packet = match Packet::from_slice(&envelope.packet) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!("dropping bad packet: {e}");
+                return;
+            }
+        };
+        let Body::ReqControl(control) = &packet.body else {
+            warn!(operation = ?packet.operation(), "recoverd only takes controls");
+            return;
+        };
+        let reply = self
+            .answer(control)
+            .unwrap_or_else(|e| ReplyControl::error(-1, &e));
+        if control.flags & ctdb_protocol::flags::control::NOREPLY != 0 {
+            return;
+        }
+        let reply = Packet {
+            generation: packet.generation,
+            destnode: packet.srcnode,
+            srcnode: self.pnn,
+            reqid: packet.reqid,
+            body: Body::ReplyControl(reply),
+        };
+        out.send(Envelope {
+            client: envelope.client,
+            from_node: u32::MAX,
+            packet: reply.to_bytes(),
+        });
+    }
+}

@@ -1,0 +1,45 @@
+use std::sync::{Arc, Mutex};
+
+use ctdb_common::Config;
+use ctdb_recoverd::recovery::Monitor;
+use ctdb_recoverd::Recoverd;
+use ctdb_rpc::component::{Outbox, PacketComponent};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let config = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ctdb-recoverd: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    ctdb_common::logging::init("recoverd", &config.logging.location, &config.logging.level);
+    let pnn = match config.pnn() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let state = Arc::new(Mutex::new(Recoverd::new(
+        pnn,
+        config.cluster.recovery_lock.clone(),
+    )));
+    let (outbox, rx) = Outbox::new();
+    let component = PacketComponent::with_outbox("recoverd", state.clone(), outbox, rx);
+    let router = tonic::transport::Server::builder().add_service(component.into_server());
+    let path = ctdb_rpc::uds::socket_path(&config.run_dir, "recoverd");
+    let eventd = ctdb_rpc::uds::channel(ctdb_rpc::uds::socket_path(&config.run_dir, "eventd"));
+    let monitor = Monitor::new(config.socket.clone(), eventd, state);
+    tokio::spawn(monitor.run());
+
+    let stop = ctdb_rpc::component::terminated();
+    match ctdb_rpc::component::serve_on(&path, router, stop).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("serving {}: {e}", path.display());
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Local clients of the Unix socket and the srvids they registered.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// How transport reaches one connected client: its writer task drains this channel.
+#[derive(Debug, Clone)]
+pub struct ClientHandle {
+    pub tx: mpsc::UnboundedSender<Bytes>,
+    pub pid: u32,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    clients: HashMap<u64, ClientHandle>,
+    /// srvid → clients registered for it.
+    srvids: HashMap<u64, HashSet<u64>>,
+}
+
+/// The registry of connected clients and their message handlers.
+#[derive(Debug, Default)]
+pub struct Clients {
+    inner: RwLock<Inner>,
+}
+
+impl Clients {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn add(&self, id: u64, handle: ClientHandle) {
+        self.write().clients.insert(id, handle);
+    }
+
+    /// Forgets a client and every srvid it registered.
+    pub fn remove(&self, id: u64) {
+        let mut inner = self.write();
+        inner.clients.remove(&id);
+        inner.srvids.retain(|_, ids| {
+            ids.remove(&id);
+            !ids.is_empty()
+        });
+    }
+
+    pub fn count(&self) -> usize {
+        self.read().clients.len()
+    }
+
+    /// Queues `packet` for client `id`; false when the client is gone.
+    pub fn send(&self, id: u64, packet: Bytes) -> bool {
+        match self.read().clients.get(&id) {
+            Some(c) => c.tx.send(packet).is_ok(),
+            None => false,
+        }
+    }
+
+    pub fn register_srvid(&self, id: u64, srvid: u64) {
+        self.write().srvids.entry(srvid).or_default().insert(id);
+    }
+
+    /// False when the client had not registered `srvid`.
+    pub fn deregister_srvid(&self, id: u64, srvid: u64) -> bool {
+        let mut inner = self.write();
+        let Some(ids) = inner.srvids.get_mut(&srvid) else {
+            return false;
+        };
+        let removed = ids.remove(&id);
+        if ids.is_empty() {
+            inner.srvids.remove(&srvid);
+        }
+        removed
+    }
+
+    pub fn has_srvid(&self, srvid: u64) -> bool {
+        self.read().srvids.contains_key(&srvid)
+    }
+
+    /// Whether a client with process id `pid` is connected (and registered `srvid`).
+    pub fn pid_exists(&self, pid: u32, srvid: Option<u64>) -> bool {
+        let inner = self.read();
+        inner.clients.iter().any(|(id, c)| {
+            c.pid == pid
+                && srvid.is_none_or(|s| inner.srvids.get(&s).is_some_and(|ids| ids.contains(id)))
+        })
+    }
+
+    /// Delivers a message to every client registered for `srvid` (or for
+    /// `CTDB_SRVID_ALL`); returns how many got it.
+    pub fn deliver(&self, srvid: u64, packet: &Bytes) -> usize {
+        let inner = self.read();
+        let mut delivered = 0;
+        let targets = [srvid, ctdb_protocol::srvid::ALL];
+        let mut seen = HashSet::new();
+        for s in targets {
+            for id in inner.srvids.get(&s).into_iter().flatten() {
+                if seen.insert(*id) {
+                    if let Some(c) = inner.clients.get(id) {
+                        if c.tx.send(packet.clone()).is_ok() {
+                            delivered += 1;
+                        }
+                    }
+                }
+            }
+        }
+        delivered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_reach_registered_clients_only() {
+        let clients = Clients::default();
+        let (tx1, mut rx1) = mpsc::unbounded_channel();
+        let (tx2, mut rx2) = mpsc::unbounded_channel();
+        clients.add(1, ClientHandle { tx: tx1, pid: 10 });
+        clients.add(2, ClientHandle { tx: tx2, pid: 20 });
+        clients.register_srvid(1, 0xabc);
+        assert_eq!(clients.deliver(0xabc, &Bytes::from_static(b"m")), 1);
+        assert!(rx1.try_recv().is_ok());
+        assert!(rx2.try_recv().is_err());
+        assert!(clients.pid_exists(10, Some(0xabc)));
+        assert!(!clients.pid_exists(20, Some(0xabc)));
+        assert!(clients.pid_exists(20, None));
+        clients.remove(1);
+        assert!(!clients.has_srvid(0xabc));
+        assert_eq!(clients.count(), 1);
+        assert!(!clients.deregister_srvid(2, 0xabc));
+    }
+}

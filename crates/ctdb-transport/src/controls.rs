@@ -1,0 +1,456 @@
+//! The controls transport answers itself, and its typed gRPC service.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use ctdb_protocol::control::{
+    self, BanState, ControlData, LatencyCounter, NodeAndFlags, NodeFlagChange, NodeMap, SockAddr,
+    Statistics, Timeval,
+};
+use ctdb_protocol::flags::{capability, control as control_flags, node as node_flags};
+use ctdb_protocol::packet::Header;
+use ctdb_protocol::{Opcode, ReplyControl, ReqControl, Wire};
+use ctdb_rpc::transport_server::{Transport, TransportServer};
+use ctdb_rpc::{Empty, Health, NodeInfo};
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use crate::routing::Owner;
+use crate::state::RunState;
+use crate::Node;
+
+/// Transport's own statistics counters (`struct ctdb_statistics` fields).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub client_packets_sent: AtomicU32,
+    pub client_packets_recv: AtomicU32,
+    pub node_packets_sent: AtomicU32,
+    pub node_packets_recv: AtomicU32,
+    pub client_req_call: AtomicU32,
+    pub client_req_message: AtomicU32,
+    pub client_req_control: AtomicU32,
+}
+
+impl Counters {
+    fn reset(&self) {
+        for c in [
+            &self.client_packets_sent,
+            &self.client_packets_recv,
+            &self.node_packets_sent,
+            &self.node_packets_recv,
+            &self.client_req_call,
+            &self.client_req_message,
+            &self.client_req_control,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+fn ok(data: Vec<u8>) -> ReplyControl {
+    ReplyControl {
+        status: 0,
+        data: Bytes::from(data),
+        errmsg: Bytes::new(),
+    }
+}
+
+fn status(status: i32) -> ReplyControl {
+    ReplyControl {
+        status,
+        ..Default::default()
+    }
+}
+
+fn timeval(t: Option<SystemTime>) -> Timeval {
+    let d = t
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    Timeval {
+        sec: d.as_secs() as i64,
+        usec: i64::from(d.subsec_micros()),
+    }
+}
+
+/// Notes what passes through to other owners that transport must know about.
+pub fn observe(node: &Node, control: &ReqControl) {
+    match control.opcode {
+        Opcode::StartRecovery => node.state().last_recovery_started = Some(SystemTime::now()),
+        Opcode::EndRecovery => {
+            let mut state = node.state();
+            state.last_recovery_finished = Some(SystemTime::now());
+            if state.runstate == RunState::FirstRecovery {
+                state.runstate = RunState::Running;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Answers a control transport owns.
+pub fn handle(node: &Arc<Node>, client: u64, header: &Header, control: ReqControl) {
+    let noreply = control.flags & control_flags::NOREPLY != 0;
+    let reply = match answer(node, client, header, &control) {
+        Ok(Some(reply)) => reply,
+        Ok(None) => return, // answered later (asynchronously)
+        Err(e) => ReplyControl::error(-1, &e),
+    };
+    if !noreply {
+        node.reply_control(client, header, reply);
+    }
+}
+
+fn decode(control: &ReqControl) -> Result<ControlData, String> {
+    control::decode_request(control.opcode, &control.data)
+        .map_err(|e| format!("bad {} request: {e}", control.opcode))
+}
+
+fn answer(
+    node: &Arc<Node>,
+    client: u64,
+    header: &Header,
+    control: &ReqControl,
+) -> Result<Option<ReplyControl>, String> {
+    use Opcode::*;
+    let reply = match control.opcode {
+        GetPnn => status(node.pnn as i32),
+        GetPid => status(std::process::id() as i32),
+        Ping => status(node.clients.count() as i32),
+        GetCapabilities => ok(capability::DEFAULT.to_bytes()),
+        GetRunstate => ok((node.state().runstate as u32).to_bytes()),
+        GetDebug => ok(node.state().debug_level.to_bytes()),
+        SetDebug => {
+            let ControlData::Int32(level) = decode(control)? else {
+                return Err("SET_DEBUG needs a level".into());
+            };
+            node.state().debug_level = level;
+            fan_out_debug(node, level);
+            status(0)
+        }
+        RegisterSrvid => {
+            node.clients.register_srvid(client, control.srvid);
+            status(0)
+        }
+        DeregisterSrvid => status(if node.clients.deregister_srvid(client, control.srvid) {
+            0
+        } else {
+            -1
+        }),
+        ProcessExists => match decode(control)? {
+            ControlData::Int32(pid) => status(exists(node, pid as u32, None)),
+            ControlData::Uint32(pid) => status(exists(node, pid, None)),
+            other => return Err(format!("unexpected PROCESS_EXISTS payload {other:?}")),
+        },
+        CheckPidSrvid => match decode(control)? {
+            ControlData::PidSrvid(p) => status(exists(node, p.pid as u32, Some(p.srvid))),
+            other => return Err(format!("unexpected CHECK_PID_SRVID payload {other:?}")),
+        },
+        GetNodemap | GetNodesFile => ok(node_map(node).to_bytes()),
+        Uptime => {
+            let state = node.state();
+            ok(control::Uptime {
+                current_time: timeval(Some(SystemTime::now())),
+                ctdbd_start_time: timeval(Some(state.started)),
+                last_recovery_started: timeval(state.last_recovery_started),
+                last_recovery_finished: timeval(state.last_recovery_finished),
+            }
+            .to_bytes())
+        }
+        ListTunables => {
+            let names: Vec<&str> = node.state().tunables.list().map(|(n, _)| n).collect();
+            ok(control::VarList {
+                vars: names.iter().map(|n| n.to_string()).collect(),
+            }
+            .to_bytes())
+        }
+        GetTunable => match decode(control)? {
+            ControlData::TunableName(control::TunableName(name)) => {
+                match node.state().tunables.get(&name) {
+                    Some(v) => ok(v.to_bytes()),
+                    None => return Err(format!("unknown tunable {name}")),
+                }
+            }
+            other => return Err(format!("unexpected GET_TUNABLE payload {other:?}")),
+        },
+        SetTunable => match decode(control)? {
+            ControlData::Tunable(t) => {
+                node.state()
+                    .tunables
+                    .set(&t.name, t.value)
+                    .map_err(|e| e.to_string())?;
+                status(0)
+            }
+            other => return Err(format!("unexpected SET_TUNABLE payload {other:?}")),
+        },
+        GetAllTunables => {
+            let mut all = control::TunableList::default();
+            for (name, value) in node.state().tunables.list() {
+                all.set(name, value);
+            }
+            ok(all.to_bytes())
+        }
+        ModifyFlags => match decode(control)? {
+            ControlData::NodeFlagChange(NodeFlagChange {
+                pnn,
+                new_flags,
+                old_flags,
+            }) => {
+                let set = new_flags & !old_flags;
+                let clear = old_flags & !new_flags;
+                if node.state().set_flags(pnn, set, clear) {
+                    status(0)
+                } else {
+                    return Err(format!("no node {pnn}"));
+                }
+            }
+            other => return Err(format!("unexpected MODIFY_FLAGS payload {other:?}")),
+        },
+        DisableNode => set_own_flags(node, node_flags::PERMANENTLY_DISABLED, 0),
+        EnableNode => set_own_flags(node, 0, node_flags::PERMANENTLY_DISABLED),
+        StopNode => set_own_flags(node, node_flags::STOPPED, 0),
+        ContinueNode => set_own_flags(node, 0, node_flags::STOPPED),
+        SetBanState => match decode(control)? {
+            ControlData::BanState(BanState { pnn, time }) if pnn == node.pnn => {
+                let mut state = node.state();
+                if time == 0 {
+                    state.ban = None;
+                    state.set_flags(node.pnn, 0, node_flags::BANNED);
+                } else {
+                    state.ban = Some((time, SystemTime::now()));
+                    state.set_flags(node.pnn, node_flags::BANNED, 0);
+                }
+                status(0)
+            }
+            ControlData::BanState(b) => return Err(format!("ban state is for node {}", b.pnn)),
+            other => return Err(format!("unexpected SET_BAN_STATE payload {other:?}")),
+        },
+        GetBanState => {
+            let state = node.state();
+            let time = state.ban.map_or(0, |(secs, since)| {
+                let gone = since.elapsed().unwrap_or_default().as_secs() as u32;
+                secs.saturating_sub(gone)
+            });
+            ok(BanState {
+                pnn: node.pnn,
+                time,
+            }
+            .to_bytes())
+        }
+        EchoData => match decode(control)? {
+            ControlData::EchoData(echo) => {
+                let node = node.clone();
+                let header = *header;
+                let client_reply = ok(echo.to_bytes());
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(u64::from(echo.timeout))).await;
+                    node.reply_control(client, &header, client_reply);
+                });
+                return Ok(None);
+            }
+            other => return Err(format!("unexpected ECHO_DATA payload {other:?}")),
+        },
+        Statistics => {
+            crate::controls::statistics(node, client, *header);
+            return Ok(None);
+        }
+        StatisticsReset => {
+            node.stats.reset();
+            for owner in Owner::COMPONENTS {
+                if let Some(link) = node.link(owner) {
+                    let mut c =
+                        ctdb_rpc::component_client::ComponentClient::new(link.channel.clone());
+                    tokio::spawn(async move {
+                        let _ = c.reset_statistics(Empty {}).await;
+                    });
+                }
+            }
+            status(0)
+        }
+        Shutdown => {
+            info!("SHUTDOWN control received");
+            node.state().runstate = RunState::Shutdown;
+            let _ = node.shutdown.send(true);
+            status(0)
+        }
+        Startup => status(0),
+        ReloadNodesFile => status(0),
+        RegisterNotify | DeregisterNotify => status(0),
+        other => return Err(format!("{other} is not supported by this node")),
+    };
+    Ok(Some(reply))
+}
+
+fn exists(node: &Node, pid: u32, srvid: Option<u64>) -> i32 {
+    if node.clients.pid_exists(pid, srvid) {
+        0
+    } else {
+        -1
+    }
+}
+
+fn set_own_flags(node: &Node, set: u32, clear: u32) -> ReplyControl {
+    node.state().set_flags(node.pnn, set, clear);
+    status(0)
+}
+
+/// The node map: every node of the nodes file with its flags.
+pub fn node_map(node: &Node) -> NodeMap {
+    let state = node.state();
+    let port = node.config.cluster.port;
+    NodeMap {
+        nodes: node
+            .config
+            .nodes
+            .iter()
+            .map(|n| NodeAndFlags {
+                pnn: n.pnn,
+                flags: state.flags.get(n.pnn as usize).copied().unwrap_or(0),
+                addr: SockAddr::from(SocketAddr::new(n.addr, port)),
+            })
+            .collect(),
+    }
+}
+
+fn fan_out_debug(node: &Node, level: i32) {
+    for owner in Owner::COMPONENTS {
+        if let Some(link) = node.link(owner) {
+            let mut c = ctdb_rpc::component_client::ComponentClient::new(link.channel.clone());
+            tokio::spawn(async move {
+                let _ = c.set_debug(ctdb_rpc::DebugLevel { level }).await;
+            });
+        }
+    }
+}
+
+/// Gathers every component's counters into one `ctdb_statistics` and replies.
+fn statistics(node: &Arc<Node>, client: u64, header: Header) {
+    let node = node.clone();
+    tokio::spawn(async move {
+        let mut stats = control::Statistics::default();
+        let c = &node.stats;
+        stats.num_clients = node.clients.count() as u32;
+        stats.client_packets_sent = c.client_packets_sent.load(Ordering::Relaxed);
+        stats.client_packets_recv = c.client_packets_recv.load(Ordering::Relaxed);
+        stats.node_packets_sent = c.node_packets_sent.load(Ordering::Relaxed);
+        stats.node_packets_recv = c.node_packets_recv.load(Ordering::Relaxed);
+        stats.client.req_call = c.client_req_call.load(Ordering::Relaxed);
+        stats.client.req_message = c.client_req_message.load(Ordering::Relaxed);
+        stats.client.req_control = c.client_req_control.load(Ordering::Relaxed);
+        {
+            let state = node.state();
+            stats.statistics_start_time = timeval(Some(state.started));
+        }
+        stats.statistics_current_time = timeval(Some(SystemTime::now()));
+        for owner in Owner::COMPONENTS {
+            let Some(link) = node.link(owner) else {
+                continue;
+            };
+            if !link.is_up() {
+                continue;
+            }
+            let mut c = ctdb_rpc::component_client::ComponentClient::new(link.channel.clone());
+            match tokio::time::timeout(Duration::from_secs(2), c.statistics(Empty {})).await {
+                Ok(Ok(part)) => merge(&mut stats, &part.into_inner()),
+                Ok(Err(e)) => warn!(component = owner.name(), "statistics failed: {e}"),
+                Err(_) => warn!(component = owner.name(), "statistics timed out"),
+            }
+        }
+        node.reply_control(client, &header, ok(stats.to_bytes()));
+    });
+}
+
+/// Adds a component's share of the counters to the node's statistics.
+fn merge(stats: &mut Statistics, part: &ctdb_rpc::StatisticsPart) {
+    for (name, &value) in &part.counters {
+        let value = value as u32;
+        let field = match name.as_str() {
+            "frozen" => &mut stats.frozen,
+            "recovering" => &mut stats.recovering,
+            "node.req_call" => &mut stats.node.req_call,
+            "node.reply_call" => &mut stats.node.reply_call,
+            "node.req_dmaster" => &mut stats.node.req_dmaster,
+            "node.reply_dmaster" => &mut stats.node.reply_dmaster,
+            "node.reply_error" => &mut stats.node.reply_error,
+            "timeouts.call" => &mut stats.timeouts.call,
+            "timeouts.control" => &mut stats.timeouts.control,
+            "timeouts.traverse" => &mut stats.timeouts.traverse,
+            "total_calls" => &mut stats.total_calls,
+            "pending_calls" => &mut stats.pending_calls,
+            "childwrite_calls" => &mut stats.childwrite_calls,
+            "pending_childwrite_calls" => &mut stats.pending_childwrite_calls,
+            "memory_used" => &mut stats.memory_used,
+            "max_hop_count" => {
+                stats.max_hop_count = stats.max_hop_count.max(value);
+                continue;
+            }
+            "num_recoveries" => &mut stats.num_recoveries,
+            _ => continue,
+        };
+        *field = field.saturating_add(value);
+    }
+    for (name, l) in &part.latencies {
+        let counter = match name.as_str() {
+            "call_latency" => &mut stats.call_latency,
+            "childwrite_latency" => &mut stats.childwrite_latency,
+            "reclock.ctdbd" => &mut stats.reclock_ctdbd,
+            "reclock.recd" => &mut stats.reclock_recd,
+            _ => continue,
+        };
+        *counter = LatencyCounter {
+            num: l.num,
+            min: l.min,
+            max: l.max,
+            total: l.total,
+        };
+    }
+}
+
+/// Typed calls of the other components of this node.
+struct TransportRpc(Arc<Node>);
+
+#[tonic::async_trait]
+impl Transport for TransportRpc {
+    async fn set_health(&self, request: Request<Health>) -> Result<Response<Empty>, Status> {
+        let health = request.into_inner();
+        let node = &self.0;
+        let mut state = node.state();
+        let was = state.flags.get(node.pnn as usize).copied().unwrap_or(0);
+        if health.healthy {
+            state.set_flags(node.pnn, 0, node_flags::UNHEALTHY);
+        } else {
+            state.set_flags(node.pnn, node_flags::UNHEALTHY, 0);
+        }
+        if (was & node_flags::UNHEALTHY == 0) != health.healthy {
+            info!(healthy = health.healthy, reason = %health.reason, "node health changed");
+        }
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn get_node_info(&self, _: Request<Empty>) -> Result<Response<NodeInfo>, Status> {
+        let node = &self.0;
+        let flags = node
+            .state()
+            .flags
+            .get(node.pnn as usize)
+            .copied()
+            .unwrap_or(0);
+        Ok(Response::new(NodeInfo {
+            pnn: node.pnn,
+            num_nodes: node.config.nodes.len() as u32,
+            flags,
+            socket: node.config.socket.display().to_string(),
+        }))
+    }
+}
+
+pub async fn serve_transport_rpc(node: Arc<Node>) {
+    let path = ctdb_rpc::uds::socket_path(&node.config.run_dir, "transport");
+    let router = tonic::transport::Server::builder()
+        .add_service(TransportServer::new(TransportRpc(node.clone())));
+    if let Err(e) = ctdb_rpc::component::serve_on(&path, router, std::future::pending()).await {
+        warn!("transport gRPC server failed: {e}");
+    }
+}

@@ -1,0 +1,166 @@
+//! ctdbd: runs one node's four components from one configuration.
+//!
+//! Each component is its own process; one that dies is restarted with back-off, and
+//! SIGTERM/SIGINT stops them all. When transport exits cleanly (a client sent
+//! SHUTDOWN), the whole node stops.
+
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use ctdb_common::Config;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+/// Components in start order; transport last so clients find a node that can answer.
+const COMPONENTS: [&str; 4] = ["ctdb-db", "ctdb-eventd", "ctdb-recoverd", "ctdb-transport"];
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A component that ran this long before dying is restarted without delay.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Where the component binaries are: beside this one.
+fn binary(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// Why a component's supervision loop ended.
+enum Ended {
+    Stopped,
+    /// Transport exited by itself with success: the node was asked to shut down.
+    Shutdown,
+}
+
+async fn supervise(name: &'static str, run_dir: PathBuf, mut stop: watch::Receiver<bool>) -> Ended {
+    let path = binary(name);
+    // Tests and operators find a component's process through its pid file.
+    let pid_file = run_dir.join(format!("{name}.pid"));
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let started = Instant::now();
+        let mut child = match Command::new(&path).kill_on_drop(true).spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                error!(component = name, "cannot start {}: {e}", path.display());
+                if sleep_or_stop(&mut stop, backoff).await {
+                    return Ended::Stopped;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        info!(component = name, pid = child.id(), "started");
+        if let Some(pid) = child.id() {
+            let _ = std::fs::write(&pid_file, format!("{pid}\n"));
+        }
+        tokio::select! {
+            status = child.wait() => {
+                let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                if name == "ctdb-transport" && status == "exit status: 0" {
+                    info!("transport exited after SHUTDOWN: stopping the node");
+                    return Ended::Shutdown;
+                }
+                warn!(component = name, %status, "component exited; restarting");
+            }
+            _ = stop.changed() => {
+                terminate(name, &mut child).await;
+                return Ended::Stopped;
+            }
+        }
+        if started.elapsed() > STABLE_AFTER {
+            backoff = Duration::from_millis(100);
+        }
+        if sleep_or_stop(&mut stop, backoff).await {
+            return Ended::Stopped;
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Sleeps for `d`; true when a stop was requested meanwhile.
+async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(d) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}
+
+/// SIGTERM, then SIGKILL if the component does not exit in time.
+async fn terminate(name: &str, child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+    }
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        warn!(component = name, "did not stop in time; killing");
+        let _ = child.kill().await;
+    }
+}
+
+fn prepare_dirs(config: &Config) -> std::io::Result<()> {
+    let dirs: [&Path; 4] = [
+        &config.run_dir,
+        &config.database.volatile_dir,
+        &config.database.persistent_dir,
+        &config.database.state_dir,
+    ];
+    for dir in dirs {
+        std::fs::create_dir_all(dir)?;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ctdbd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    ctdb_common::logging::init("ctdbd", &config.logging.location, &config.logging.level);
+    if let Err(e) = config.pnn() {
+        error!("{e}");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = prepare_dirs(&config) {
+        error!("cannot create the node's directories: {e}");
+        return ExitCode::FAILURE;
+    }
+    info!(socket = %config.socket.display(), run_dir = %config.run_dir.display(), "starting node");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for name in COMPONENTS {
+        tasks.spawn(supervise(name, config.run_dir.clone(), stop_rx.clone()));
+    }
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: stopping the node"),
+        _ = int.recv() => info!("SIGINT: stopping the node"),
+        Some(Ok(Ended::Shutdown)) = tasks.join_next() => {}
+    }
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    info!("node stopped");
+    ExitCode::SUCCESS
+}
