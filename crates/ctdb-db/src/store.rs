@@ -50,9 +50,17 @@ pub struct SledStore {
     trees: Mutex<HashMap<String, sled::Tree>>,
 }
 
+/// How often sled writes buffered updates out in the background.
+pub const FLUSH_EVERY_MS: u64 = 200;
+
 impl SledStore {
     pub fn open(path: &Path) -> StoreResult<Self> {
-        let db = sled::Config::new().path(path).open()?;
+        // Volatile writes reach the file within FLUSH_EVERY_MS even if the process is
+        // killed; persistent writes are flushed before they are acknowledged.
+        let db = sled::Config::new()
+            .path(path)
+            .flush_every_ms(Some(FLUSH_EVERY_MS))
+            .open()?;
         Ok(Self {
             db,
             trees: Mutex::new(HashMap::new()),

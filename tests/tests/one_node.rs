@@ -1,0 +1,251 @@
+//! One node of real processes: driven with ctdb-client, restarted component by
+//! component, fed bad input.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ctdb_client::{Client, ClientError};
+use ctdb_protocol::flags::{call, dest};
+use ctdb_protocol::{LtdbHeader, Opcode, ReqCall, Wire};
+use ctdb_tests::TestNode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+const HERE: u32 = dest::CURRENT_NODE;
+
+fn null_call(db_id: u32, key: &[u8]) -> ReqCall {
+    ReqCall {
+        flags: 0,
+        db_id,
+        callid: call::NULL_FUNC,
+        hopcount: 0,
+        key: Bytes::copy_from_slice(key),
+        calldata: Bytes::new(),
+    }
+}
+
+async fn header_of(client: &Client, db_id: u32, key: &[u8]) -> LtdbHeader {
+    let reply = client
+        .call(ReqCall {
+            callid: call::FETCH_WITH_HEADER_FUNC,
+            ..null_call(db_id, key)
+        })
+        .await
+        .expect("fetch with header");
+    LtdbHeader::from_bytes(&reply.data[..LtdbHeader::SIZE]).expect("ltdb header")
+}
+
+/// Retries `f` until it succeeds or 30 s pass.
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_serves_controls_and_calls() {
+    let node = TestNode::start("");
+    let client = node.ready().await;
+    assert_eq!(client.pnn(), 0);
+    assert!(client.ping(HERE).await.expect("ping") >= 1);
+    assert_eq!(
+        client.get_capabilities(HERE).await.expect("caps"),
+        0x0003_0003
+    );
+    assert_eq!(
+        client
+            .get_tunable(HERE, "RecoverInterval")
+            .await
+            .expect("getvar"),
+        1
+    );
+    client
+        .set_tunable(HERE, "RecoverInterval", 3)
+        .await
+        .expect("setvar");
+    assert_eq!(
+        client
+            .get_tunable(HERE, "recoverinterval")
+            .await
+            .expect("getvar"),
+        3
+    );
+    assert!(client.list_tunables(HERE).await.expect("listvars").len() > 40);
+
+    let vol = client
+        .attach(HERE, "one_node.tdb", false)
+        .await
+        .expect("attach");
+    let pers = client
+        .attach(HERE, "one_node_p.tdb", true)
+        .await
+        .expect("attach p");
+    let map = client.get_dbmap(HERE).await.expect("dbmap");
+    assert_eq!(map.dbs.len(), 2);
+    assert_eq!(
+        client.get_dbname(HERE, vol).await.expect("name"),
+        "one_node.tdb"
+    );
+    assert!(client
+        .get_dbpath(HERE, pers)
+        .await
+        .expect("path")
+        .contains("persistent"));
+
+    // Every local call stores the record back with a higher RSN, as ctdbd does.
+    assert!(client.fetch(vol, b"k").await.expect("fetch").is_empty());
+    client.call(null_call(vol, b"k")).await.expect("null call");
+    let first = header_of(&client, vol, b"k").await;
+    let second = header_of(&client, vol, b"k").await;
+    assert!(second.rsn > first.rsn, "{first:?} then {second:?}");
+    assert_eq!(second.dmaster, 0);
+
+    // A call for a database nobody attached is answered with an error, not silence.
+    let err = client
+        .call(null_call(0xdead_beef, b"k"))
+        .await
+        .expect_err("unknown db");
+    assert!(matches!(err, ClientError::CallFailed { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_component_comes_back_after_a_kill_and_records_survive() {
+    let node = TestNode::start("");
+    let client = node.ready().await;
+    let db = client
+        .attach(HERE, "survive.tdb", false)
+        .await
+        .expect("attach");
+    for i in 0..20u32 {
+        client
+            .call(null_call(db, &i.to_le_bytes()))
+            .await
+            .expect("write");
+    }
+    let before = header_of(&client, db, &7u32.to_le_bytes()).await;
+    // Volatile updates reach disk within sled's flush interval (200 ms): a SIGKILL
+    // right after a write may lose that last update, a clean restart loses nothing.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    for component in ["ctdb-db", "ctdb-recoverd", "ctdb-eventd", "ctdb-transport"] {
+        let old = node.kill_component(component);
+        // The supervisor restarts it; the node answers again.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while node.component_pid(component) == Some(old) {
+            assert!(Instant::now() < deadline, "{component} was not restarted");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let client = node.ready().await;
+        let map = eventually("dbmap", || client.get_dbmap(HERE)).await;
+        assert!(
+            map.dbs.iter().any(|d| d.db_id == db),
+            "database lost after restarting {component}"
+        );
+        let after = eventually("fetch", || {
+            let client = client.clone();
+            async move {
+                let reply = client
+                    .call(ReqCall {
+                        callid: call::FETCH_WITH_HEADER_FUNC,
+                        ..null_call(db, &7u32.to_le_bytes())
+                    })
+                    .await?;
+                LtdbHeader::from_bytes(&reply.data[..LtdbHeader::SIZE]).map_err(ClientError::from)
+            }
+        })
+        .await;
+        assert!(
+            after.rsn > before.rsn,
+            "record lost or rolled back after restarting {component}: {before:?} -> {after:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_clients_are_cut_off_and_everyone_else_is_served() {
+    let node = TestNode::start("");
+    let client = node.ready().await;
+
+    let garbage: [&[u8]; 3] = [
+        // Not a CTDB packet at all.
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n\0\0\0\0\0\0\0\0",
+        // A header announcing 1 GiB.
+        &{
+            let mut p = [0u8; 32];
+            p[..4].copy_from_slice(&(1u32 << 30).to_le_bytes());
+            p[4..8].copy_from_slice(&0x4354_4442u32.to_le_bytes());
+            p[8..12].copy_from_slice(&1u32.to_le_bytes());
+            p
+        },
+        // A valid header whose length is below the header size.
+        &{
+            let mut p = [0u8; 32];
+            p[..4].copy_from_slice(&16u32.to_le_bytes());
+            p[4..8].copy_from_slice(&0x4354_4442u32.to_le_bytes());
+            p[8..12].copy_from_slice(&1u32.to_le_bytes());
+            p
+        },
+    ];
+    for bytes in garbage {
+        let mut bad = UnixStream::connect(&node.socket).await.expect("connect");
+        bad.write_all(bytes).await.expect("write garbage");
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(10), bad.read(&mut buf))
+            .await
+            .expect("the daemon closes a stream it cannot trust")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "expected the connection to be closed");
+        // Everyone else is still served.
+        assert!(client.ping(HERE).await.is_ok());
+    }
+
+    // A truncated packet: the header promises more than ever arrives; the client goes
+    // away and nothing else is disturbed.
+    {
+        let mut half = UnixStream::connect(&node.socket).await.expect("connect");
+        let mut p = vec![0u8; 40];
+        p[..4].copy_from_slice(&64u32.to_le_bytes());
+        p[4..8].copy_from_slice(&0x4354_4442u32.to_le_bytes());
+        p[8..12].copy_from_slice(&1u32.to_le_bytes());
+        p[16..20].copy_from_slice(&7u32.to_le_bytes());
+        half.write_all(&p).await.expect("write half");
+    }
+    assert!(client.ping(HERE).await.is_ok());
+
+    // A control nobody owns gets an error reply.
+    let reply = client
+        .control_raw(
+            HERE,
+            Opcode::Unknown(9999),
+            0,
+            Bytes::new(),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("a reply");
+    assert_ne!(reply.status, 0);
+    let obsolete = client
+        .control_raw(
+            HERE,
+            Opcode::GetNodemapV4,
+            0,
+            Bytes::new(),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("a reply");
+    assert_ne!(obsolete.status, 0);
+    assert!(client.ping(HERE).await.is_ok());
+}
