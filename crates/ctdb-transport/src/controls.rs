@@ -123,8 +123,10 @@ fn answer(
         GetRunstate => ok((node.state().runstate as u32).to_bytes()),
         GetDebug => ok(node.state().debug_level.to_bytes()),
         SetDebug => {
-            let ControlData::Int32(level) = decode(control)? else {
-                return Err("SET_DEBUG needs a level".into());
+            let level = match decode(control)? {
+                ControlData::Int32(level) => level,
+                ControlData::Uint32(level) => level as i32,
+                other => return Err(format!("unexpected SET_DEBUG payload {other:?}")),
             };
             node.state().debug_level = level;
             fan_out_debug(node, level);

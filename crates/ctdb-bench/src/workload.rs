@@ -1,0 +1,131 @@
+//! Workloads: each runs N clients, one connection each, one request in flight each,
+//! for a fixed time, and reports throughput and latency.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ctdb_client::{Client, ClientError};
+use ctdb_protocol::flags::{call, dest};
+use ctdb_protocol::ReqCall;
+
+/// What one run of a workload measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub ops: u64,
+    pub elapsed: Duration,
+    /// Latencies in microseconds, sorted.
+    pub latencies_us: Vec<u32>,
+}
+
+impl Report {
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn percentile_us(&self, p: f64) -> u32 {
+        if self.latencies_us.is_empty() {
+            return 0;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        self.latencies_us[i]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// PING control to the local daemon.
+    Ping,
+    /// REQ_CALL FETCH_FUNC on a record this node is dmaster of.
+    Fetch,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Ping => "ping",
+            Workload::Fetch => "fetch",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ping" => Some(Workload::Ping),
+            "fetch" => Some(Workload::Fetch),
+            _ => None,
+        }
+    }
+}
+
+const BENCH_DB: &str = "ctdb_bench.tdb";
+
+/// Runs `workload` with `clients` connections to `socket` for `duration`.
+pub async fn run(
+    socket: &Path,
+    workload: Workload,
+    clients: usize,
+    duration: Duration,
+) -> Result<Report, ClientError> {
+    let mut conns = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        conns.push(Client::connect(socket).await?);
+    }
+    let db_id = match workload {
+        Workload::Fetch => {
+            let id = conns[0].attach(dest::CURRENT_NODE, BENCH_DB, false).await?;
+            // Make every client's record exist and be local before timing starts.
+            for (i, c) in conns.iter().enumerate() {
+                c.call(fetch_call(id, i)).await?;
+            }
+            id
+        }
+        Workload::Ping => 0,
+    };
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, client) in conns.into_iter().enumerate() {
+        tasks.spawn(async move {
+            let mut latencies = Vec::with_capacity(1 << 16);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match workload {
+                    Workload::Ping => {
+                        client.ping(dest::CURRENT_NODE).await?;
+                    }
+                    Workload::Fetch => {
+                        client.call(fetch_call(db_id, i)).await?;
+                    }
+                }
+                latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+            }
+            Ok::<_, ClientError>(latencies)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(l)) => all.extend(l),
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(ClientError::Unexpected(format!("worker failed: {e}"))),
+        }
+    }
+    let elapsed = start.elapsed();
+    all.sort_unstable();
+    Ok(Report {
+        ops: all.len() as u64,
+        elapsed,
+        latencies_us: all,
+    })
+}
+
+fn fetch_call(db_id: u32, client: usize) -> ReqCall {
+    ReqCall {
+        flags: 0,
+        db_id,
+        callid: call::FETCH_FUNC,
+        hopcount: 0,
+        key: Bytes::from(format!("bench-key-{client}")),
+        calldata: Bytes::new(),
+    }
+}

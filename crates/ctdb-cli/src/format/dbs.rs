@@ -1,0 +1,152 @@
+//! `getdbmap`.
+
+use ctdb_protocol::flags::db;
+
+use super::{bit, machine_line, Machine};
+
+/// What `getdbmap` shows of one database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbInfo {
+    pub db_id: u32,
+    /// `ctdb_protocol::flags::db` bits.
+    pub flags: u8,
+    pub name: String,
+    pub path: String,
+    /// The DB_GET_HEALTH string; `None` when healthy.
+    pub health: Option<String>,
+}
+
+/// `ctdb getdbmap`.
+pub fn getdbmap_text(dbs: &[DbInfo], machine: Machine<'_>) -> String {
+    let mut out = match machine {
+        Some(sep) => machine_line(
+            sep,
+            &[
+                "ID",
+                "Name",
+                "Path",
+                "Persistent",
+                "Sticky",
+                "Unhealthy",
+                "Readonly",
+                "Replicated",
+            ],
+        ),
+        None => format!("Number of databases:{}\n", dbs.len()),
+    };
+    for d in dbs {
+        let persistent = d.flags & db::PERSISTENT != 0;
+        let readonly = d.flags & db::READONLY != 0;
+        let sticky = d.flags & db::STICKY != 0;
+        let replicated = d.flags & db::REPLICATED != 0;
+        let unhealthy = d.health.is_some();
+        match machine {
+            Some(sep) => out.push_str(&machine_line(
+                sep,
+                &[
+                    format!("0x{:08X}", d.db_id),
+                    d.name.clone(),
+                    d.path.clone(),
+                    bit(persistent).to_string(),
+                    bit(sticky).to_string(),
+                    bit(unhealthy).to_string(),
+                    bit(readonly).to_string(),
+                    bit(replicated).to_string(),
+                ],
+            )),
+            None => out.push_str(&format!(
+                "dbid:0x{:08x} name:{} path:{}{}{}{}{}{}\n",
+                d.db_id,
+                d.name,
+                d.path,
+                if persistent { " PERSISTENT" } else { "" },
+                if sticky { " STICKY" } else { "" },
+                if readonly { " READONLY" } else { "" },
+                if replicated { " REPLICATED" } else { "" },
+                if unhealthy { " UNHEALTHY" } else { "" },
+            )),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(db_id: u32, name: &str, flags: u8) -> DbInfo {
+        let dir = if flags & db::PERSISTENT != 0 {
+            "persistent"
+        } else {
+            "volatile"
+        };
+        DbInfo {
+            db_id,
+            flags,
+            name: name.to_string(),
+            path: format!("REF/node.0/db/{dir}/{name}.0"),
+            health: None,
+        }
+    }
+
+    #[test]
+    fn empty_dbmap_matches_samba() {
+        assert_eq!(getdbmap_text(&[], None), "Number of databases:0\n");
+        assert_eq!(
+            getdbmap_text(&[], Some("|")),
+            "|ID|Name|Path|Persistent|Sticky|Unhealthy|Readonly|Replicated|\n"
+        );
+    }
+
+    #[test]
+    fn dbmap_with_flags_matches_samba() {
+        let dbs = vec![
+            info(0x4d2a432b, "g_lock.tdb", 0),
+            info(0x50c36498, "capture_sticky.tdb", db::STICKY),
+            info(0xdb491c38, "capture_ro.tdb", db::READONLY),
+            info(0xf03ed0b2, "capture_mig.tdb", 0),
+            info(0xfce09386, "capture_repl.tdb", db::REPLICATED),
+            info(0x6ef91a74, "capture_pers.tdb", db::PERSISTENT),
+            info(0x6896115a, "capture_vol.tdb", 0),
+        ];
+        let expected = "Number of databases:7
+dbid:0x4d2a432b name:g_lock.tdb path:REF/node.0/db/volatile/g_lock.tdb.0
+dbid:0x50c36498 name:capture_sticky.tdb path:REF/node.0/db/volatile/capture_sticky.tdb.0 STICKY
+dbid:0xdb491c38 name:capture_ro.tdb path:REF/node.0/db/volatile/capture_ro.tdb.0 READONLY
+dbid:0xf03ed0b2 name:capture_mig.tdb path:REF/node.0/db/volatile/capture_mig.tdb.0
+dbid:0xfce09386 name:capture_repl.tdb path:REF/node.0/db/volatile/capture_repl.tdb.0 REPLICATED
+dbid:0x6ef91a74 name:capture_pers.tdb path:REF/node.0/db/persistent/capture_pers.tdb.0 PERSISTENT
+dbid:0x6896115a name:capture_vol.tdb path:REF/node.0/db/volatile/capture_vol.tdb.0
+";
+        assert_eq!(getdbmap_text(&dbs, None), expected);
+    }
+
+    #[test]
+    fn machine_dbmap_matches_samba() {
+        // As Samba 4.17 printed it for a ctdb-rs node.
+        let dbs = vec![
+            DbInfo {
+                db_id: 0x7706f64d,
+                flags: db::REPLICATED,
+                name: "t3.tdb".into(),
+                path: "/tmp/clinode/db/volatile/t3.tdb.0".into(),
+                health: None,
+            },
+            DbInfo {
+                db_id: 0x4c4dfd07,
+                flags: db::PERSISTENT,
+                name: "t2.tdb".into(),
+                path: "/tmp/clinode/db/persistent/t2.tdb.0".into(),
+                health: Some("NO-HEALTHY-NODES".into()),
+            },
+        ];
+        assert_eq!(
+            getdbmap_text(&dbs, Some("|")),
+            "|ID|Name|Path|Persistent|Sticky|Unhealthy|Readonly|Replicated|
+|0x7706F64D|t3.tdb|/tmp/clinode/db/volatile/t3.tdb.0|0|0|0|0|1|
+|0x4C4DFD07|t2.tdb|/tmp/clinode/db/persistent/t2.tdb.0|1|0|1|0|0|
+"
+        );
+        assert!(getdbmap_text(&dbs, None).contains("t2.tdb.0 PERSISTENT UNHEALTHY\n"));
+    }
+}

@@ -1,0 +1,113 @@
+//! Usage texts, laid out as popt and Samba's command table print them.
+
+/// (name, arguments, description) of every command this tool knows, Samba's words.
+pub const COMMANDS: &[(&str, &str, &str)] = &[
+    ("version", "", "show version of ctdb"),
+    ("status", "", "show node status"),
+    ("uptime", "", "show node uptime"),
+    ("ping", "", "ping a node"),
+    (
+        "runstate",
+        "[setup|first_recovery|startup|running]",
+        "get/check runstate of a node",
+    ),
+    ("getvar", "<name>", "get a tunable variable"),
+    ("setvar", "<name> <value>", "set a tunable variable"),
+    ("listvars", "", "list tunable variables"),
+    ("statistics", "", "show ctdb statistics"),
+    ("statisticsreset", "", "reset ctdb statistics"),
+    ("getdbmap", "", "show attached databases"),
+    ("getcapabilities", "", "show node capabilities"),
+    ("pnn", "", "show the pnn of the currnet node"),
+    (
+        "setdebug",
+        "ERROR|WARNING|NOTICE|INFO|DEBUG",
+        "set debug level",
+    ),
+    ("getdebug", "", "get debug level"),
+    (
+        "attach",
+        "<dbname> [persistent|replicated]",
+        "attach a database",
+    ),
+    ("getpid", "", "get ctdbd process ID"),
+    ("shutdown", "", "shutdown ctdb daemon"),
+    ("listnodes", "", "list nodes in the cluster"),
+    ("leader", "", "show the pnn of the leader"),
+    (
+        "scriptstatus",
+        "[init|setup|startup|monitor|takeip|releaseip|ipreallocated]",
+        "show event script status",
+    ),
+    (
+        "nodestatus",
+        "[all|<pnn-list>]",
+        "show and return node status",
+    ),
+];
+
+const OPTIONS_HELP: &str = "Usage: [OPTION...]
+  -d, --debug=STRING       debug level
+  -t, --timelimit=INT      timelimit (in seconds)
+  -n, --node=INT           node specification - integer
+  -Y                       enable machine readable output
+  -x, --separator=CHAR     specify separator for machine readable output
+  -X                       enable machine parsable output with separator |
+  -v, --verbose            enable verbose output
+  -T, --maxruntime=INT     die if runtime exceeds this limit (in seconds)
+
+Help options:
+  -?, --help               Show this help message
+      --usage              Display brief usage message
+";
+
+const BRIEF_USAGE: &str = "Usage: [-?YXv] [-?|--help] [--usage] [-d|--debug=STRING]
+        [-t|--timelimit=INT] [-n|--node=INT] [-Y] [-x|--separator=CHAR]
+        [-X] [-v|--verbose] [-T|--maxruntime=INT]
+";
+
+fn command_line(name: &str, args: &str, msg: &str) -> String {
+    format!("  {name:<15} {args:<27}  {msg}\n")
+}
+
+/// The full help: options, then every command.
+pub fn full() -> String {
+    let mut s = String::from(OPTIONS_HELP);
+    s.push_str("\nCommands:\n");
+    for (name, args, msg) in COMMANDS {
+        s.push_str(&command_line(name, args, msg));
+    }
+    s
+}
+
+/// The brief usage (`--usage`).
+pub fn brief() -> String {
+    BRIEF_USAGE.to_string()
+}
+
+/// What Samba prints when a command gets the wrong arguments.
+pub fn for_command(name: &str) -> String {
+    match COMMANDS.iter().find(|(n, _, _)| *n == name) {
+        Some((n, a, m)) => format!("{BRIEF_USAGE}\nCommands:\n{}", command_line(n, a, m)),
+        None => full(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_usage_matches_samba() {
+        assert_eq!(
+            super::for_command("attach"),
+            "Usage: [-?YXv] [-?|--help] [--usage] [-d|--debug=STRING]
+        [-t|--timelimit=INT] [-n|--node=INT] [-Y] [-x|--separator=CHAR]
+        [-X] [-v|--verbose] [-T|--maxruntime=INT]
+
+Commands:
+  attach          <dbname> [persistent|replicated]  attach a database
+"
+        );
+        assert!(super::for_command("getvar")
+            .ends_with("  getvar          <name>                       get a tunable variable\n"));
+    }
+}

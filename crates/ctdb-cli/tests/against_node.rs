@@ -1,0 +1,399 @@
+//! Runs the `ctdb` binary against a real ctdb-rs node (`target/debug/ctdbd`) started in
+//! a temporary CTDB_BASE, and checks what each command prints.
+//!
+//! Needs the workspace's binaries (`cargo build --workspace --bins`); when `ctdbd` or
+//! one of its components is missing the test says so and passes without running.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const CTDB: &str = env!("CARGO_BIN_EXE_ctdb");
+const COMPONENTS: [&str; 5] = [
+    "ctdbd",
+    "ctdb-db",
+    "ctdb-eventd",
+    "ctdb-recoverd",
+    "ctdb-transport",
+];
+
+/// The directory holding ctdbd and its components, if they are all built.
+fn binaries_dir() -> Option<PathBuf> {
+    let beside_us = Path::new(CTDB).parent().map(Path::to_path_buf);
+    let from_manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debug");
+    [beside_us, Some(from_manifest)]
+        .into_iter()
+        .flatten()
+        .find(|d| COMPONENTS.iter().all(|c| d.join(c).is_file()))
+}
+
+/// A running node; SIGTERM (then SIGKILL) on drop.
+struct Node {
+    child: Child,
+    base: tempfile::TempDir,
+    socket: PathBuf,
+}
+
+impl Node {
+    fn start(dir: &Path) -> Node {
+        let base = tempfile::Builder::new()
+            .prefix("ctdb-cli-test")
+            .tempdir()
+            .expect("tempdir");
+        std::fs::write(base.path().join("nodes"), "127.0.0.1\n").expect("nodes file");
+        let socket = base.path().join("ctdb.socket");
+        // A free port, so that this node meets no other node.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let log = std::fs::File::create(base.path().join("log")).expect("log");
+        let child = Command::new(dir.join("ctdbd"))
+            .env("CTDB_BASE", base.path())
+            .env("CTDB_SOCKET", &socket)
+            .env("CTDB_PORT", port.to_string())
+            .env("CTDB_NODE_ADDRESS", "127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start ctdbd");
+        Node {
+            child,
+            base,
+            socket,
+        }
+    }
+
+    /// Runs `ctdb ARGS` against this node: (stdout, stderr, exit code).
+    fn ctdb(&self, args: &[&str]) -> (String, String, i32) {
+        run_ctdb(args, self.base.path(), &self.socket)
+    }
+
+    /// Runs a command until `ok` accepts its result, for up to `secs` seconds.
+    fn wait_for(&self, args: &[&str], secs: u64, ok: impl Fn(&str, i32) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let (out, errs, code) = self.ctdb(args);
+            if ok(&out, code) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "ctdb {args:?} never got ready: rc={code} out={out:?} err={errs:?}\nlog:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.base.path().join("log")).unwrap_or_default()
+    }
+
+    /// Waits up to `secs` seconds for ctdbd to exit.
+    fn wait_exit(&mut self, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+            if !self.wait_exit(10) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+}
+
+/// Runs the tool with a hard deadline of 60 seconds.
+fn run_ctdb(args: &[&str], base: &Path, socket: &Path) -> (String, String, i32) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let mut child = Command::new(CTDB)
+        .args(args)
+        .env("CTDB_BASE", base)
+        .env("CTDB_SOCKET", socket)
+        .env("TZ", "UTC")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("out"))
+        .stderr(std::fs::File::create(&err_path).expect("err"))
+        .spawn()
+        .expect("run ctdb");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ctdb {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        std::fs::read_to_string(out_path).unwrap_or_default(),
+        std::fs::read_to_string(err_path).unwrap_or_default(),
+        status.code().unwrap_or(-1),
+    )
+}
+
+fn assert_ok(r: (String, String, i32), expected_out: &str) {
+    assert_eq!(r, (expected_out.to_string(), String::new(), 0));
+}
+
+#[test]
+fn without_a_daemon_the_tool_says_so() {
+    let base = tempfile::tempdir().expect("tempdir");
+    std::fs::write(base.path().join("nodes"), "127.0.0.1\n").expect("nodes");
+    let socket = base.path().join("nothing.socket");
+    let (out, errs, code) = run_ctdb(&["ping"], base.path(), &socket);
+    assert_eq!(out, "");
+    assert_eq!(code, 1);
+    assert_eq!(
+        errs,
+        format!(
+            "connect() failed, errno=2\nFailed to connect to CTDB daemon ({})\n",
+            socket.display()
+        )
+    );
+    // listnodes needs no daemon.
+    assert_ok(
+        run_ctdb(&["listnodes"], base.path(), &socket),
+        "127.0.0.1\n",
+    );
+    let (out, errs, code) = run_ctdb(&["version"], base.path(), &socket);
+    assert!(out.starts_with("4.17.12-"), "{out}");
+    assert_eq!((errs.as_str(), code), ("", 0));
+    let (_, errs, code) = run_ctdb(&["nosuchcommand"], base.path(), &socket);
+    assert_eq!(
+        (errs.as_str(), code),
+        ("Unknown command 'nosuchcommand'\n", 1)
+    );
+}
+
+fn is_digits(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+#[test]
+fn commands_against_a_running_node() {
+    let Some(dir) = binaries_dir() else {
+        eprintln!(
+            "SKIPPED: target/debug/ctdbd and its components are not built; \
+             run `cargo build --workspace --bins` first"
+        );
+        return;
+    };
+    let mut node = Node::start(&dir);
+    node.wait_for(&["ping"], 30, |_, code| code == 0);
+    node.wait_for(&["runstate", "running"], 30, |_, code| code == 0);
+    node.wait_for(&["status"], 30, |out, code| {
+        code == 0 && out.contains("Recovery mode:NORMAL (0)\n") && out.ends_with("Leader:0\n")
+    });
+
+    // ping, pnn, version
+    let (out, errs, code) = node.ctdb(&["ping"]);
+    assert_eq!((errs.as_str(), code), ("", 0));
+    let rest = out.strip_prefix("response from 0 time=").expect(&out);
+    let (time, clients) = rest.split_once(" sec  (").expect(&out);
+    assert!(time.len() == 8 && time.starts_with("0."), "{out}");
+    assert!(clients.ends_with(" clients)\n"), "{out}");
+    assert_ok(node.ctdb(&["pnn"]), "0\n");
+
+    // status
+    let (out, errs, code) = node.ctdb(&["status"]);
+    assert_eq!((errs.as_str(), code), ("", 0));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 7, "{out}");
+    assert_eq!(lines[0], "Number of nodes:1");
+    assert_eq!(lines[1], "pnn:0 127.0.0.1        OK (THIS NODE)");
+    let generation = lines[2].strip_prefix("Generation:").expect(&out);
+    assert!(is_digits(generation), "{out}");
+    assert_eq!(
+        &lines[3..],
+        [
+            "Size:1",
+            "hash:0 lmaster:0",
+            "Recovery mode:NORMAL (0)",
+            "Leader:0"
+        ]
+    );
+    let machine = "|Node|IP|Disconnected|Unknown|Banned|Disabled|Unhealthy|Stopped|Inactive|PartiallyOnline|ThisNode|\n\
+                   |0|127.0.0.1|0|0|0|0|0|0|0|0|Y|\n";
+    assert_ok(node.ctdb(&["-X", "status"]), machine);
+    assert_ok(node.ctdb(&["-Y", "status"]), machine);
+    assert_ok(
+        node.ctdb(&["nodestatus"]),
+        "pnn:0 127.0.0.1        OK (THIS NODE)\n",
+    );
+    assert_ok(
+        node.ctdb(&["nodestatus", "all"]),
+        "Number of nodes:1\npnn:0 127.0.0.1        OK (THIS NODE)\n",
+    );
+    assert_eq!(
+        node.ctdb(&["-n", "7", "ping"]),
+        (String::new(), "Node 7 does not exist\n".into(), 1)
+    );
+
+    // listnodes
+    assert_ok(node.ctdb(&["listnodes"]), "127.0.0.1\n");
+    assert_ok(node.ctdb(&["-X", "listnodes"]), "|0|127.0.0.1|\n");
+
+    // uptime (TZ=UTC)
+    let (out, errs, code) = node.ctdb(&["uptime"]);
+    assert_eq!((errs.as_str(), code), ("", 0));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(lines[0].starts_with("Current time of node 0        :                "));
+    assert!(lines[1].starts_with("Ctdbd start time              : (000 00:"));
+    assert!(lines[2].starts_with("Time of last recovery/failover: (000 00:"));
+    assert!(lines[3].starts_with("Duration of last recovery/failover: "));
+    assert!(lines[3].ends_with(" seconds"));
+    // `Wed Nov 25 02:47:57 2026`: the ctime() layout.
+    let now = &lines[0][47..];
+    assert_eq!(now.len(), 24, "{out}");
+    assert_eq!(&now[13..14], ":", "{out}");
+
+    // getdbmap and attach
+    let (out, _, code) = node.ctdb(&["getdbmap"]);
+    assert_eq!(code, 0);
+    let before: usize = out
+        .strip_prefix("Number of databases:")
+        .and_then(|s| s.lines().next())
+        .and_then(|n| n.parse().ok())
+        .expect(&out);
+    assert_ok(node.ctdb(&["attach", "cli_vol.tdb"]), "");
+    assert_ok(node.ctdb(&["attach", "cli_pers.tdb", "persistent"]), "");
+    assert_ok(node.ctdb(&["attach", "cli_repl.tdb", "replicated"]), "");
+    let (out, _, code) = node.ctdb(&["attach", "x.tdb", "bogus"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("  attach          <dbname> [persistent|replicated]  attach a database\n"));
+    let (out, errs, code) = node.ctdb(&["getdbmap"]);
+    assert_eq!((errs.as_str(), code), ("", 0));
+    assert!(
+        out.starts_with(&format!("Number of databases:{}\n", before + 3)),
+        "{out}"
+    );
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.contains(&format!(" name:{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from {out}"))
+            .to_string()
+    };
+    let vol = line("cli_vol.tdb");
+    assert!(
+        vol.starts_with("dbid:0x") && vol.ends_with("/cli_vol.tdb.0"),
+        "{vol}"
+    );
+    assert!(line("cli_pers.tdb").ends_with("/cli_pers.tdb.0 PERSISTENT"));
+    assert!(line("cli_repl.tdb").ends_with("/cli_repl.tdb.0 REPLICATED"));
+    let (out, _, code) = node.ctdb(&["-X", "getdbmap"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("|ID|Name|Path|Persistent|Sticky|Unhealthy|Readonly|Replicated|\n"));
+    assert!(out
+        .lines()
+        .any(|l| l.contains("|cli_pers.tdb|") && l.ends_with("|1|0|0|0|0|")));
+
+    // getvar, setvar, listvars
+    assert_ok(
+        node.ctdb(&["getvar", "RecoverInterval"]),
+        "RecoverInterval            = 1\n",
+    );
+    assert_ok(node.ctdb(&["setvar", "RecoverInterval", "3"]), "");
+    assert_ok(
+        node.ctdb(&["getvar", "recoverinterval"]),
+        "recoverinterval            = 3\n",
+    );
+    assert_eq!(
+        node.ctdb(&["getvar", "NoSuchVar"]),
+        ("No such tunable NoSuchVar\n".into(), String::new(), 1)
+    );
+    let (out, errs, code) = node.ctdb(&["listvars"]);
+    assert_eq!((errs.as_str(), code), ("", 0));
+    assert!(
+        out.starts_with("SeqnumInterval             = 1000\n"),
+        "{out}"
+    );
+    assert!(out.contains("\nRecoverInterval            = 3\n"), "{out}");
+    assert!(out.lines().count() > 40, "{out}");
+    for l in out.lines() {
+        let (name, value) = l.split_once(" = ").expect(l);
+        assert!(name.len() >= 26 && is_digits(value), "{l}");
+    }
+    assert_ok(node.ctdb(&["setvar", "RecoverInterval", "1"]), "");
+
+    // getpid: the transport component answers
+    let (out, errs, code) = node.ctdb(&["getpid"]);
+    assert_eq!((errs.as_str(), code), ("", 0));
+    assert!(is_digits(out.trim_end()), "{out}");
+
+    // getcapabilities, getdebug, setdebug, runstate
+    assert_ok(
+        node.ctdb(&["getcapabilities"]),
+        "LEADER: YES\nLMASTER: YES\n",
+    );
+    assert_ok(
+        node.ctdb(&["-X", "getcapabilities"]),
+        "|LEADER|LMASTER|\n|1|1|\n",
+    );
+    assert_ok(node.ctdb(&["getdebug"]), "NOTICE\n");
+    assert_eq!(
+        node.ctdb(&["setdebug", "LOUD"]),
+        (
+            String::new(),
+            "Invalid debug level 'LOUD'. Valid levels are:\n\tERROR | WARNING | NOTICE | INFO | DEBUG\n".into(),
+            1
+        )
+    );
+    assert_ok(node.ctdb(&["setdebug", "INFO"]), "");
+    assert_ok(node.ctdb(&["getdebug"]), "INFO\n");
+    assert_ok(node.ctdb(&["setdebug", "NOTICE"]), "");
+    assert_ok(node.ctdb(&["runstate"]), "RUNNING\n");
+    assert_ok(node.ctdb(&["runstate", "startup", "running"]), "RUNNING\n");
+    assert_eq!(
+        node.ctdb(&["runstate", "startup"]),
+        (
+            "CTDB not in required run state (got RUNNING)\n".into(),
+            String::new(),
+            1
+        )
+    );
+
+    // statistics
+    let (out, errs, code) = node.ctdb(&["statistics"]);
+    assert_eq!((errs.as_str(), code), ("", 0));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 52, "{out}");
+    assert_eq!(lines[0], "CTDB version 1");
+    assert!(lines[1].starts_with("Current time of statistics  :                "));
+    assert!(lines[3].starts_with(" num_clients       "));
+    assert_eq!(lines[13], " node");
+    assert!(lines[45].starts_with(" hop_count_buckets: 0"));
+    assert!(lines[51].starts_with(" childwrite_latency MIN/AVG/MAX     "));
+
+    // shutdown stops the node
+    let (_, errs, code) = node.ctdb(&["shutdown"]);
+    assert_eq!((errs.as_str(), code), ("", 0));
+    assert!(
+        node.wait_exit(20),
+        "ctdbd still running after shutdown\n{}",
+        node.log()
+    );
+}
