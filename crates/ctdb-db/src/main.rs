@@ -7,7 +7,7 @@ use ctdb_db::{DbDaemon, DbDirs, Options};
 use ctdb_rpc::component::{lock, serve_on, terminated, Outbox, PacketComponent};
 use ctdb_rpc::uds::socket_path;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let config = match Config::load() {
         Ok(c) => c,

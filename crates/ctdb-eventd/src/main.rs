@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 /// How long open connections may take to close once we are told to stop.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config = match ctdb_common::Config::load() {
         Ok(c) => c,

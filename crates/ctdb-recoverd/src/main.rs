@@ -5,7 +5,7 @@ use ctdb_recoverd::recovery::Monitor;
 use ctdb_recoverd::Recoverd;
 use ctdb_rpc::component::{Outbox, PacketComponent};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let config = match Config::load() {
         Ok(c) => c,

@@ -145,6 +145,9 @@ impl<H: PacketHandler> Component for PacketComponent<H> {
                     () = tx.closed() => return,
                 };
                 let Some(first) = first else { return };
+                // Let the rest of the inbound batch be handled first so that its
+                // replies leave together.
+                tokio::task::yield_now().await;
                 let mut packets = vec![first];
                 while packets.len() < MAX_BATCH {
                     match pending.try_recv() {

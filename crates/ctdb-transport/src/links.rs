@@ -97,6 +97,9 @@ async fn keep_connected(
                         },
                         first = queue.recv() => {
                             let Some(first) = first else { return };
+                            // Let the other ready clients queue theirs first: one
+                            // batch then carries many packets under load.
+                            tokio::task::yield_now().await;
                             let mut packets = vec![first];
                             while packets.len() < MAX_BATCH {
                                 match queue.try_recv() {

@@ -1,6 +1,6 @@
 use ctdb_common::Config;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let config = match Config::load() {
         Ok(c) => c,

@@ -122,7 +122,7 @@ fn prepare_dirs(config: &Config) -> std::io::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config = match Config::load() {
         Ok(c) => c,
