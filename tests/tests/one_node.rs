@@ -249,3 +249,30 @@ async fn bad_clients_are_cut_off_and_everyone_else_is_served() {
     assert_ne!(obsolete.status, 0);
     assert!(client.ping(HERE).await.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_in_transport_serves_calls_and_survives_a_transport_restart() {
+    let node = TestNode::start("[database]\n\tin transport process = yes\n");
+    let client = node.ready().await;
+    assert!(
+        node.component_pid("ctdb-db").is_none(),
+        "no separate db process"
+    );
+    let db = client
+        .attach(HERE, "colo.tdb", false)
+        .await
+        .expect("attach");
+    client.call(null_call(db, b"k")).await.expect("call");
+    let before = header_of(&client, db, b"k").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let old = node.kill_component("ctdb-transport");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.component_pid("ctdb-transport") == Some(old) {
+        assert!(Instant::now() < deadline, "transport was not restarted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = node.ready().await;
+    let after = header_of(&client, db, b"k").await;
+    assert!(after.rsn > before.rsn, "{before:?} -> {after:?}");
+}

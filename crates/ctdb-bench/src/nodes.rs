@@ -15,7 +15,8 @@ pub struct OurNode {
 }
 
 impl OurNode {
-    pub fn start() -> Result<Self, String> {
+    /// `db_in_transport`: run the database component inside transport's process.
+    pub fn start(db_in_transport: bool) -> Result<Self, String> {
         let dir = tempfile::Builder::new()
             .prefix("ctdb-bench-rs")
             .tempdir()
@@ -30,6 +31,10 @@ impl OurNode {
             .env("CTDB_BASE", dir.path())
             .env("CTDB_SOCKET", &socket)
             .env("CTDB_LOG_LEVEL", "ERROR")
+            .env(
+                "CTDB_DB_IN_TRANSPORT",
+                if db_in_transport { "yes" } else { "no" },
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -72,6 +72,9 @@ pub struct DatabaseConfig {
     pub volatile_dir: PathBuf,
     pub persistent_dir: PathBuf,
     pub state_dir: PathBuf,
+    /// ctdb-rs only: run the database component inside transport's process. Local
+    /// calls then skip a process hop; the two restart together.
+    pub in_transport: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +130,7 @@ const SETTINGS: &[Setting] = &[
     Setting { ini: Some(("database", "volatile database directory")), env: &["CTDB_VOLATILE_DB_DIR"], apply: |c, v| { c.database.volatile_dir = path(v)?; Ok(()) } },
     Setting { ini: Some(("database", "persistent database directory")), env: &["CTDB_PERSISTENT_DB_DIR"], apply: |c, v| { c.database.persistent_dir = path(v)?; Ok(()) } },
     Setting { ini: Some(("database", "state database directory")), env: &["CTDB_STATE_DB_DIR"], apply: |c, v| { c.database.state_dir = path(v)?; Ok(()) } },
+    Setting { ini: Some(("database", "in transport process")), env: &["CTDB_DB_IN_TRANSPORT"], apply: |c, v| { c.database.in_transport = boolean(v)?; Ok(()) } },
     Setting { ini: None, env: &["CTDB_EVENTS_DIR"], apply: |c, v| { c.event.events_dir = path(v)?; Ok(()) } },
     Setting { ini: Some(("event", "debug script")), env: &[], apply: |c, v| { c.event.debug_script = optional(v); Ok(()) } },
     Setting { ini: None, env: &["CTDB_MONITOR_INTERVAL"], apply: |c, v| { c.event.monitor_interval_secs = secs(v)?; Ok(()) } },
@@ -249,6 +253,7 @@ impl Config {
                 volatile_dir: db.join("volatile"),
                 persistent_dir: db.join("persistent"),
                 state_dir: db.join("state"),
+                in_transport: false,
             },
             event: EventConfig {
                 events_dir: root.join("events"),

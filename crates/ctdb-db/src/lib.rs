@@ -303,3 +303,20 @@ impl PacketHandler for DbDaemon {
 
 #[cfg(test)]
 mod tests;
+
+/// Opens this node's databases as its configuration says: one sled database in the
+/// state directory, the directories Samba's paths name.
+pub fn open_from_config(config: &ctdb_common::Config) -> Result<DbDaemon, String> {
+    let pnn = config.pnn().map_err(|e| e.to_string())?;
+    let dirs = DbDirs {
+        volatile: config.database.volatile_dir.clone(),
+        persistent: config.database.persistent_dir.clone(),
+        state: config.database.state_dir.clone(),
+    };
+    let state = &config.database.state_dir;
+    std::fs::create_dir_all(state)
+        .map_err(|e| format!("cannot create {}: {e}", state.display()))?;
+    let sled_path = state.join("ctdb-rs.sled");
+    DbDaemon::open(&sled_path, Options::new(pnn, dirs))
+        .map_err(|e| format!("cannot open {}: {e}", sled_path.display()))
+}

@@ -3,7 +3,6 @@
 use std::sync::{Arc, Mutex};
 
 use ctdb_common::Config;
-use ctdb_db::{DbDaemon, DbDirs, Options};
 use ctdb_rpc::component::{lock, serve_on, terminated, Outbox, PacketComponent};
 use ctdb_rpc::uds::socket_path;
 
@@ -17,38 +16,19 @@ async fn main() -> std::process::ExitCode {
         }
     };
     ctdb_common::logging::init("db", &config.logging.location, &config.logging.level);
-    let pnn = match config.pnn() {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!("{e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let dirs = DbDirs {
-        volatile: config.database.volatile_dir.clone(),
-        persistent: config.database.persistent_dir.clone(),
-        state: config.database.state_dir.clone(),
-    };
-    // One sled database per node, beside the state databases.
-    let sled_path = config.database.state_dir.join("ctdb-rs.sled");
-    if let Err(e) = std::fs::create_dir_all(&config.database.state_dir) {
-        tracing::error!("cannot create {}: {e}", config.database.state_dir.display());
-        return std::process::ExitCode::FAILURE;
-    }
-    let daemon = match DbDaemon::open(&sled_path, Options::new(pnn, dirs)) {
+    let daemon = match ctdb_db::open_from_config(&config) {
         Ok(d) => d,
         Err(e) => {
-            tracing::error!("cannot open {}: {e}", sled_path.display());
+            tracing::error!("{e}");
             return std::process::ExitCode::FAILURE;
         }
     };
-
     let handler = Arc::new(Mutex::new(daemon));
     let (outbox, rx) = Outbox::new();
     let component = PacketComponent::with_outbox("db", handler.clone(), outbox, rx);
     let router = tonic::transport::Server::builder().add_service(component.into_server());
     let socket = socket_path(&config.run_dir, "db");
-    tracing::info!(socket = %socket.display(), sled = %sled_path.display(), "serving");
+    tracing::info!(socket = %socket.display(), "serving");
     let served = serve_on(&socket, router, terminated()).await;
 
     let flushed = lock(&handler).flush();

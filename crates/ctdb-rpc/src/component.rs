@@ -109,7 +109,7 @@ impl<H: PacketHandler> PacketComponent<H> {
 }
 
 /// Locks a handler even if an earlier holder panicked: a component keeps serving.
-pub fn lock<H>(handler: &Mutex<H>) -> MutexGuard<'_, H> {
+pub fn lock<H: ?Sized>(handler: &Mutex<H>) -> MutexGuard<'_, H> {
     handler
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

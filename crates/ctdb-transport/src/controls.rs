@@ -261,12 +261,8 @@ fn answer(
         StatisticsReset => {
             node.stats.reset();
             for owner in Owner::COMPONENTS {
-                if let Some(link) = node.link(owner) {
-                    let mut c =
-                        ctdb_rpc::component_client::ComponentClient::new(link.channel.clone());
-                    tokio::spawn(async move {
-                        let _ = c.reset_statistics(Empty {}).await;
-                    });
+                if let Some(link) = node.link(owner).cloned() {
+                    tokio::spawn(async move { link.reset_statistics().await });
                 }
             }
             status(0)
@@ -318,11 +314,8 @@ pub fn node_map(node: &Node) -> NodeMap {
 
 fn fan_out_debug(node: &Node, level: i32) {
     for owner in Owner::COMPONENTS {
-        if let Some(link) = node.link(owner) {
-            let mut c = ctdb_rpc::component_client::ComponentClient::new(link.channel.clone());
-            tokio::spawn(async move {
-                let _ = c.set_debug(ctdb_rpc::DebugLevel { level }).await;
-            });
+        if let Some(link) = node.link(owner).cloned() {
+            tokio::spawn(async move { link.set_debug(level).await });
         }
     }
 }
@@ -353,11 +346,9 @@ fn statistics(node: &Arc<Node>, client: u64, header: Header) {
             if !link.is_up() {
                 continue;
             }
-            let mut c = ctdb_rpc::component_client::ComponentClient::new(link.channel.clone());
-            match tokio::time::timeout(Duration::from_secs(2), c.statistics(Empty {})).await {
-                Ok(Ok(part)) => merge(&mut stats, &part.into_inner()),
-                Ok(Err(e)) => warn!(component = owner.name(), "statistics failed: {e}"),
-                Err(_) => warn!(component = owner.name(), "statistics timed out"),
+            match link.statistics().await {
+                Ok(part) => merge(&mut stats, &part),
+                Err(e) => warn!(component = owner.name(), "statistics failed: {e}"),
             }
         }
         node.reply_control(client, &header, ok(stats.to_bytes()));

@@ -253,10 +253,22 @@ impl Deliver for Node {
     }
 }
 
+/// Components that run inside transport's process instead of their own.
+pub type InProcess = HashMap<Owner, Arc<Mutex<dyn ctdb_rpc::component::PacketHandler>>>;
+
 /// Starts transport for `config` and serves until SHUTDOWN or `stop` resolves.
 pub async fn run(
     config: Config,
     stop: impl std::future::Future<Output = ()>,
+) -> Result<(), TransportError> {
+    run_with(config, stop, InProcess::new()).await
+}
+
+/// Like [`run`], with some components in this process (`in_process`).
+pub async fn run_with(
+    config: Config,
+    stop: impl std::future::Future<Output = ()>,
+    mut in_process: InProcess,
 ) -> Result<(), TransportError> {
     let pnn = config.pnn()?;
     let socket = config.socket.clone();
@@ -273,9 +285,12 @@ pub async fn run(
         let sink: Arc<dyn Deliver> = Arc::new(WeakSink(weak.clone()));
         let links = Owner::COMPONENTS
             .into_iter()
-            .map(|owner| {
-                let path = ctdb_rpc::uds::socket_path(&config.run_dir, owner.name());
-                (owner, links::start(owner, path, sink.clone()))
+            .map(|owner| match in_process.remove(&owner) {
+                Some(handler) => (owner, links::start_in_process(owner, handler, sink.clone())),
+                None => {
+                    let path = ctdb_rpc::uds::socket_path(&config.run_dir, owner.name());
+                    (owner, links::start(owner, path, sink.clone()))
+                }
             })
             .collect();
         Node {

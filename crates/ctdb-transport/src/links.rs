@@ -3,14 +3,20 @@
 //! One task per component keeps a `Packets` stream open to the component's socket,
 //! reconnecting with back-off when it restarts. Packets queued for it are drained into
 //! as few `PacketBatch` messages as the load allows.
+//!
+//! A component may instead run inside transport's process ([`start_in_process`]): the
+//! same queue then feeds its handler directly, with no socket hop on the hot path.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
+use ctdb_rpc::component::{lock, Outbox, PacketHandler};
 use ctdb_rpc::component_client::ComponentClient;
-use ctdb_rpc::{Envelope, PacketBatch};
+use ctdb_rpc::{DebugLevel, Empty, Envelope, PacketBatch, StatisticsPart};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
@@ -22,16 +28,60 @@ use crate::routing::Owner;
 const MAX_BATCH: usize = 256;
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
+/// Where a component runs.
+enum Backend {
+    /// Its own process, reached on its socket.
+    Remote(Channel),
+    /// Inside transport's process.
+    Local(Arc<Mutex<dyn PacketHandler>>),
+}
+
 /// Transport's end of one component's packet stream.
-#[derive(Debug)]
 pub struct Link {
     pub owner: Owner,
     tx: mpsc::UnboundedSender<Envelope>,
     up: AtomicBool,
-    pub channel: Channel,
+    backend: Backend,
 }
 
 impl Link {
+    /// The component's share of the node's statistics.
+    pub async fn statistics(&self) -> Result<StatisticsPart, String> {
+        match &self.backend {
+            Backend::Remote(channel) => {
+                let mut c = ComponentClient::new(channel.clone());
+                match tokio::time::timeout(Duration::from_secs(2), c.statistics(Empty {})).await {
+                    Ok(Ok(part)) => Ok(part.into_inner()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("timed out".into()),
+                }
+            }
+            Backend::Local(handler) => Ok(lock(handler).statistics()),
+        }
+    }
+
+    pub async fn reset_statistics(&self) {
+        match &self.backend {
+            Backend::Remote(channel) => {
+                let _ = ComponentClient::new(channel.clone())
+                    .reset_statistics(Empty {})
+                    .await;
+            }
+            Backend::Local(handler) => lock(handler).reset_statistics(),
+        }
+    }
+
+    pub async fn set_debug(&self, level: i32) {
+        match &self.backend {
+            Backend::Remote(channel) => {
+                let _ = ComponentClient::new(channel.clone())
+                    .set_debug(DebugLevel { level })
+                    .await;
+            }
+            Backend::Local(handler) => lock(handler).set_debug(level),
+        }
+    }
+
     /// Queues a packet for the component; false when it is not connected now.
     pub fn send(&self, envelope: Envelope) -> bool {
         self.is_up() && self.tx.send(envelope).is_ok()
@@ -51,25 +101,60 @@ pub trait Deliver: Send + Sync + 'static {
 /// Creates the link to `owner`'s socket and starts the task that keeps it connected.
 pub fn start(owner: Owner, socket: PathBuf, sink: Arc<dyn Deliver>) -> Arc<Link> {
     let (tx, rx) = mpsc::unbounded_channel();
+    let channel = ctdb_rpc::uds::channel(socket);
     let link = Arc::new(Link {
         owner,
         tx,
         up: AtomicBool::new(false),
-        channel: ctdb_rpc::uds::channel(socket),
+        backend: Backend::Remote(channel.clone()),
     });
-    tokio::spawn(keep_connected(link.clone(), rx, sink));
+    tokio::spawn(keep_connected(link.clone(), channel, rx, sink));
+    link
+}
+
+/// Runs `handler` inside this process as `owner`: packets go straight to it.
+pub fn start_in_process(
+    owner: Owner,
+    handler: Arc<Mutex<dyn PacketHandler>>,
+    sink: Arc<dyn Deliver>,
+) -> Arc<Link> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Envelope>();
+    let (outbox, mut outgoing) = Outbox::new();
+    let link = Arc::new(Link {
+        owner,
+        tx,
+        up: AtomicBool::new(true),
+        backend: Backend::Local(handler.clone()),
+    });
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut h = lock(&handler);
+            h.handle(first, &outbox);
+            while let Ok(more) = rx.try_recv() {
+                h.handle(more, &outbox);
+            }
+        }
+    });
+    let out_sink = sink.clone();
+    tokio::spawn(async move {
+        while let Some(envelope) = outgoing.recv().await {
+            out_sink.deliver_from(owner, envelope);
+        }
+    });
+    sink.link_changed(owner, true);
     link
 }
 
 async fn keep_connected(
     link: Arc<Link>,
+    channel: Channel,
     mut queue: mpsc::UnboundedReceiver<Envelope>,
     sink: Arc<dyn Deliver>,
 ) {
     let mut backoff = Duration::from_millis(20);
     loop {
         let (batches_tx, batches_rx) = mpsc::channel::<PacketBatch>(64);
-        let mut client = ComponentClient::new(link.channel.clone())
+        let mut client = ComponentClient::new(channel.clone())
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
         match client.packets(ReceiverStream::new(batches_rx)).await {

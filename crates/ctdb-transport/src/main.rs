@@ -1,4 +1,8 @@
+use std::sync::{Arc, Mutex};
+
 use ctdb_common::Config;
+use ctdb_transport::routing::Owner;
+use ctdb_transport::InProcess;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
@@ -10,8 +14,29 @@ async fn main() -> std::process::ExitCode {
         }
     };
     ctdb_common::logging::init("transport", &config.logging.location, &config.logging.level);
+    let mut in_process = InProcess::new();
+    let mut db = None;
+    if config.database.in_transport {
+        match ctdb_db::open_from_config(&config) {
+            Ok(daemon) => {
+                let daemon = Arc::new(Mutex::new(daemon));
+                in_process.insert(Owner::Db, daemon.clone());
+                db = Some(daemon);
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
     let stop = ctdb_rpc::component::terminated();
-    match ctdb_transport::run(config, stop).await {
+    let result = ctdb_transport::run_with(config, stop, in_process).await;
+    if let Some(db) = db {
+        if let Err(e) = ctdb_rpc::component::lock(&db).flush() {
+            tracing::error!("flushing the databases failed: {e}");
+        }
+    }
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

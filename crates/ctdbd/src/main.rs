@@ -145,6 +145,10 @@ async fn main() -> ExitCode {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     for name in COMPONENTS {
+        if name == "ctdb-db" && config.database.in_transport {
+            // Transport runs the database component itself.
+            continue;
+        }
         tasks.spawn(supervise(name, config.run_dir.clone(), stop_rx.clone()));
     }
     let (Ok(mut term), Ok(mut int)) = (
