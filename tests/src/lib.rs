@@ -34,44 +34,108 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// One ctdb-rs node run by its supervisor `ctdbd`.
 pub struct TestNode {
-    pub base: tempfile::TempDir,
+    pub pnn: u32,
     pub socket: PathBuf,
+    dir: PathBuf,
+    /// Owns the directory of a stand-alone node (none for a cluster member).
+    _own_dir: Option<tempfile::TempDir>,
     child: Option<Child>,
 }
 
 impl TestNode {
-    /// Starts a one-node cluster on 127.0.0.1 with `ctdb.conf` holding `extra_conf`.
+    /// Starts a one-node cluster on a loopback address of its own, with `ctdb.conf`
+    /// holding `extra_conf` (which must not have a `[cluster]` section).
     pub fn start(extra_conf: &str) -> Self {
         let base = tempfile::Builder::new()
             .prefix("ctdb-rs-test")
             .tempdir()
             .expect("temp dir");
-        let dir = base.path();
-        std::fs::write(dir.join("nodes"), "127.0.0.1\n").expect("nodes file");
-        std::fs::write(dir.join("ctdb.conf"), extra_conf).expect("ctdb.conf");
+        let dir = base.path().to_path_buf();
+        let addr = loopback_subnet() + ".1";
+        let conf = format!("[cluster]\n\tnode address = {addr}\n{extra_conf}");
+        let mut node = Self::start_in(&dir, 0, &[addr], &conf);
+        node._own_dir = Some(base);
+        node
+    }
+
+    /// Starts node `pnn` of the cluster whose addresses are `nodes`, in `dir`.
+    pub fn start_in(dir: &Path, pnn: u32, nodes: &[String], extra_conf: &str) -> Self {
         std::fs::create_dir_all(dir.join("events")).expect("events dir");
-        let socket = dir.join("ctdb.socket");
+        std::fs::write(dir.join("nodes"), nodes.join("\n") + "\n").expect("nodes file");
+        std::fs::write(dir.join("ctdb.conf"), extra_conf).expect("ctdb.conf");
+        let mut node = Self {
+            pnn,
+            socket: dir.join("ctdb.socket"),
+            dir: dir.to_path_buf(),
+            _own_dir: None,
+            child: None,
+        };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
         let child = Command::new(bin("ctdbd"))
-            .env("CTDB_BASE", dir)
-            .env("CTDB_SOCKET", &socket)
+            .env("CTDB_BASE", &self.dir)
+            .env("CTDB_SOCKET", &self.socket)
             .env(
                 "CTDB_LOGGING_LOCATION",
-                format!("file:{}", dir.join("log.ctdb").display()),
+                format!("file:{}", self.dir.join("log.ctdb").display()),
             )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start ctdbd");
-        Self {
-            base,
-            socket,
-            child: Some(child),
+        self.child = Some(child);
+    }
+
+    /// Stops the node gracefully (SIGTERM to its supervisor).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
+    /// Kills the node as a crash would: SIGKILL to the supervisor and every component.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for c in ["ctdb-transport", "ctdb-db", "ctdb-recoverd", "ctdb-eventd"] {
+            if let Some(pid) = self.component_pid(c) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// Starts a stopped or crashed node again from the same directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
     pub fn dir(&self) -> &Path {
-        self.base.path()
+        &self.dir
+    }
+
+    /// The addresses of the nodes file, in pnn order.
+    pub fn addresses(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("nodes"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn run_dir(&self) -> PathBuf {
@@ -136,18 +200,117 @@ impl TestNode {
 
 impl Drop for TestNode {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        self.stop();
+    }
+}
+
+/// A fresh `127.A.B` prefix for each node or cluster a test process starts, so that
+/// tests running at the same time never share an address (every node listens on port
+/// 4379 of its own address).
+pub fn loopback_subnet() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let a = 100 + std::process::id() % 100;
+    format!("127.{a}.{}", n % 250 + 1)
+}
+
+/// A cluster of `n` nodes on `127.A.B.1..n`, sharing one recovery lock file.
+pub struct TestCluster {
+    pub nodes: Vec<TestNode>,
+    pub root: tempfile::TempDir,
+}
+
+impl TestCluster {
+    pub fn start(n: usize) -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("ctdb-rs-cluster")
+            .tempdir()
+            .expect("temp dir");
+        let subnet = loopback_subnet();
+        let addrs: Vec<String> = (1..=n).map(|i| format!("{subnet}.{i}")).collect();
+        let reclock = root.path().join("rec.lock");
+        let nodes = (0..n)
+            .map(|i| {
+                let conf = format!(
+                    "[cluster]\n\tnode address = {}\n\trecovery lock = {}\n",
+                    addrs[i],
+                    reclock.display()
+                );
+                let dir = root.path().join(format!("node.{i}"));
+                TestNode::start_in(&dir, i as u32, &addrs, &conf)
+            })
+            .collect();
+        Self { nodes, root }
+    }
+
+    /// Waits until every node of `active` reports the same healthy picture: those
+    /// nodes OK, one generation, the vnn map `active`, normal recovery mode. Returns a
+    /// client per node (None for nodes not in `active`).
+    pub async fn healthy(&self, active: &[u32]) -> Vec<Option<Client>> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let why = match self.check(active).await {
+                Ok(clients) => return clients,
+                Err(why) => why,
+            };
+            assert!(
+                Instant::now() < deadline,
+                "cluster not healthy: {why}\nlogs:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    async fn check(&self, active: &[u32]) -> Result<Vec<Option<Client>>, String> {
+        let here = ctdb_protocol::flags::dest::CURRENT_NODE;
+        let mut clients = Vec::new();
+        let mut generation = None;
+        for node in &self.nodes {
+            if !active.contains(&node.pnn) {
+                clients.push(None);
+                continue;
+            }
+            let c = Client::connect(&node.socket)
+                .await
+                .map_err(|e| format!("node {}: {e}", node.pnn))?;
+            let map = c.get_nodemap(here).await.map_err(|e| e.to_string())?;
+            for n in &map.nodes {
+                if active.contains(&n.pnn) && n.flags != 0 {
+                    return Err(format!(
+                        "node {} sees node {} with flags {:#x}",
+                        node.pnn, n.pnn, n.flags
+                    ));
+                }
+            }
+            if c.get_recmode(here).await.map_err(|e| e.to_string())? != 0 {
+                return Err(format!("node {} is recovering", node.pnn));
+            }
+            let vnn = c.get_vnnmap(here).await.map_err(|e| e.to_string())?;
+            if vnn.map != active {
+                return Err(format!("node {} has vnn map {:?}", node.pnn, vnn.map));
+            }
+            match generation {
+                None => generation = Some(vnn.generation),
+                Some(g) if g != vnn.generation => {
+                    return Err(format!("generations differ: {g} and {}", vnn.generation))
+                }
+                _ => {}
+            }
+            clients.push(Some(c));
+        }
+        Ok(clients)
+    }
+
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            let log = n.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(30)..];
+            out.push_str(&format!("--- node {} ---\n{}\n", n.pnn, tail.join("\n")));
+        }
+        out
     }
 }
 

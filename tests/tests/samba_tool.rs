@@ -24,12 +24,13 @@ async fn samba_ctdb_tool_works_against_our_node() {
     assert!(ping.starts_with("response from 0 time="), "{ping}");
     assert!(ping.contains("clients)"), "{ping}");
     assert_eq!(run(&["pnn"]), "0\n");
-    assert_eq!(run(&["listnodes"]), "127.0.0.1\n");
+    let addr = node.addresses()[0].clone();
+    assert_eq!(run(&["listnodes"]), format!("{addr}\n"));
 
     let status = run(&["status"]);
     let lines: Vec<&str> = status.lines().collect();
     assert_eq!(lines[0], "Number of nodes:1", "{status}");
-    assert!(lines[1].starts_with("pnn:0 127.0.0.1 "), "{status}");
+    assert!(lines[1].starts_with(&format!("pnn:0 {addr} ")), "{status}");
     assert!(lines[1].ends_with("(THIS NODE)"), "{status}");
     assert!(lines[2].starts_with("Generation:"), "{status}");
     assert_ne!(lines[2], "Generation:INVALID", "{status}");
