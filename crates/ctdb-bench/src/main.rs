@@ -35,6 +35,24 @@ enum Command {
         #[arg(long, default_value = "/tmp/ctdb.socket")]
         socket: PathBuf,
     },
+    /// Fills a database with `--records` records, asks for a recovery and reports how
+    /// long it took.
+    Recovery {
+        #[arg(long, default_value_t = 10_000)]
+        records: u32,
+        #[arg(long, default_value = "/tmp/ctdb.socket")]
+        socket: PathBuf,
+    },
+    /// Kills node `--victim` (every pid given) and reports how long the node at
+    /// `--socket` took to notice and to finish recovering without it.
+    Detect {
+        #[arg(long)]
+        victim: u32,
+        #[arg(long, num_args = 1.., required = true)]
+        pids: Vec<i32>,
+        #[arg(long, default_value = "/tmp/ctdb.socket")]
+        socket: PathBuf,
+    },
     /// Starts a one-node ctdb-rs and a one-node Samba ctdbd, runs the workloads on
     /// both (alternating, `--rounds` times) and prints the ratios.
     Compare {
@@ -79,6 +97,27 @@ async fn main() -> std::process::ExitCode {
                 .map_err(|e| e.to_string()),
             None => Err(format!("unknown workload {workload}")),
         },
+        Command::Recovery { records, socket } => {
+            let name = format!("ctdb_bench_recovery_{records}.tdb");
+            workload::recovery(&socket, records, args.clients, &name)
+                .await
+                .map(|d| println!("recovery of {records} records: {:.3} s", d.as_secs_f64()))
+                .map_err(|e| e.to_string())
+        }
+        Command::Detect {
+            victim,
+            pids,
+            socket,
+        } => workload::failure_detection(&socket, victim, &pids)
+            .await
+            .map(|(d, r)| {
+                println!(
+                    "node {victim} killed: marked disconnected after {:.3} s, recovered after {:.3} s",
+                    d.as_secs_f64(),
+                    r.as_secs_f64()
+                )
+            })
+            .map_err(|e| e.to_string()),
         Command::Compare {
             workloads,
             rounds,

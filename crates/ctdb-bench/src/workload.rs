@@ -129,3 +129,99 @@ fn fetch_call(db_id: u32, client: usize) -> ReqCall {
         calldata: Bytes::new(),
     }
 }
+
+/// Creates `records` records in a fresh volatile database through `clients`
+/// connections (NULL_FUNC calls create them on any CTDB), then asks the node for a
+/// recovery the way `ctdb recover` does (SET_RECMODE active) and measures how long
+/// until the node is back in normal mode with a new generation.
+pub async fn recovery(
+    socket: &Path,
+    records: u32,
+    clients: usize,
+    db_name: &str,
+) -> Result<Duration, ClientError> {
+    let here = dest::CURRENT_NODE;
+    let mut conns = Vec::with_capacity(clients);
+    for _ in 0..clients.max(1) {
+        conns.push(Client::connect(socket).await?);
+    }
+    let db_id = conns[0].attach(here, db_name, false).await?;
+    let per = records.div_ceil(conns.len() as u32);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, c) in conns.iter().cloned().enumerate() {
+        tasks.spawn(async move {
+            for k in (i as u32 * per)..((i as u32 + 1) * per).min(records) {
+                c.call(ReqCall {
+                    flags: 0,
+                    db_id,
+                    callid: call::NULL_FUNC,
+                    hopcount: 0,
+                    key: Bytes::from(format!("recovery-key-{k}")),
+                    calldata: Bytes::new(),
+                })
+                .await?;
+            }
+            Ok::<_, ClientError>(())
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.map_err(|e| ClientError::Unexpected(e.to_string()))??;
+    }
+    let client = &conns[0];
+    let before = client.get_vnnmap(here).await?.generation;
+    let start = Instant::now();
+    client
+        .set_recmode(here, ctdb_protocol::flags::recmode::ACTIVE)
+        .await?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mode = client.get_recmode(here).await?;
+        let generation = client.get_vnnmap(here).await?.generation;
+        if mode == 0 && generation != before {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > Duration::from_secs(300) {
+            return Err(ClientError::Timeout(start.elapsed()));
+        }
+    }
+}
+
+/// Times from killing the processes in `pids` (a whole node) until the node behind
+/// `socket` marks node `victim` DISCONNECTED, and until it is back in normal mode with
+/// a new generation (the cluster recovered without it).
+pub async fn failure_detection(
+    socket: &Path,
+    victim: u32,
+    pids: &[i32],
+) -> Result<(Duration, Duration), ClientError> {
+    use nix::sys::signal::{kill, Signal};
+    let here = dest::CURRENT_NODE;
+    let client = Client::connect(socket).await?;
+    let before = client.get_vnnmap(here).await?.generation;
+    let start = Instant::now();
+    for &pid in pids {
+        let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let mut detected = None;
+    loop {
+        let map = client.get_nodemap(here).await?;
+        let gone = map
+            .nodes
+            .iter()
+            .any(|n| n.pnn == victim && n.flags & ctdb_protocol::flags::node::DISCONNECTED != 0);
+        if gone && detected.is_none() {
+            detected = Some(start.elapsed());
+        }
+        if let Some(d) = detected {
+            let mode = client.get_recmode(here).await?;
+            let generation = client.get_vnnmap(here).await?.generation;
+            if mode == 0 && generation != before {
+                return Ok((d, start.elapsed()));
+            }
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            return Err(ClientError::Timeout(start.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
