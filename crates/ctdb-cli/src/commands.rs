@@ -23,6 +23,8 @@ use crate::format::stats::{statistics_machine, statistics_text, StatsView};
 use crate::options::Options;
 use crate::{err, localtime, out, usage, VERSION};
 
+mod nodectl;
+
 const EMSGSIZE: i32 = 90;
 const ETIMEDOUT: i32 = 110;
 const ECONNRESET: i32 = 104;
@@ -52,7 +54,7 @@ impl Fail {
 type CmdResult = Result<i32, Fail>;
 
 /// Commands that Samba refuses to send to another node with `-n`.
-const LOCAL_ONLY: &[&str] = &["pnn", "attach", "scriptstatus", "leader"];
+const LOCAL_ONLY: &[&str] = &["pnn", "attach", "scriptstatus", "leader", "recmaster"];
 
 /// Runs `command` with `opts`; returns the exit code.
 pub async fn run(command: &str, opts: &Options) -> i32 {
@@ -95,6 +97,12 @@ struct Ctx<'a> {
     timeout: Duration,
     opts: &'a Options,
     leader_rx: Option<UnboundedReceiver<Message>>,
+    /// The leader its last broadcast named.
+    known_leader: Option<u32>,
+    /// The node map fetched to check `-n`, for the command's first look at flags.
+    map_cache: Option<NodeMap>,
+    /// How many reply srvids this tool has used (Samba's `next_srvid()`).
+    srvids_used: u64,
 }
 
 impl Ctx<'_> {
@@ -171,15 +179,59 @@ impl Ctx<'_> {
         })
     }
 
-    async fn nodemap(&self) -> Result<NodeMap, Fail> {
-        self.typed(self.pnn, Opcode::GetNodemap, Vec::new())
+    /// GET_NODEMAP from one node.
+    async fn nodemap_from(&self, pnn: u32) -> Result<NodeMap, Fail> {
+        self.typed(pnn, Opcode::GetNodemap, Vec::new())
             .await
             .map_err(|f| {
                 Fail::new(
-                    format!("{}\nFailed to get nodemap from node {}", f.msg, self.pnn),
+                    format!("{}\nFailed to get nodemap from node {pnn}", f.msg),
                     f.code,
                 )
             })
+    }
+
+    /// Samba's get_nodemap(): the node map from this node or, while this node is
+    /// banned, from the next node that is neither deleted nor disconnected.
+    async fn nodemap(&self) -> Result<NodeMap, Fail> {
+        // Samba reports the failure and gives up with 1.
+        match self.nodemap_avoiding_banned().await {
+            Ok(Ok(map)) => Ok(map),
+            Ok(Err(_)) => Err(Fail::new("Warning: All nodes are banned.", 1)),
+            Err(f) => Err(Fail::new(f.msg, 1)),
+        }
+    }
+
+    /// As [`Self::nodemap`]; `Err` with this node's own map when all nodes are banned.
+    async fn nodemap_avoiding_banned(&self) -> Result<Result<NodeMap, NodeMap>, Fail> {
+        let own = self.nodemap_from(self.pnn).await?;
+        let mut map = own.clone();
+        let mut current = self.pnn;
+        for _ in 0..=own.nodes.len() {
+            let banned = |map: &NodeMap, pnn: u32| {
+                map.nodes
+                    .iter()
+                    .any(|n| n.pnn == pnn && n.flags & node::BANNED != 0)
+            };
+            if !banned(&map, current) {
+                return Ok(Ok(map));
+            }
+            let num = map.nodes.len().max(1) as u32;
+            loop {
+                current = (current + 1) % num;
+                let usable = map.nodes.iter().any(|n| {
+                    n.pnn == current && n.flags & (node::DELETED | node::DISCONNECTED) == 0
+                });
+                if usable || current == self.pnn {
+                    break;
+                }
+            }
+            if current == self.pnn {
+                break;
+            }
+            map = self.nodemap_from(current).await?;
+        }
+        Ok(Err(own))
     }
 
     /// Samba's partially_online(): a healthy node with an interface whose link is down.
@@ -199,15 +251,28 @@ impl Ctx<'_> {
     }
 
     /// The leader: from its broadcast (as Samba 4.17 learns it), else GET_RECMASTER.
+    /// The latest broadcast counts; without one yet, waits a while for the next.
     async fn leader(&mut self) -> Option<u32> {
         let wait = LEADER_WAIT.min(self.timeout);
         if let Some(rx) = self.leader_rx.as_mut() {
+            let heard = |m: &Message| {
+                u32::from_bytes(&m.data)
+                    .ok()
+                    .filter(|&p| p != dest::UNKNOWN_PNN)
+            };
+            while let Ok(m) = rx.try_recv() {
+                if let Some(pnn) = heard(&m) {
+                    self.known_leader = Some(pnn);
+                }
+            }
+            if self.known_leader.is_some() {
+                return self.known_leader;
+            }
             let deadline = tokio::time::Instant::now() + wait;
             while let Ok(Some(m)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-                if let Ok(pnn) = u32::from_bytes(&m.data) {
-                    if pnn != dest::UNKNOWN_PNN {
-                        return Some(pnn);
-                    }
+                if let Some(pnn) = heard(&m) {
+                    self.known_leader = Some(pnn);
+                    return Some(pnn);
                 }
             }
         }
@@ -338,9 +403,13 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
         timeout: Duration::from_secs(opts.timelimit.max(1)),
         opts,
         leader_rx,
+        known_leader: None,
+        map_cache: None,
+        srvids_used: 0,
     };
     if let Some(n) = opts.node {
         let map = ctx.nodemap().await?;
+        ctx.map_cache = Some(map.clone());
         let Some(entry) = map.nodes.iter().find(|e| e.pnn == n) else {
             return Err(Fail::new(format!("Node {n} does not exist"), 1));
         };
@@ -426,7 +495,7 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
             ));
             Ok(nodes::nodestatus_code(&shown) as i32)
         }
-        "leader" => {
+        "leader" | "recmaster" => {
             no_args(0)?;
             match ctx.leader().await {
                 Some(l) => out(&format!("{l}\n")),
@@ -655,6 +724,25 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
                 )),
             }
         }
+        "disable" | "enable" | "stop" | "continue" | "ban" | "unban" => {
+            nodectl::set_state(&mut ctx, command, &args).await
+        }
+        "recover" => {
+            no_args(0)?;
+            nodectl::recover(&mut ctx).await
+        }
+        "getreclock" => {
+            no_args(0)?;
+            let data = ctx
+                .control(ctx.cmd_pnn, Opcode::GetReclockFile, Vec::new())
+                .await?;
+            if let Some(path) = crate::messages::reclock_path(&data) {
+                out(&format!("{path}\n"));
+            }
+            Ok(0)
+        }
+        // Samba's reloadnodes ignores its arguments.
+        "reloadnodes" => nodectl::reloadnodes(&mut ctx).await,
         other => Err(Fail::new(format!("Unknown command '{other}'"), 1)),
     }
 }

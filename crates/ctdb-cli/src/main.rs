@@ -8,6 +8,7 @@
 mod commands;
 mod format;
 mod localtime;
+mod messages;
 mod options;
 mod usage;
 
@@ -50,7 +51,9 @@ fn main() -> ExitCode {
         out(&usage::full());
         return ExitCode::from(1);
     };
-    if !usage::COMMANDS.iter().any(|(n, _, _)| *n == command) {
+    if !usage::COMMANDS.iter().any(|(n, _, _)| *n == command)
+        && !usage::HIDDEN.contains(&command.as_str())
+    {
         err(&format!("Unknown command '{command}'\n"));
         return ExitCode::from(1);
     }

@@ -31,20 +31,33 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "attach a database",
     ),
     ("getpid", "", "get ctdbd process ID"),
+    ("disable", "", "disable a node"),
+    ("enable", "", "enable a node"),
+    ("stop", "", "stop a node"),
+    ("continue", "", "continue a stopped node"),
+    ("ban", "<bantime>", "ban a node"),
+    ("unban", "", "unban a node"),
     ("shutdown", "", "shutdown ctdb daemon"),
+    ("recover", "", "force recovery"),
     ("listnodes", "", "list nodes in the cluster"),
+    ("reloadnodes", "", "reload the nodes file all nodes"),
     ("leader", "", "show the pnn of the leader"),
     (
         "scriptstatus",
         "[init|setup|startup|monitor|takeip|releaseip|ipreallocated]",
         "show event script status",
     ),
+    ("getreclock", "", "get recovery lock file"),
     (
         "nodestatus",
         "[all|<pnn-list>]",
         "show and return node status",
     ),
 ];
+
+/// Commands accepted but not listed: names older Samba versions had (4.17 calls
+/// `recmaster` `leader`).
+pub const HIDDEN: &[&str] = &["recmaster"];
 
 const OPTIONS_HELP: &str = "Usage: [OPTION...]
   -d, --debug=STRING       debug level

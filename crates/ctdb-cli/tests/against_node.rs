@@ -399,3 +399,113 @@ fn commands_against_a_running_node() {
         node.log()
     );
 }
+
+/// `disable`/`enable`, `stop`/`continue`, `ban`/`unban`, `recover`, `leader`,
+/// `getreclock` and `reloadnodes` on a one-node cluster.
+#[test]
+fn node_state_commands_against_a_running_node() {
+    let Some(dir) = binaries_dir() else {
+        assert!(std::env::var_os("CI").is_none(), "binaries not built in CI");
+        eprintln!("SKIPPED: target/debug/ctdbd and its components are not built");
+        return;
+    };
+    let node = Node::start(&dir);
+    node.wait_for(&["runstate", "running"], 30, |_, code| code == 0);
+    node.wait_for(&["status"], 30, |out, code| {
+        code == 0 && out.contains("Recovery mode:NORMAL (0)\n") && out.ends_with("Leader:0\n")
+    });
+    let this = |state: &str| format!("pnn:0 127.0.0.1        {state} (THIS NODE)\n");
+    let fails = |r: (String, String, i32), errs: &str, code: i32| {
+        assert_eq!(r, (String::new(), errs.to_string(), code));
+    };
+
+    // leader (and its old name), getreclock
+    assert_ok(node.ctdb(&["leader"]), "0\n");
+    assert_ok(node.ctdb(&["recmaster"]), "0\n");
+    let (out, errs, code) = node.ctdb(&["getreclock"]);
+    assert_eq!((errs.as_str(), code), ("", 0));
+    assert!(
+        out.is_empty() || (out.ends_with('\n') && out.lines().count() == 1),
+        "{out}"
+    );
+    let (out, _, code) = node.ctdb(&["getreclock", "x"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.ends_with("  getreclock                                   get recovery lock file\n")
+    );
+
+    // disable -> DISABLED -> enable -> OK
+    assert_ok(node.ctdb(&["disable"]), "");
+    assert_eq!(
+        node.ctdb(&["nodestatus"]),
+        (this("DISABLED"), String::new(), 4)
+    );
+    let (out, errs, code) = node.ctdb(&["status"]);
+    assert_eq!((errs.as_str(), code), ("", 0));
+    assert!(out.contains(&format!("\n{}", this("DISABLED"))), "{out}");
+    assert_eq!(
+        node.ctdb(&["-X", "nodestatus"]).0,
+        "|Node|IP|Disconnected|Unknown|Banned|Disabled|Unhealthy|Stopped|Inactive|PartiallyOnline|ThisNode|\n\
+         |0|127.0.0.1|0|0|0|1|0|0|0|0|Y|\n"
+    );
+    fails(node.ctdb(&["disable"]), "Node 0 is already disabled\n", 0);
+    assert_ok(node.ctdb(&["enable"]), "");
+    assert_ok(node.ctdb(&["nodestatus"]), &this("OK"));
+    fails(node.ctdb(&["enable"]), "Node 0 is not disabled\n", 0);
+    fails(
+        node.ctdb(&["-n", "7", "disable"]),
+        "Node 7 does not exist\n",
+        1,
+    );
+
+    // stop -> STOPPED|INACTIVE -> continue -> OK
+    assert_ok(node.ctdb(&["stop"]), "");
+    assert_eq!(
+        node.ctdb(&["nodestatus"]),
+        (this("STOPPED|INACTIVE"), String::new(), 32)
+    );
+    fails(node.ctdb(&["stop"]), "Node 0 is already stopped\n", 0);
+    assert_ok(node.ctdb(&["continue"]), "");
+    assert_ok(node.ctdb(&["nodestatus"]), &this("OK"));
+    fails(node.ctdb(&["continue"]), "Node 0 is not stopped\n", 0);
+
+    // ban 30 -> banned -> unban -> OK
+    let (out, _, code) = node.ctdb(&["ban"]);
+    assert_eq!(code, 1);
+    assert!(out.ends_with("  ban             <bantime>                    ban a node\n"));
+    fails(node.ctdb(&["ban", "0"]), "Ban time cannot be zero\n", 22);
+    fails(node.ctdb(&["ban", "soon"]), "", 22);
+    assert_ok(node.ctdb(&["ban", "30"]), "");
+    // As Samba's tool: a banned node's map is taken from another node, and here
+    // there is none.
+    fails(
+        node.ctdb(&["status"]),
+        "Warning: All nodes are banned.\n",
+        1,
+    );
+    fails(node.ctdb(&["unban"]), "Warning: All nodes are banned.\n", 0);
+    assert_ok(node.ctdb(&["nodestatus"]), &this("OK"));
+    fails(node.ctdb(&["unban"]), "Node 0 is not banned\n", 0);
+
+    // recover: a new generation, back to NORMAL
+    let generation = |out: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("Generation:"))
+            .expect(out)
+            .to_string()
+    };
+    let (before, _, _) = node.ctdb(&["status"]);
+    assert_ok(node.ctdb(&["recover"]), "");
+    let (after, errs, code) = node.ctdb(&["status"]);
+    assert_eq!((errs.as_str(), code), ("", 0));
+    assert!(after.contains("\nRecovery mode:NORMAL (0)\n"), "{after}");
+    assert!(is_digits(&generation(&after)), "{after}");
+    assert_ne!(generation(&before), generation(&after));
+
+    // reloadnodes: nothing changed
+    fails(
+        node.ctdb(&["reloadnodes"]),
+        "No change in nodes file, skipping unnecessary reload\n",
+        0,
+    );
+}

@@ -172,6 +172,12 @@ impl DbDaemon {
         self.debug_level
     }
 
+    /// Samba's `ctdb_db_all_frozen` for the `frozen` statistic: FREEZE is in force, or
+    /// every attached database is frozen by DB_FREEZE (false with no database).
+    pub fn all_frozen(&self) -> bool {
+        self.frozen || (!self.registry.is_empty() && self.registry.iter().all(|d| d.frozen))
+    }
+
     /// Calls waiting for a thaw.
     pub fn pending_calls(&self) -> usize {
         self.deferred.len()
@@ -284,6 +290,11 @@ impl PacketHandler for DbDaemon {
             ("max_hop_count", s.max_hop_count),
             ("client.req_call", s.client_req_call),
             ("node.req_call", s.node_req_call),
+            ("frozen", u64::from(self.all_frozen())),
+            (
+                "recovering",
+                u64::from(self.recovery_mode == recmode::ACTIVE),
+            ),
         ] {
             part.counters.insert(name.to_string(), value);
         }

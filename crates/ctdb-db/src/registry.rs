@@ -220,6 +220,10 @@ impl Registry {
         all
     }
 
+    pub fn iter(&self) -> impl Iterator<Item = &DbInfo> {
+        self.dbs.values()
+    }
+
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut DbInfo> {
         self.dbs.values_mut()
     }

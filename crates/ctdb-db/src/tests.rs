@@ -685,3 +685,544 @@ fn owned_control_table_has_no_duplicates() {
         assert!(!matches!(op, Opcode::Unknown(_)));
     }
 }
+
+// ---- Recovery: PULL_DB, PUSH_DB, WIPE_DATABASE, FREEZE / THAW ----
+
+use ctdb_protocol::control::{PullDb, RecBuffer, RecData};
+use ctdb_protocol::flags::control::ATTACH_RECOVERY;
+
+fn hdr(rsn: u64, dmaster: u32) -> LtdbHeader {
+    LtdbHeader {
+        rsn,
+        dmaster,
+        ..Default::default()
+    }
+}
+
+fn rec(key: &[u8], rsn: u64, dmaster: u32, value: &[u8]) -> RecData {
+    RecData::with_header(0, key, &hdr(rsn, dmaster), value)
+}
+
+fn transdb(db_id: u32, tid: u32) -> Vec<u8> {
+    payload::TransDb { db_id, tid }.to_bytes()
+}
+
+impl Harness {
+    fn pull(&mut self, db_id: u32, lmaster: u32) -> RecBuffer {
+        let data = self.control_ok(Opcode::PullDb, &PullDb { db_id, lmaster }.to_bytes());
+        RecBuffer::from_bytes(&data).unwrap()
+    }
+
+    fn push(&mut self, db_id: u32, records: Vec<RecData>) -> ReplyControl {
+        self.control(Opcode::PushDb, &RecBuffer { db_id, records }.to_bytes())
+    }
+
+    /// Every stored record as (key, rsn, dmaster, value), in key order.
+    fn contents(&self, db_id: u32) -> Vec<(Vec<u8>, u64, u32, Vec<u8>)> {
+        let mut all = Vec::new();
+        self.daemon
+            .store
+            .scan(&registry::tree_name(db_id), &mut |k, v| {
+                let (h, d) = ctdb_protocol::ltdb::split_record(v).unwrap();
+                all.push((k.to_vec(), h.rsn, h.dmaster, d.to_vec()));
+                true
+            })
+            .unwrap();
+        all
+    }
+}
+
+fn as_tuples(buffer: &RecBuffer) -> Vec<(Vec<u8>, u64, u32, Vec<u8>)> {
+    buffer
+        .records
+        .iter()
+        .map(|r| {
+            let (h, d) = r.header().unwrap();
+            (r.key.to_vec(), h.rsn, h.dmaster, d.to_vec())
+        })
+        .collect()
+}
+
+#[test]
+fn pull_db_returns_every_record_with_its_header() {
+    let mut h = Harness::with_pnn(1);
+    h.attach(Opcode::DbAttach, VOL);
+    h.attach(Opcode::DbAttachPersistent, PERS);
+    h.put_record(VOL_ID, b"a", hdr(3, 1), b"alpha");
+    h.put_record(VOL_ID, b"b", hdr(9, 4), b"");
+    h.put_record(
+        VOL_ID,
+        b"c",
+        LtdbHeader {
+            rsn: 1,
+            dmaster: 1,
+            reserved1: 0,
+            flags: 0x0001_0000,
+        },
+        b"gamma",
+    );
+    // Not frozen: pulling is allowed at any time.
+    let buffer = h.pull(VOL_ID, control::recovery::LMASTER_ANY);
+    assert_eq!(buffer.db_id, VOL_ID);
+    assert!(buffer.records.iter().all(|r| r.reqid == 0));
+    assert_eq!(
+        buffer.records,
+        vec![
+            rec(b"a", 3, 1, b"alpha"),
+            rec(b"b", 9, 4, b""),
+            RecData::with_header(
+                0,
+                b"c",
+                &LtdbHeader {
+                    rsn: 1,
+                    dmaster: 1,
+                    reserved1: 0,
+                    flags: 0x0001_0000,
+                },
+                b"gamma"
+            ),
+        ]
+    );
+    // Other databases are separate; an empty one pulls an empty buffer.
+    let empty = h.pull(PERS_ID, control::recovery::LMASTER_ANY);
+    assert_eq!((empty.db_id, empty.records.len()), (PERS_ID, 0));
+    // Samba's wire form: db_id, count, then ctdb_rec_data entries.
+    let raw = h.control_ok(
+        Opcode::PullDb,
+        &PullDb {
+            db_id: VOL_ID,
+            lmaster: u32::MAX,
+        }
+        .to_bytes(),
+    );
+    assert_eq!(raw[..8], [0x5a, 0x11, 0x96, 0x68, 3, 0, 0, 0]);
+    // length 16 + 1 + 24 + 5, reqid 0, keylen 1, datalen 29.
+    assert_eq!(
+        raw[8..24],
+        [46, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 29, 0, 0, 0]
+    );
+    // Unknown database, short request.
+    let bad = PullDb {
+        db_id: 0xdead_beef,
+        lmaster: u32::MAX,
+    };
+    assert_eq!(h.control(Opcode::PullDb, &bad.to_bytes()).status, -1);
+    assert_eq!(h.control(Opcode::PullDb, &VOL_ID.to_le_bytes()).status, -1);
+}
+
+#[test]
+fn pull_db_filters_by_lmaster_over_the_vnn_map() {
+    let mut h = Harness::new();
+    h.attach(Opcode::DbAttach, VOL);
+    let map = VnnMap {
+        generation: 0x1234,
+        map: vec![0, 1, 2],
+    };
+    h.control_ok(Opcode::Setvnnmap, &map.to_bytes());
+    let keys: Vec<Vec<u8>> = (0..60u32)
+        .map(|i| format!("key-{i}").into_bytes())
+        .collect();
+    for k in &keys {
+        h.put_record(VOL_ID, k, hdr(1, 0), k);
+    }
+    let mut union = Vec::new();
+    for pnn in 0..3 {
+        let part = h.pull(VOL_ID, pnn);
+        assert!(
+            !part.records.is_empty(),
+            "node {pnn} is lmaster of some keys"
+        );
+        for r in &part.records {
+            assert_eq!(h.daemon.lmaster(&r.key), pnn);
+        }
+        union.extend(part.records.into_iter().map(|r| r.key.to_vec()));
+    }
+    union.sort();
+    let mut all = keys.clone();
+    all.sort();
+    assert_eq!(
+        union, all,
+        "the lmaster parts are disjoint and cover every record"
+    );
+    // A node outside the map is lmaster of nothing.
+    assert!(h.pull(VOL_ID, 7).records.is_empty());
+    assert_eq!(h.pull(VOL_ID, u32::MAX).records.len(), 60);
+}
+
+#[test]
+fn push_db_is_refused_unless_frozen() {
+    let mut h = Harness::new();
+    h.attach(Opcode::DbAttach, VOL);
+    // Recovery mode is ACTIVE at start, but the database is not frozen.
+    assert_eq!(h.daemon.recovery_mode(), recmode::ACTIVE);
+    let r = h.push(VOL_ID, vec![rec(b"k", 1, 0, b"v")]);
+    assert_eq!(r.status, -1);
+    assert!(r.error_message().unwrap().contains("not frozen"));
+    assert!(h.contents(VOL_ID).is_empty());
+
+    // DB_FREEZE of another database does not help; of this one it does.
+    h.attach(Opcode::DbAttachPersistent, PERS);
+    h.control_ok(Opcode::DbFreeze, &PERS_ID.to_le_bytes());
+    assert_eq!(h.push(VOL_ID, vec![rec(b"k", 1, 0, b"v")]).status, -1);
+    h.control_ok(Opcode::DbFreeze, &VOL_ID.to_le_bytes());
+    assert_eq!(h.push(VOL_ID, vec![rec(b"k", 1, 0, b"v")]).status, 0);
+    assert_eq!(h.contents(VOL_ID).len(), 1);
+
+    // Frozen: an unknown database or a record without a header still fails, and a
+    // failed push stores nothing.
+    h.control_ok(Opcode::Freeze, &[]);
+    assert_eq!(h.push(0xdead_beef, vec![rec(b"k", 1, 0, b"v")]).status, -1);
+    let headerless = RecData {
+        reqid: 0,
+        key: Bytes::from_static(b"short"),
+        data: Bytes::from_static(b"tiny"),
+    };
+    assert_eq!(
+        h.push(VOL_ID, vec![rec(b"first", 1, 0, b"v"), headerless])
+            .status,
+        -1
+    );
+    assert_eq!(h.contents(VOL_ID).len(), 1);
+    assert_eq!(h.control(Opcode::PushDb, &[1, 2, 3]).status, -1);
+
+    // After THAW, pushing is refused again.
+    let bytes = h.control_packet(Opcode::Thaw, &[], 0);
+    h.send_raw(CLIENT, LOCAL, bytes);
+    h.replies();
+    assert_eq!(h.push(VOL_ID, vec![rec(b"k2", 1, 0, b"v")]).status, -1);
+}
+
+#[test]
+fn push_db_keeps_the_higher_rsn_copy() {
+    let mut h = Harness::new();
+    h.attach(Opcode::DbAttach, VOL);
+    h.put_record(VOL_ID, b"older", hdr(5, 0), b"local");
+    h.put_record(VOL_ID, b"equal", hdr(5, 0), b"local");
+    h.put_record(VOL_ID, b"newer", hdr(5, 0), b"local");
+    h.put_record(VOL_ID, b"untouched", hdr(2, 0), b"local");
+    h.control_ok(Opcode::Freeze, &[]);
+    let r = h.push(
+        VOL_ID,
+        vec![
+            rec(b"older", 3, 2, b"pushed"),
+            rec(b"equal", 5, 2, b"pushed"),
+            rec(b"newer", 6, 2, b"pushed"),
+            rec(b"new", 1, 2, b"pushed"),
+            // The same key twice in one buffer: the higher RSN wins whatever the order.
+            rec(b"twice", 8, 2, b"eight"),
+            rec(b"twice", 4, 2, b"four"),
+            rec(b"twice", 8, 3, b"second eight"),
+        ],
+    );
+    assert_eq!(r.status, 0, "{:?}", r.error_message());
+    assert_eq!(
+        h.contents(VOL_ID),
+        vec![
+            (b"equal".to_vec(), 5, 0, b"local".to_vec()),
+            (b"new".to_vec(), 1, 2, b"pushed".to_vec()),
+            (b"newer".to_vec(), 6, 2, b"pushed".to_vec()),
+            (b"older".to_vec(), 5, 0, b"local".to_vec()),
+            (b"twice".to_vec(), 8, 2, b"eight".to_vec()),
+            (b"untouched".to_vec(), 2, 0, b"local".to_vec()),
+        ]
+    );
+    // Headers are stored exactly as pushed (flags too).
+    let flagged = LtdbHeader {
+        rsn: 100,
+        dmaster: 2,
+        reserved1: 0,
+        flags: 0x0100_0000,
+    };
+    h.control_ok(
+        Opcode::PushDb,
+        &RecBuffer {
+            db_id: VOL_ID,
+            records: vec![RecData::with_header(0, b"newer", &flagged, b"x")],
+        }
+        .to_bytes(),
+    );
+    let stored = h
+        .daemon
+        .store
+        .get(&registry::tree_name(VOL_ID), b"newer")
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, call::encode_record(&flagged, b"x"));
+}
+
+#[test]
+fn wipe_then_push_restores_exactly_the_pushed_set() {
+    let mut h = Harness::new();
+    h.attach(Opcode::DbAttach, VOL);
+    for i in 0..20u64 {
+        h.put_record(
+            VOL_ID,
+            format!("old-{i}").as_bytes(),
+            hdr(50 + i, 0),
+            b"old",
+        );
+    }
+    h.put_record(VOL_ID, b"shared", hdr(99, 0), b"old");
+    // WIPE_DATABASE needs the database frozen; a global FREEZE is enough and no
+    // recovery transaction is needed.
+    assert_eq!(
+        h.control(Opcode::WipeDatabase, &transdb(VOL_ID, 5)).status,
+        -1
+    );
+    h.control_ok(Opcode::Freeze, &[]);
+    h.control_ok(Opcode::WipeDatabase, &transdb(VOL_ID, 5));
+    assert!(h.contents(VOL_ID).is_empty());
+    assert!(h.pull(VOL_ID, u32::MAX).records.is_empty());
+    assert_eq!(
+        h.control(Opcode::WipeDatabase, &transdb(0xdead_beef, 5))
+            .status,
+        -1
+    );
+    // The pushed set, lower RSNs than the wiped copies: all of it is stored.
+    let pushed = vec![
+        rec(b"a", 1, 3, b"A"),
+        rec(b"shared", 2, 3, b"S"),
+        rec(b"z", 0, 3, b""),
+    ];
+    h.control_ok(
+        Opcode::PushDb,
+        &RecBuffer {
+            db_id: VOL_ID,
+            records: pushed.clone(),
+        }
+        .to_bytes(),
+    );
+    assert_eq!(h.pull(VOL_ID, u32::MAX).records, pushed);
+}
+
+/// The leader's merge as recoverd does it: per key the highest RSN, dmaster = leader.
+fn merge(db_id: u32, pulled: &[RecBuffer], leader: u32) -> RecBuffer {
+    let mut best: std::collections::BTreeMap<Vec<u8>, (LtdbHeader, Vec<u8>)> = Default::default();
+    for buffer in pulled {
+        for r in &buffer.records {
+            let (h, d) = r.header().unwrap();
+            if best.get(&r.key[..]).is_none_or(|(b, _)| h.rsn > b.rsn) {
+                best.insert(r.key.to_vec(), (h, d.to_vec()));
+            }
+        }
+    }
+    RecBuffer {
+        db_id,
+        records: best
+            .into_iter()
+            .map(|(k, (h, d))| RecData::with_header(0, &k, &hdr(h.rsn, leader), &d))
+            .collect(),
+    }
+}
+
+#[test]
+fn a_pull_merge_wipe_push_cycle_between_two_nodes_converges() {
+    let mut a = Harness::with_pnn(0);
+    let mut b = Harness::with_pnn(1);
+    for h in [&mut a, &mut b] {
+        h.attach(Opcode::DbAttach, VOL);
+        h.attach(Opcode::DbAttachPersistent, PERS);
+    }
+    a.put_record(VOL_ID, b"only-a", hdr(4, 0), b"a");
+    a.put_record(VOL_ID, b"both", hdr(10, 0), b"a wins");
+    a.put_record(VOL_ID, b"both2", hdr(1, 0), b"a loses");
+    b.put_record(VOL_ID, b"only-b", hdr(2, 1), b"b");
+    b.put_record(VOL_ID, b"both", hdr(7, 1), b"b loses");
+    b.put_record(VOL_ID, b"both2", hdr(3, 1), b"b wins");
+    a.put_record(PERS_ID, b"p", hdr(6, 0), b"six");
+    b.put_record(PERS_ID, b"p", hdr(8, 1), b"eight");
+    b.put_record(
+        PERS_ID,
+        b"__db_sequence_number__\0",
+        hdr(8, 1),
+        &8u64.to_le_bytes(),
+    );
+
+    // A call held on node b while it is frozen.
+    let generation = 0x5eed_0001;
+    let map = VnnMap {
+        generation,
+        map: vec![0, 1],
+    };
+    for h in [&mut a, &mut b] {
+        h.control_ok(Opcode::SetRecmode, &recmode::ACTIVE.to_le_bytes());
+        h.control_ok(Opcode::Freeze, &[]);
+        let s = h.daemon.statistics();
+        assert_eq!((s.counters["frozen"], s.counters["recovering"]), (1, 1));
+    }
+    let held = b.call_packet(VOL_ID, callid::FETCH_FUNC, b"only-b");
+    let held_reqid = b.reqid;
+    b.send_raw(CLIENT, LOCAL, held);
+    assert_eq!(b.daemon.pending_calls(), 1);
+
+    for db_id in [VOL_ID, PERS_ID] {
+        let pulled = [a.pull(db_id, u32::MAX), b.pull(db_id, u32::MAX)];
+        let merged = merge(db_id, &pulled, 0);
+        for h in [&mut a, &mut b] {
+            h.control_ok(Opcode::WipeDatabase, &transdb(db_id, generation));
+            h.control_ok(Opcode::PushDb, &merged.to_bytes());
+        }
+    }
+    for h in [&mut a, &mut b] {
+        h.control_ok(Opcode::Setvnnmap, &map.to_bytes());
+    }
+    let expected_vol = vec![
+        (b"both".to_vec(), 10, 0, b"a wins".to_vec()),
+        (b"both2".to_vec(), 3, 0, b"b wins".to_vec()),
+        (b"only-a".to_vec(), 4, 0, b"a".to_vec()),
+        (b"only-b".to_vec(), 2, 0, b"b".to_vec()),
+    ];
+    let expected_pers = vec![
+        (
+            b"__db_sequence_number__\0".to_vec(),
+            8,
+            0,
+            8u64.to_le_bytes().to_vec(),
+        ),
+        (b"p".to_vec(), 8, 0, b"eight".to_vec()),
+    ];
+    for h in [&mut a, &mut b] {
+        assert_eq!(h.contents(VOL_ID), expected_vol);
+        assert_eq!(as_tuples(&h.pull(PERS_ID, u32::MAX)), expected_pers);
+    }
+
+    // THAW while the recovery mode is still ACTIVE: the held call is answered.
+    let thaw = b.control_packet(Opcode::Thaw, &[], 0);
+    b.send_raw(CLIENT, LOCAL, thaw);
+    let replies = b.replies();
+    assert_eq!(replies.len(), 2, "{replies:?}");
+    let call_reply = replies.iter().find(|(_, p)| p.reqid == held_reqid).unwrap();
+    assert_eq!(b.daemon.pending_calls(), 0);
+    assert!(!b.daemon.is_frozen());
+    // The record's dmaster is now node 0 (migration comes later): an error reply.
+    assert!(matches!(call_reply.1.body, Body::ReplyError(_)));
+    let s = b.daemon.statistics();
+    assert_eq!((s.counters["frozen"], s.counters["recovering"]), (0, 1));
+    b.control_ok(Opcode::SetRecmode, &recmode::NORMAL.to_le_bytes());
+    assert_eq!(b.daemon.statistics().counters["recovering"], 0);
+    // Node a is the dmaster of everything and serves it.
+    a.control_ok(Opcode::SetRecmode, &recmode::NORMAL.to_le_bytes());
+    a.control_ok(Opcode::Thaw, &[]);
+    assert_eq!(a.call_ok(VOL_ID, callid::FETCH_FUNC, b"only-b"), b"b");
+}
+
+#[test]
+fn frozen_statistic_follows_freeze_and_db_freeze() {
+    let mut h = Harness::new();
+    assert_eq!(h.daemon.statistics().counters["frozen"], 0);
+    h.attach(Opcode::DbAttach, VOL);
+    h.attach(Opcode::DbAttachPersistent, PERS);
+    h.control_ok(Opcode::DbFreeze, &VOL_ID.to_le_bytes());
+    assert_eq!(h.daemon.statistics().counters["frozen"], 0);
+    h.control_ok(Opcode::DbFreeze, &PERS_ID.to_le_bytes());
+    assert_eq!(h.daemon.statistics().counters["frozen"], 1);
+    h.control_ok(Opcode::DbThaw, &PERS_ID.to_le_bytes());
+    assert_eq!(h.daemon.statistics().counters["frozen"], 0);
+    h.control_ok(Opcode::Freeze, &[]);
+    assert_eq!(h.daemon.statistics().counters["frozen"], 1);
+    h.control_ok(Opcode::Thaw, &[]);
+    let s = h.daemon.statistics();
+    assert_eq!((s.counters["frozen"], s.counters["recovering"]), (0, 1));
+}
+
+#[test]
+fn recovery_attach_creates_a_missing_database_that_can_be_pushed() {
+    let mut h = Harness::with_pnn(1);
+    h.control_ok(Opcode::Freeze, &[]);
+    for (opcode, name) in [(Opcode::DbAttach, VOL), (Opcode::DbAttachPersistent, PERS)] {
+        let bytes = h.control_packet(opcode, &payload::cstring(name), ATTACH_RECOVERY);
+        h.send_raw(CLIENT, LOCAL, bytes);
+        match h.one_reply().body {
+            Body::ReplyControl(r) => assert_eq!(r.status, 0, "{:?}", r.error_message()),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(h.daemon.registry().get(PERS_ID).unwrap().is_persistent());
+    // Attached while FREEZE is in force: frozen, so the leader can push into it.
+    assert_eq!(h.push(VOL_ID, vec![rec(b"k", 3, 0, b"v")]).status, 0);
+    assert_eq!(h.push(PERS_ID, vec![rec(b"k", 3, 0, b"v")]).status, 0);
+    assert_eq!(
+        h.contents(PERS_ID),
+        vec![(b"k".to_vec(), 3, 0, b"v".to_vec())]
+    );
+}
+
+/// A sled store that counts flushes.
+struct CountingStore {
+    inner: SledStore,
+    flushes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Store for CountingStore {
+    fn get(&self, tree: &str, key: &[u8]) -> store::StoreResult<Option<Vec<u8>>> {
+        self.inner.get(tree, key)
+    }
+    fn put(&self, tree: &str, key: &[u8], value: &[u8]) -> store::StoreResult<()> {
+        self.inner.put(tree, key, value)
+    }
+    fn delete(&self, tree: &str, key: &[u8]) -> store::StoreResult<()> {
+        self.inner.delete(tree, key)
+    }
+    fn scan(&self, tree: &str, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> store::StoreResult<()> {
+        self.inner.scan(tree, f)
+    }
+    fn batch(&self, tree: &str, ops: Vec<store::BatchOp>) -> store::StoreResult<()> {
+        self.inner.batch(tree, ops)
+    }
+    fn clear(&self, tree: &str) -> store::StoreResult<()> {
+        self.inner.clear(tree)
+    }
+    fn flush(&self) -> store::StoreResult<()> {
+        self.flushes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.flush()
+    }
+}
+
+#[test]
+fn a_persistent_push_is_flushed_and_survives_reopening() {
+    use std::sync::atomic::Ordering;
+    let mut h = Harness::new();
+    let flushes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let path = h.dir.path().join("counted.sled");
+    let counted = DbDaemon::new(
+        Box::new(CountingStore {
+            inner: SledStore::open(&path).unwrap(),
+            flushes: flushes.clone(),
+        }),
+        Options::new(0, dirs()),
+    )
+    .unwrap();
+    drop(std::mem::replace(&mut h.daemon, counted));
+    h.attach(Opcode::DbAttachPersistent, PERS);
+    h.attach(Opcode::DbAttach, VOL);
+    h.control_ok(Opcode::Freeze, &[]);
+
+    let before = flushes.load(Ordering::SeqCst);
+    h.control_ok(Opcode::WipeDatabase, &transdb(PERS_ID, 1));
+    let pushed = vec![
+        rec(b"__db_sequence_number__\0", 4, 0, &4u64.to_le_bytes()),
+        rec(b"user", 4, 0, b"persistent"),
+    ];
+    assert_eq!(h.push(PERS_ID, pushed.clone()).status, 0);
+    assert_eq!(
+        flushes.load(Ordering::SeqCst),
+        before + 2,
+        "wipe and push flush"
+    );
+    // Volatile pushes are not flushed synchronously.
+    assert_eq!(h.push(VOL_ID, vec![rec(b"v", 1, 0, b"v")]).status, 0);
+    assert_eq!(flushes.load(Ordering::SeqCst), before + 2);
+
+    // Reopen without an explicit flush: the pushed records are there.
+    let placeholder = open(&h.dir, 0);
+    drop(std::mem::replace(&mut h.daemon, placeholder));
+    h.daemon = DbDaemon::open(&path, Options::new(0, dirs())).unwrap();
+    assert_eq!(h.pull(PERS_ID, u32::MAX).records, pushed);
+    let mut req = PERS_ID.to_le_bytes().to_vec();
+    req.extend_from_slice(&[0, 0, 0, 0]);
+    assert_eq!(h.control_ok(Opcode::GetDbSeqnum, &req), 4u64.to_le_bytes());
+    // Fresh daemon: not frozen any more, in recovery until told otherwise.
+    assert!(!h.daemon.is_frozen());
+    assert_eq!(h.push(PERS_ID, pushed).status, -1);
+}

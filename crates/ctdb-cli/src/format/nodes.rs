@@ -247,6 +247,126 @@ pub fn parse_c_ulong(s: &str) -> Option<u64> {
     }
 }
 
+/// A node as the nodes file lists it: (pnn, address, deleted).
+pub type FileNode = (u32, IpAddr, bool);
+
+/// What `disable`/`enable`/`stop`/`continue`/`ban`/`unban` print (on stderr, exit 0)
+/// when the node already is in the wanted state: `desc` is `disabled`, `stopped` or
+/// `banned`; `set` whether the command sets the flag.
+pub fn already_text(pnn: u32, desc: &str, set: bool) -> String {
+    if set {
+        format!("Node {pnn} is already {desc}")
+    } else {
+        format!("Node {pnn} is not {desc}")
+    }
+}
+
+/// Whether a node's nodes file (GET_NODES_FILE) lists the same nodes as ours.
+///
+/// Samba compares every flag; its daemons answer with the file's flags only (0 or
+/// DELETED), so only the DELETED bit is compared here, which also suits a daemon
+/// answering with its live node map. Deleted nodes need no matching address.
+pub fn nodes_file_identical(file: &[FileNode], remote: &NodeMap) -> bool {
+    file.len() == remote.nodes.len()
+        && file
+            .iter()
+            .zip(&remote.nodes)
+            .all(|(&(pnn, ip, deleted), r)| {
+                let r_deleted = r.flags & node::DELETED != 0;
+                pnn == r.pnn
+                    && deleted == r_deleted
+                    && (deleted || r.addr.socket_addr().map(|a| a.ip()) == Some(ip))
+            })
+}
+
+/// The verdict of comparing the running node map with the nodes file (`reloadnodes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodesFileChanges {
+    pub stdout: String,
+    pub stderr: String,
+    /// Some node is new, deleted or undeleted: the nodes must reload the file.
+    pub reload: bool,
+    /// A change that cannot be applied: nothing is reloaded.
+    pub failed: bool,
+}
+
+/// Samba's check of a nodes file against the running node map: changed addresses and
+/// still-connected deleted nodes are errors; deleted, undeleted and new nodes call
+/// for a reload.
+pub fn nodes_file_changes(map: &NodeMap, file: &[FileNode]) -> NodesFileChanges {
+    let mut c = NodesFileChanges::default();
+    let line = |s: &mut String, l: String| {
+        s.push_str(&l);
+        s.push('\n');
+    };
+    for (i, n) in map.nodes.iter().enumerate() {
+        let Some(&(_, ip, file_deleted)) = file.get(i) else {
+            line(
+                &mut c.stderr,
+                format!(
+                    "Node {} ({}) missing from nodes file",
+                    n.pnn,
+                    addr_text(&n.addr)
+                ),
+            );
+            c.failed = true;
+            continue;
+        };
+        let deleted = n.flags & node::DELETED != 0;
+        match (deleted, file_deleted) {
+            (true, true) => {}
+            (false, false) => {
+                if n.addr.socket_addr().map(|a| a.ip()) != Some(ip) {
+                    line(
+                        &mut c.stderr,
+                        format!(
+                            "Node {} has changed IP address (was {}, now {ip})",
+                            n.pnn,
+                            addr_text(&n.addr)
+                        ),
+                    );
+                    c.failed = true;
+                } else if n.flags & node::DISCONNECTED != 0 {
+                    line(
+                        &mut c.stderr,
+                        format!(
+                            "WARNING: Node {} is disconnected. You MUST fix this node manually!",
+                            n.pnn
+                        ),
+                    );
+                }
+            }
+            (false, true) => {
+                line(&mut c.stdout, format!("Node {} is DELETED", n.pnn));
+                c.reload = true;
+                if n.flags & node::DISCONNECTED == 0 {
+                    line(
+                        &mut c.stderr,
+                        format!("ERROR: Node {} is still connected", n.pnn),
+                    );
+                    c.failed = true;
+                }
+            }
+            (true, false) => {
+                line(&mut c.stdout, format!("Node {} is UNDELETED", n.pnn));
+                c.reload = true;
+            }
+        }
+    }
+    if c.failed {
+        line(
+            &mut c.stderr,
+            "ERROR: Nodes will not be reloaded due to previous error".to_string(),
+        );
+        return c;
+    }
+    for &(pnn, _, _) in file.iter().skip(map.nodes.len()) {
+        line(&mut c.stdout, format!("Node {pnn} is NEW"));
+        c.reload = true;
+    }
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,5 +561,166 @@ pnn:2 127.0.0.3        OK
         assert_eq!(parse_c_ulong("010"), Some(8));
         assert_eq!(parse_c_ulong("0"), Some(0));
         assert_eq!(parse_c_ulong("z"), None);
+    }
+
+    /// Every state `disable`, `stop`, `ban` and a lost connection leave a node in.
+    #[test]
+    fn status_with_every_node_state() {
+        let mut s = reference();
+        s.nodemap.nodes.push(node(3, "127.0.0.4", 0));
+        s.nodemap.nodes.push(node(4, "127.0.0.5", 0));
+        s.nodemap.nodes[1].flags = node::PERMANENTLY_DISABLED;
+        s.nodemap.nodes[2].flags = node::BANNED;
+        s.nodemap.nodes[3].flags = node::STOPPED;
+        s.nodemap.nodes[4].flags = node::DISCONNECTED | node::UNHEALTHY;
+        s.vnnmap = VnnMap {
+            generation: INVALID_GENERATION,
+            map: vec![0, 1],
+        };
+        s.recmode = recmode::ACTIVE;
+        let expected = "Number of nodes:5
+pnn:0 127.0.0.1        OK (THIS NODE)
+pnn:1 127.0.0.2        DISABLED
+pnn:2 127.0.0.3        BANNED|INACTIVE
+pnn:3 127.0.0.4        STOPPED|INACTIVE
+pnn:4 127.0.0.5        DISCONNECTED|UNHEALTHY|INACTIVE
+Generation:INVALID
+Size:2
+hash:0 lmaster:0
+hash:1 lmaster:1
+Recovery mode:RECOVERY (1)
+Leader:1
+";
+        assert_eq!(status_text(&s, 0, None), expected);
+        let machine = "|Node|IP|Disconnected|Unknown|Banned|Disabled|Unhealthy|Stopped|Inactive|PartiallyOnline|ThisNode|
+|0|127.0.0.1|0|0|0|0|0|0|0|0|Y|
+|1|127.0.0.2|0|0|0|1|0|0|0|0|N|
+|2|127.0.0.3|0|0|1|0|0|0|1|0|N|
+|3|127.0.0.4|0|0|0|0|0|1|1|0|N|
+|4|127.0.0.5|1|0|0|0|1|0|1|0|N|
+";
+        assert_eq!(status_text(&s, 0, Some("|")), machine);
+        // nodestatus's exit code is the OR of the flags shown.
+        assert_eq!(
+            nodestatus_code(&s.nodemap),
+            node::PERMANENTLY_DISABLED
+                | node::BANNED
+                | node::STOPPED
+                | node::DISCONNECTED
+                | node::UNHEALTHY
+        );
+        // A node both disabled and banned, and one stopped while unhealthy.
+        assert_eq!(
+            flags_text(node::PERMANENTLY_DISABLED | node::BANNED),
+            "DISABLED|BANNED|INACTIVE"
+        );
+        assert_eq!(
+            flags_text(node::UNHEALTHY | node::STOPPED),
+            "UNHEALTHY|STOPPED|INACTIVE"
+        );
+    }
+
+    #[test]
+    fn already_in_state_messages() {
+        assert_eq!(
+            already_text(2, "disabled", true),
+            "Node 2 is already disabled"
+        );
+        assert_eq!(already_text(2, "stopped", false), "Node 2 is not stopped");
+        assert_eq!(already_text(0, "banned", true), "Node 0 is already banned");
+    }
+
+    fn file(entries: &[(&str, bool)]) -> Vec<FileNode> {
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, &(ip, deleted))| (i as u32, ip.parse().unwrap(), deleted))
+            .collect()
+    }
+
+    #[test]
+    fn nodes_file_unchanged() {
+        let s = reference();
+        let f = file(&[
+            ("127.0.0.1", false),
+            ("127.0.0.2", false),
+            ("127.0.0.3", false),
+        ]);
+        assert!(nodes_file_identical(&f, &s.nodemap));
+        assert_eq!(
+            nodes_file_changes(&s.nodemap, &f),
+            NodesFileChanges::default()
+        );
+        // Live flags other than DELETED do not make a node's file differ.
+        let mut live = s.nodemap.clone();
+        live.nodes[2].flags = node::BANNED;
+        assert!(nodes_file_identical(&f, &live));
+        assert!(!nodes_file_identical(&f[..2], &live));
+        let moved = file(&[
+            ("127.0.0.1", false),
+            ("127.0.0.9", false),
+            ("127.0.0.3", false),
+        ]);
+        assert!(!nodes_file_identical(&moved, &live));
+    }
+
+    #[test]
+    fn nodes_file_new_deleted_and_changed() {
+        let mut map = reference().nodemap;
+        // A new node at the end, node 2 deleted while disconnected.
+        map.nodes[2].flags = node::DISCONNECTED;
+        let f = file(&[
+            ("127.0.0.1", false),
+            ("127.0.0.2", false),
+            ("0.0.0.0", true),
+            ("127.0.0.4", false),
+        ]);
+        let c = nodes_file_changes(&map, &f);
+        assert_eq!(c.stdout, "Node 2 is DELETED\nNode 3 is NEW\n");
+        assert_eq!((c.stderr.as_str(), c.reload, c.failed), ("", true, false));
+
+        // Deleting a node that is still connected, and moving one: refused.
+        let map = reference().nodemap;
+        let f = file(&[
+            ("127.0.0.1", false),
+            ("127.0.0.7", false),
+            ("0.0.0.0", true),
+        ]);
+        let c = nodes_file_changes(&map, &f);
+        assert_eq!(c.stdout, "Node 2 is DELETED\n");
+        assert_eq!(
+            c.stderr,
+            "Node 1 has changed IP address (was 127.0.0.2, now 127.0.0.7)
+ERROR: Node 2 is still connected
+ERROR: Nodes will not be reloaded due to previous error
+"
+        );
+        assert!(c.failed);
+
+        // A node missing from the file; an undeleted node.
+        let mut map = reference().nodemap;
+        map.nodes[1].flags = node::DELETED | node::DISCONNECTED;
+        let f = file(&[("127.0.0.1", false), ("127.0.0.2", false)]);
+        let c = nodes_file_changes(&map, &f);
+        assert_eq!(c.stdout, "Node 1 is UNDELETED\n");
+        assert!(c
+            .stderr
+            .starts_with("Node 2 (127.0.0.3) missing from nodes file\n"));
+        assert!(c.failed);
+
+        // A disconnected node that stays: a warning only.
+        let mut map = reference().nodemap;
+        map.nodes[0].flags = node::DISCONNECTED;
+        let f = file(&[
+            ("127.0.0.1", false),
+            ("127.0.0.2", false),
+            ("127.0.0.3", false),
+        ]);
+        let c = nodes_file_changes(&map, &f);
+        assert_eq!(
+            c.stderr,
+            "WARNING: Node 0 is disconnected. You MUST fix this node manually!\n"
+        );
+        assert!(!c.reload && !c.failed);
     }
 }

@@ -44,6 +44,8 @@ pub const OWNED_CONTROLS: &[Opcode] = &[
     Opcode::DbTransactionCommit,
     Opcode::DbTransactionCancel,
     Opcode::WipeDatabase,
+    Opcode::PullDb,
+    Opcode::PushDb,
 ];
 
 /// What a control handler answers: a status and reply data, or a failure.
@@ -127,6 +129,8 @@ impl DbDaemon {
             Opcode::DbTransactionCommit => self.db_transaction_commit(data),
             Opcode::DbTransactionCancel => self.db_transaction_cancel(data),
             Opcode::WipeDatabase => self.wipe_database(data),
+            Opcode::PullDb => self.pull_db(data),
+            Opcode::PushDb => self.push_db(data),
             other => fail(format!(
                 "control {other} ({}) is not implemented by ctdb-db",
                 other.as_u32()

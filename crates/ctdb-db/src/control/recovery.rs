@@ -1,13 +1,24 @@
 //! The data side of recovery: vnn map, generation, recovery mode, freeze and thaw,
-//! wiping a database, and the per-database recovery transaction.
+//! pulling, wiping and pushing a database (the seed's PULL_DB / WIPE_DATABASE /
+//! PUSH_DB), and the per-database recovery transaction.
 
+use std::collections::hash_map::{Entry, HashMap};
+
+use bytes::Bytes;
+use ctdb_protocol::control::{PullDb, RecBuffer, RecData};
 use ctdb_protocol::flags::recmode;
+use ctdb_protocol::ltdb::split_record;
+use ctdb_protocol::LtdbHeader;
 use ctdb_rpc::component::Outbox;
 
 use super::{done, fail, ok, ControlResult};
 use crate::payload::{self, TransDb, VnnMap};
+use crate::store::BatchOp;
 use crate::DbDaemon;
 use ctdb_protocol::Wire;
+
+/// PULL_DB's `lmaster` meaning every record (CTDB_LMASTER_ANY).
+pub const LMASTER_ANY: u32 = u32::MAX;
 
 impl DbDaemon {
     pub(crate) fn getvnnmap(&self) -> ControlResult {
@@ -45,7 +56,9 @@ impl DbDaemon {
         done()
     }
 
-    /// THAW: every database thaws; waiting calls run.
+    /// THAW: every database thaws (also while the recovery mode is still ACTIVE: we are
+    /// more liberal than Samba), open recovery transactions end, and the calls held
+    /// while frozen run again in arrival order.
     pub(crate) fn thaw(&mut self, out: &Outbox) -> ControlResult {
         self.frozen = false;
         for db in self.registry.iter_mut() {
@@ -126,6 +139,99 @@ impl DbDaemon {
             self.store.flush()?;
         }
         tracing::info!(db = %name, "wiped");
+        done()
+    }
+}
+
+impl DbDaemon {
+    /// PULL_DB (`ctdb_pulldb` → `ctdb_rec_buffer`): every record of the database as
+    /// stored (24-byte ltdb header + data, reqid 0), in key order; with an `lmaster`
+    /// other than CTDB_LMASTER_ANY only the records whose lmaster over the current vnn
+    /// map is that node. Allowed whether or not the database is frozen.
+    pub(crate) fn pull_db(&self, data: &[u8]) -> ControlResult {
+        let request = PullDb::from_bytes(data)?;
+        let db = self.db_arg(data)?;
+        let mut records = Vec::new();
+        let mut bad = 0usize;
+        self.store.scan(&db.tree(), &mut |key, value| {
+            if value.len() < LtdbHeader::SIZE {
+                bad += 1;
+            } else if request.lmaster == LMASTER_ANY || self.lmaster(key) == request.lmaster {
+                records.push(RecData {
+                    reqid: 0,
+                    key: Bytes::copy_from_slice(key),
+                    data: Bytes::copy_from_slice(value),
+                });
+            }
+            true
+        })?;
+        if bad > 0 {
+            tracing::warn!(db = %db.name, bad, "PULL_DB left out records shorter than their header");
+        }
+        tracing::debug!(db = %db.name, lmaster = request.lmaster, records = records.len(), "pulled");
+        ok(RecBuffer {
+            db_id: request.db_id,
+            records,
+        }
+        .to_bytes())
+    }
+
+    /// PUSH_DB (`ctdb_rec_buffer`): stores each record (header as given, then data)
+    /// when there is no local copy or the pushed RSN is strictly higher than the local
+    /// one; within one buffer, the highest RSN of a key wins. The database must be
+    /// frozen (FREEZE or DB_FREEZE). All or nothing: one record without a header fails
+    /// the whole push. Persistent and replicated databases are flushed before the reply.
+    pub(crate) fn push_db(&mut self, data: &[u8]) -> ControlResult {
+        let buffer = RecBuffer::from_bytes(data)?;
+        let db = self.db_arg(&buffer.db_id.to_le_bytes())?;
+        if !self.is_db_frozen(buffer.db_id) {
+            return fail(format!(
+                "cannot push into {}: database is not frozen",
+                db.name
+            ));
+        }
+        let (tree, name, durable) = (db.tree(), db.name.clone(), !db.is_volatile());
+        // Per key: the RSN to beat (the local copy's, or that of an earlier record of
+        // this buffer) and the value to store, if any.
+        struct Pending<'a> {
+            rsn: Option<u64>,
+            value: Option<&'a [u8]>,
+        }
+        let mut chosen: HashMap<&[u8], Pending<'_>> = HashMap::new();
+        for rec in &buffer.records {
+            let Ok((header, _)) = rec.header() else {
+                return fail(format!(
+                    "cannot push into {name}: a record of {} bytes has no ltdb header",
+                    rec.data.len()
+                ));
+            };
+            let pending = match chosen.entry(&rec.key[..]) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let rsn = self
+                        .store
+                        .get(&tree, &rec.key)?
+                        .and_then(|old| split_record(&old).ok().map(|(h, _)| h.rsn));
+                    e.insert(Pending { rsn, value: None })
+                }
+            };
+            if pending.rsn.is_none_or(|rsn| header.rsn > rsn) {
+                *pending = Pending {
+                    rsn: Some(header.rsn),
+                    value: Some(&rec.data[..]),
+                };
+            }
+        }
+        let ops: Vec<BatchOp> = chosen
+            .into_iter()
+            .filter_map(|(key, p)| Some(BatchOp::Put(key.to_vec(), p.value?.to_vec())))
+            .collect();
+        let stored = ops.len();
+        self.store.batch(&tree, ops)?;
+        if durable {
+            self.store.flush()?;
+        }
+        tracing::debug!(db = %name, received = buffer.records.len(), stored, "pushed");
         done()
     }
 }
