@@ -1,13 +1,23 @@
 //! ctdb-recoverd: the cluster's brain on one node.
 //!
 //! It answers the controls it owns (leader, roles, recovery lock, interfaces and public
-//! IPs) through the packet stream, and runs the monitoring loop as an ordinary CTDB
-//! client of its own node, like Samba's recovery daemon: it announces the leader,
-//! checks recovery mode and vnn map, and recovers when they are not consistent.
+//! IPs) through the packet stream, and runs its loop as an ordinary CTDB client of its
+//! own node, like Samba's recovery daemon:
+//! - `election`: who may lead and who leads without a lock; `reclock`: the recovery lock;
+//! - `monitor`: the leader's check of every node; `recovery`: the recovery itself;
+//! - `banning`: nodes that keep causing recoveries; `events`: recovery events per node;
+//! - `daemon`: the loop that ties them together; `nodes`: how it reaches the nodes.
 
 #![forbid(unsafe_code)]
 
+pub mod banning;
 mod controls;
+pub mod daemon;
+pub mod election;
+pub mod events;
+pub mod monitor;
+pub mod nodes;
+pub mod reclock;
 pub mod recovery;
 
 pub use controls::Recoverd;

@@ -1,7 +1,7 @@
 use std::sync::{Arc, Mutex};
 
 use ctdb_common::Config;
-use ctdb_recoverd::recovery::Monitor;
+use ctdb_recoverd::daemon::Monitor;
 use ctdb_recoverd::Recoverd;
 use ctdb_rpc::component::{Outbox, PacketComponent};
 

@@ -1,144 +1,340 @@
-//! The monitoring loop and recovery, driven through the node's client socket.
+//! Recovery, run by the leader (holding the recovery lock when one is configured).
+//!
+//! The seed's way, on every active node: recovery mode ACTIVE, FREEZE, START_RECOVERY;
+//! every node gets every database (attached by name where missing); each database is
+//! pulled from every node, merged (each record's copy with the highest RSN; ties go to
+//! the copy from the node that claims to be its dmaster; the kept copy's dmaster becomes
+//! the leader, Samba's rule), wiped and pushed back everywhere; then a new generation and
+//! vnn map, recovery mode NORMAL, THAW, END_RECOVERY. Any failure aborts with the node
+//! that failed; the next monitoring round retries.
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use ctdb_client::{Client, ClientError};
-use ctdb_protocol::control::VnnMap;
-use ctdb_protocol::flags::{dest, recmode, INVALID_GENERATION};
-use ctdb_protocol::{srvid, Opcode};
-use ctdb_rpc::eventd_client::EventdClient;
-use ctdb_rpc::RunEventRequest;
-use tonic::transport::Channel;
+use ctdb_protocol::control::db::db_flags;
+use ctdb_protocol::control::{DbMap, PullDb, RecBuffer, RecData, TransDb, VnnMap};
+use ctdb_protocol::flags::{recmode, INVALID_GENERATION};
+use ctdb_protocol::{LtdbHeader, Opcode, Wire};
+use futures::future::join_all;
 use tracing::{info, warn};
 
-use crate::Recoverd;
+use crate::nodes::{ok, on_all, NodeError, Nodes};
 
-/// How the loop reaches the rest of its node.
-pub struct Monitor {
-    pub socket: PathBuf,
-    pub eventd: EventdClient<Channel>,
-    pub state: Arc<Mutex<Recoverd>>,
-    pub interval: Duration,
-    /// Whether the startup event has run on this node.
-    started_up: bool,
+/// What one recovery is to do.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub leader: u32,
+    /// The nodes recovered, in pnn order.
+    pub active: Vec<u32>,
+    /// The vnn map to install.
+    pub vnnmap: Vec<u32>,
+    /// Generations in use now, that the new one must differ from.
+    pub old_generations: Vec<u32>,
+    /// Time allowed for each control.
+    pub timeout: Duration,
 }
 
-impl Monitor {
-    pub fn new(socket: PathBuf, eventd: Channel, state: Arc<Mutex<Recoverd>>) -> Self {
-        Self {
-            socket,
-            eventd: EventdClient::new(eventd),
-            state,
-            interval: Duration::from_secs(1),
-            started_up: false,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub generation: u32,
+    pub databases: usize,
+    pub records: usize,
+    pub duration: Duration,
+}
+
+/// A recovery that stopped: at which step, and the node that failed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub step: &'static str,
+    pub culprit: u32,
+    pub error: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "recovery failed at {} on node {}: {}",
+            self.step, self.culprit, self.error
+        )
+    }
+}
+
+fn at(step: &'static str) -> impl Fn(NodeError) -> Failure {
+    move |e| Failure {
+        step,
+        culprit: e.pnn,
+        error: e.error,
+    }
+}
+
+/// Runs one recovery of the nodes of `plan`.
+pub async fn recover<N: Nodes>(nodes: &N, plan: &Plan) -> Result<Outcome, Failure> {
+    let began = Instant::now();
+    let (active, t) = (&plan.active[..], plan.timeout);
+    let generation = pick_generation(random_u32(), &plan.old_generations);
+    info!(
+        leader = plan.leader,
+        ?active,
+        vnnmap = ?plan.vnnmap,
+        "recovery starting"
+    );
+
+    let active_mode = Bytes::from(recmode::ACTIVE.to_bytes());
+    on_all(nodes, active, Opcode::SetRecmode, active_mode, t)
+        .await
+        .map_err(at("SET_RECMODE active"))?;
+    on_all(nodes, active, Opcode::Freeze, Bytes::new(), t)
+        .await
+        .map_err(at("FREEZE"))?;
+    on_all(nodes, active, Opcode::StartRecovery, Bytes::new(), t)
+        .await
+        .map_err(at("START_RECOVERY"))?;
+
+    let databases = create_missing_databases(nodes, active, t).await?;
+    let mut records = 0;
+    for &db_id in databases.keys() {
+        records += recover_database(nodes, plan, db_id, generation).await?;
+    }
+
+    let map = VnnMap {
+        generation,
+        map: plan.vnnmap.clone(),
+    };
+    on_all(nodes, active, Opcode::Setvnnmap, map.to_bytes().into(), t)
+        .await
+        .map_err(at("SETVNNMAP"))?;
+    let normal = Bytes::from(recmode::NORMAL.to_bytes());
+    on_all(nodes, active, Opcode::SetRecmode, normal, t)
+        .await
+        .map_err(at("SET_RECMODE normal"))?;
+    on_all(nodes, active, Opcode::Thaw, Bytes::new(), t)
+        .await
+        .map_err(at("THAW"))?;
+    on_all(nodes, active, Opcode::EndRecovery, Bytes::new(), t)
+        .await
+        .map_err(at("END_RECOVERY"))?;
+
+    let outcome = Outcome {
+        generation,
+        databases: databases.len(),
+        records,
+        duration: began.elapsed(),
+    };
+    info!(
+        generation,
+        databases = outcome.databases,
+        records,
+        duration_ms = outcome.duration.as_millis() as u64,
+        "recovery finished"
+    );
+    Ok(outcome)
+}
+
+/// Every database any node has, attached on every node that lacks it. Returns db_id →
+/// db map flags.
+async fn create_missing_databases<N: Nodes>(
+    nodes: &N,
+    active: &[u32],
+    t: Duration,
+) -> Result<BTreeMap<u32, u8>, Failure> {
+    let maps = on_all(nodes, active, Opcode::GetDbmap, Bytes::new(), t)
+        .await
+        .map_err(at("GET_DBMAP"))?;
+    let mut maps_by_node = Vec::new();
+    for (&pnn, data) in active.iter().zip(maps) {
+        let map = DbMap::from_bytes(&data).map_err(|e| Failure {
+            step: "GET_DBMAP",
+            culprit: pnn,
+            error: e.to_string(),
+        })?;
+        maps_by_node.push((pnn, map));
+    }
+    let union = union_of_dbmaps(&maps_by_node);
+    for (&db_id, &(flags, holder)) in &union {
+        let missing: Vec<u32> = maps_by_node
+            .iter()
+            .filter(|(_, m)| !m.dbs.iter().any(|d| d.db_id == db_id))
+            .map(|(pnn, _)| *pnn)
+            .collect();
+        if missing.is_empty() {
+            continue;
         }
-    }
-
-    fn pnn(&self) -> u32 {
-        ctdb_rpc::component::lock(&self.state).pnn
-    }
-
-    /// Runs forever: (re)connects to the node and checks it every interval.
-    pub async fn run(mut self) {
-        loop {
-            let client = match Client::connect(&self.socket).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::debug!("node not reachable yet: {e}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            info!(pnn = client.pnn(), "recovery daemon connected to its node");
-            loop {
-                if let Err(e) = self.check(&client).await {
-                    warn!("monitoring failed: {e}");
-                    if matches!(e, ClientError::Disconnected) {
-                        break;
-                    }
-                }
-                tokio::time::sleep(self.interval).await;
+        let name = ok(nodes, holder, Opcode::GetDbname, db_id.to_bytes().into(), t)
+            .await
+            .map_err(at("GET_DBNAME"))?;
+        let name = String::from_bytes(&name).map_err(|e| Failure {
+            step: "GET_DBNAME",
+            culprit: holder,
+            error: e.to_string(),
+        })?;
+        let opcode = attach_opcode(flags);
+        info!(db = %name, ?missing, "creating a missing database");
+        let replies = on_all(nodes, &missing, opcode, name.to_bytes().into(), t)
+            .await
+            .map_err(at("DB_ATTACH"))?;
+        for (&pnn, reply) in missing.iter().zip(replies) {
+            let got = u32::from_bytes(&reply).unwrap_or(0);
+            if got != db_id {
+                return Err(Failure {
+                    step: "DB_ATTACH",
+                    culprit: pnn,
+                    error: format!("{name} attached as {got:#x}, not {db_id:#x}"),
+                });
             }
         }
     }
-
-    /// One round of the monitoring loop.
-    async fn check(&mut self, client: &Client) -> Result<(), ClientError> {
-        let pnn = self.pnn();
-        // A single node leads itself; elections among nodes come with the node mesh.
-        ctdb_rpc::component::lock(&self.state).leader = Some(pnn);
-        client.send_message(
-            dest::BROADCAST_CONNECTED,
-            srvid::samba::LEADER,
-            Bytes::copy_from_slice(&pnn.to_le_bytes()),
-        )?;
-        let mode = client.get_recmode(dest::CURRENT_NODE).await?;
-        let vnnmap = client.get_vnnmap(dest::CURRENT_NODE).await?;
-        if mode != recmode::NORMAL || vnnmap.generation == INVALID_GENERATION {
-            self.recover(client, pnn).await?;
-        }
-        Ok(())
-    }
-
-    async fn run_event(&mut self, event: &str) {
-        let request = RunEventRequest {
-            event: event.to_string(),
-            args: Vec::new(),
-            timeout_secs: 0,
-        };
-        match self.eventd.run_event(request).await {
-            Ok(reply) if reply.get_ref().status == 0 => {}
-            Ok(reply) => warn!(event, status = reply.get_ref().status, "event failed"),
-            Err(e) => warn!(event, "event daemon not reachable: {e}"),
-        }
-    }
-
-    /// Recovery of a one-node cluster: a new generation with this node as the only
-    /// lmaster, framed by the recovery controls and events.
-    pub async fn recover(&mut self, client: &Client, pnn: u32) -> Result<(), ClientError> {
-        info!("recovery starting");
-        let here = dest::CURRENT_NODE;
-        client.set_recmode(here, recmode::ACTIVE).await?;
-        client
-            .control(here, Opcode::StartRecovery, 0, Bytes::new())
-            .await?;
-        self.run_event("startrecovery").await;
-        let generation = new_generation();
-        client
-            .set_vnnmap(
-                here,
-                &VnnMap {
-                    generation,
-                    map: vec![pnn],
-                },
-            )
-            .await?;
-        client.set_recmode(here, recmode::NORMAL).await?;
-        client
-            .control(here, Opcode::EndRecovery, 0, Bytes::new())
-            .await?;
-        self.run_event("recovered").await;
-        if !self.started_up {
-            self.run_event("startup").await;
-            self.started_up = true;
-        }
-        info!(generation, "recovery finished");
-        Ok(())
-    }
+    Ok(union
+        .into_iter()
+        .map(|(id, (flags, _))| (id, flags))
+        .collect())
 }
 
-/// A random generation that is never the invalid one.
-fn new_generation() -> u32 {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
-        d.subsec_nanos() ^ (d.as_secs() as u32).rotate_left(16)
-    });
-    let g = nanos.wrapping_mul(0x9E37_79B9) ^ std::process::id();
-    if g <= INVALID_GENERATION {
-        g + 2
+/// db_id → (flags, a node that has it).
+pub fn union_of_dbmaps(maps: &[(u32, DbMap)]) -> BTreeMap<u32, (u8, u32)> {
+    let mut union = BTreeMap::new();
+    for (pnn, map) in maps {
+        for db in &map.dbs {
+            union.entry(db.db_id).or_insert((db.flags, *pnn));
+        }
+    }
+    union
+}
+
+fn attach_opcode(flags: u8) -> Opcode {
+    if flags & db_flags::REPLICATED != 0 {
+        Opcode::DbAttachReplicated
+    } else if flags & db_flags::PERSISTENT != 0 {
+        Opcode::DbAttachPersistent
     } else {
-        g
+        Opcode::DbAttach
     }
 }
+
+/// Pull, merge, wipe, push one database; returns the number of records pushed.
+async fn recover_database<N: Nodes>(
+    nodes: &N,
+    plan: &Plan,
+    db_id: u32,
+    generation: u32,
+) -> Result<usize, Failure> {
+    let (active, t) = (&plan.active[..], plan.timeout);
+    let request = Bytes::from(
+        PullDb {
+            db_id,
+            lmaster: u32::MAX,
+        }
+        .to_bytes(),
+    );
+    let pulls = join_all(
+        active
+            .iter()
+            .map(|&pnn| ok(nodes, pnn, Opcode::PullDb, request.clone(), t)),
+    )
+    .await;
+    let mut pulled = Vec::with_capacity(active.len());
+    for (&pnn, reply) in active.iter().zip(pulls) {
+        let data = reply.map_err(at("PULL_DB"))?;
+        let buffer = RecBuffer::from_bytes(&data).map_err(|e| Failure {
+            step: "PULL_DB",
+            culprit: pnn,
+            error: e.to_string(),
+        })?;
+        pulled.push((pnn, buffer));
+    }
+    let merged = merge(db_id, &pulled, plan.leader);
+    let count = merged.records.len();
+    let wipe = TransDb {
+        db_id,
+        tid: generation,
+    };
+    on_all(
+        nodes,
+        active,
+        Opcode::WipeDatabase,
+        wipe.to_bytes().into(),
+        t,
+    )
+    .await
+    .map_err(at("WIPE_DATABASE"))?;
+    on_all(nodes, active, Opcode::PushDb, merged.to_bytes().into(), t)
+        .await
+        .map_err(at("PUSH_DB"))?;
+    tracing::debug!(db_id, records = count, "database recovered");
+    Ok(count)
+}
+
+/// Merges the record buffers pulled from each node (`(source pnn, buffer)`): per key,
+/// the copy with the highest RSN; on equal RSNs, the copy from the node its header names
+/// as dmaster. The kept copies get `leader` as dmaster. Records come out in key order.
+pub fn merge(db_id: u32, pulled: &[(u32, RecBuffer)], leader: u32) -> RecBuffer {
+    struct Best<'a> {
+        header: LtdbHeader,
+        value: &'a [u8],
+        from_dmaster: bool,
+    }
+    let mut best: HashMap<&[u8], Best<'_>> = HashMap::new();
+    let mut bad = 0usize;
+    for (source, buffer) in pulled {
+        for record in &buffer.records {
+            let Ok((header, value)) = record.header() else {
+                bad += 1;
+                continue;
+            };
+            let candidate = Best {
+                header,
+                value,
+                from_dmaster: header.dmaster == *source,
+            };
+            match best.get(&record.key[..]) {
+                Some(kept)
+                    if kept.header.rsn > header.rsn
+                        || (kept.header.rsn == header.rsn
+                            && (kept.from_dmaster || !candidate.from_dmaster)) => {}
+                _ => {
+                    best.insert(&record.key[..], candidate);
+                }
+            }
+        }
+    }
+    if bad > 0 {
+        warn!(db_id, bad, "records without an ltdb header were left out");
+    }
+    let mut keys: Vec<&[u8]> = best.keys().copied().collect();
+    keys.sort_unstable();
+    let records = keys
+        .into_iter()
+        .map(|key| {
+            let kept = &best[key];
+            let header = LtdbHeader {
+                dmaster: leader,
+                ..kept.header
+            };
+            RecData::with_header(0, key, &header, kept.value)
+        })
+        .collect();
+    RecBuffer { db_id, records }
+}
+
+/// A fresh generation: never 0, never the invalid one (1), never one in use.
+pub fn pick_generation(mut random: u32, in_use: &[u32]) -> u32 {
+    loop {
+        if random > INVALID_GENERATION && !in_use.contains(&random) {
+            return random;
+        }
+        random = random.wrapping_mul(0x9E37_79B9).wrapping_add(0x7F4A_7C15);
+    }
+}
+
+fn random_u32() -> u32 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (RandomState::new().hash_one(nanos) >> 16) as u32
+}
+
+#[cfg(test)]
+mod tests;

@@ -32,6 +32,8 @@ pub struct Counters {
     pub client_req_call: AtomicU32,
     pub client_req_message: AtomicU32,
     pub client_req_control: AtomicU32,
+    pub keepalive_packets_sent: AtomicU32,
+    pub keepalive_packets_recv: AtomicU32,
 }
 
 impl Counters {
@@ -44,6 +46,8 @@ impl Counters {
             &self.client_req_call,
             &self.client_req_message,
             &self.client_req_control,
+            &self.keepalive_packets_sent,
+            &self.keepalive_packets_recv,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -200,8 +204,7 @@ fn answer(
                 new_flags,
                 old_flags,
             }) => {
-                let set = new_flags & !old_flags;
-                let clear = old_flags & !new_flags;
+                let (set, clear) = flag_change(old_flags, new_flags);
                 if node.state().set_flags(pnn, set, clear) {
                     status(0)
                 } else {
@@ -281,6 +284,14 @@ fn answer(
     Ok(Some(reply))
 }
 
+/// The bits a MODIFY_FLAGS from `old` to `new` sets and clears. Connectivity is this
+/// node's own view (the mesh keeps it): the sender's DISCONNECTED bit does not count.
+fn flag_change(old: u32, new: u32) -> (u32, u32) {
+    let set = new & !old & !node_flags::DISCONNECTED;
+    let clear = old & !new & !node_flags::DISCONNECTED;
+    (set, clear)
+}
+
 fn exists(node: &Node, pid: u32, srvid: Option<u64>) -> i32 {
     if node.clients.pid_exists(pid, srvid) {
         0
@@ -334,6 +345,8 @@ fn statistics(node: &Arc<Node>, client: u64, header: Header) {
         stats.client.req_call = c.client_req_call.load(Ordering::Relaxed);
         stats.client.req_message = c.client_req_message.load(Ordering::Relaxed);
         stats.client.req_control = c.client_req_control.load(Ordering::Relaxed);
+        stats.keepalive_packets_sent = c.keepalive_packets_sent.load(Ordering::Relaxed);
+        stats.keepalive_packets_recv = c.keepalive_packets_recv.load(Ordering::Relaxed);
         {
             let state = node.state();
             stats.statistics_start_time = timeval(Some(state.started));
@@ -445,5 +458,22 @@ pub async fn serve_transport_rpc(node: Arc<Node>) {
         .add_service(TransportServer::new(TransportRpc(node.clone())));
     if let Err(e) = ctdb_rpc::component::serve_on(&path, router, std::future::pending()).await {
         warn!("transport gRPC server failed: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modify_flags_leaves_connectivity_to_the_mesh() {
+        use node_flags::{BANNED, DISCONNECTED, PERMANENTLY_DISABLED};
+        assert_eq!(flag_change(0, BANNED), (BANNED, 0));
+        assert_eq!(flag_change(BANNED, 0), (0, BANNED));
+        assert_eq!(flag_change(0, DISCONNECTED | BANNED), (BANNED, 0));
+        assert_eq!(
+            flag_change(DISCONNECTED | PERMANENTLY_DISABLED, 0),
+            (0, PERMANENTLY_DISABLED)
+        );
     }
 }

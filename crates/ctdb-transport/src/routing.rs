@@ -1,5 +1,6 @@
 //! Who owns which control: the one table transport routes by (DESIGN.md).
 
+use ctdb_protocol::flags::{dest, node as node_flags};
 use ctdb_protocol::Opcode;
 
 /// A component of the node.
@@ -141,9 +142,53 @@ pub fn owner(opcode: Opcode) -> Option<Owner> {
     })
 }
 
+/// The nodes a packet for `destnode` goes to, this node (`me`) included where it is
+/// one of them, given every node's flags by pnn:
+///
+/// - `CURRENT_NODE`: this node;
+/// - `BROADCAST_ALL`: every node of the nodes file that is not deleted (connected or
+///   not: a disconnected one gets nothing, and a control to it an error);
+/// - `BROADCAST_VNNMAP`: every active node (not deleted, disconnected, banned or
+///   stopped) — transport does not follow the vnn map, db owns it;
+/// - `BROADCAST_CONNECTED`: every connected node and this one (never DISCONNECTED in
+///   its own view);
+/// - a pnn: that node, whatever it is (an unknown one gets an error later).
+pub fn targets(destnode: u32, me: u32, flags: &[u32]) -> Vec<u32> {
+    let all = |skip: u32| {
+        (0..flags.len() as u32)
+            .filter(|&p| flags[p as usize] & skip == 0)
+            .collect()
+    };
+    match destnode {
+        dest::CURRENT_NODE => vec![me],
+        dest::BROADCAST_ALL => all(node_flags::DELETED),
+        dest::BROADCAST_VNNMAP => all(node_flags::INACTIVE),
+        dest::BROADCAST_CONNECTED => all(node_flags::DELETED | node_flags::DISCONNECTED),
+        d if dest::is_broadcast(d) => Vec::new(),
+        pnn => vec![pnn],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broadcasts_reach_the_nodes_samba_sends_them_to() {
+        use node_flags::{BANNED, DELETED, DISCONNECTED};
+        // 0 us, 1 connected, 2 disconnected, 3 deleted, 4 banned but connected.
+        let flags = [0, 0, DISCONNECTED, DELETED | DISCONNECTED, BANNED];
+        assert_eq!(targets(dest::CURRENT_NODE, 0, &flags), [0]);
+        assert_eq!(targets(2, 0, &flags), [2]);
+        assert_eq!(targets(9, 0, &flags), [9]);
+        assert_eq!(targets(dest::BROADCAST_ALL, 0, &flags), [0, 1, 2, 4]);
+        assert_eq!(targets(dest::BROADCAST_CONNECTED, 0, &flags), [0, 1, 4]);
+        assert_eq!(targets(dest::BROADCAST_VNNMAP, 0, &flags), [0, 1]);
+        // A banned node still reaches everyone connected, itself included.
+        let flags = [BANNED, 0, DISCONNECTED];
+        assert_eq!(targets(dest::BROADCAST_CONNECTED, 0, &flags), [0, 1]);
+        assert_eq!(targets(dest::BROADCAST_VNNMAP, 0, &flags), [1]);
+    }
 
     #[test]
     fn every_control_of_the_design_table_has_one_owner() {

@@ -1,0 +1,503 @@
+//! The recovery daemon's main loop, driven through the node's client socket like
+//! Samba's recovery daemon: every RecoverInterval it learns the leader, takes part in
+//! the election, and, when it leads, announces itself, checks the cluster and recovers.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ctdb_client::{Client, ClientError, Message};
+use ctdb_common::tunables::Tunables;
+use ctdb_protocol::control::{BanState, NodeFlagChange, NodeMap};
+use ctdb_protocol::flags::{capability, dest, node};
+use ctdb_protocol::{srvid, Opcode, Wire};
+use ctdb_rpc::eventd_client::EventdClient;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tonic::transport::Channel;
+use tracing::{debug, info, warn};
+
+use crate::banning::Culprits;
+use crate::election::{choose_leader, is_active, ElectionMessage, Roles};
+use crate::monitor::{assess, gather};
+use crate::nodes::ok;
+use crate::reclock::{self, Attempt, LockSpec, RecoveryLock};
+use crate::recovery::{recover, Plan};
+use crate::{events, Recoverd};
+
+/// How the loop reaches the rest of its node.
+pub struct Monitor {
+    pub socket: PathBuf,
+    pub eventd: Channel,
+    pub state: Arc<Mutex<Recoverd>>,
+}
+
+impl Monitor {
+    pub fn new(socket: PathBuf, eventd: Channel, state: Arc<Mutex<Recoverd>>) -> Self {
+        Self {
+            socket,
+            eventd,
+            state,
+        }
+    }
+
+    /// Runs forever: (re)connects to the node and runs the loop while connected.
+    pub async fn run(self) {
+        loop {
+            let client = match Client::connect(&self.socket).await {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!("node not reachable yet: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            info!(pnn = client.pnn(), "recovery daemon connected to its node");
+            let watcher = tokio::spawn(events::watch(
+                client.clone(),
+                EventdClient::new(self.eventd.clone()),
+            ));
+            let announcer = tokio::spawn(announce_leadership(client.clone(), self.state.clone()));
+            match Session::start(client, self.state.clone()).await {
+                Ok(mut session) => session.run().await,
+                Err(e) => warn!("cannot start monitoring: {e}"),
+            }
+            watcher.abort();
+            announcer.abort();
+            {
+                let mut state = ctdb_rpc::component::lock(&self.state);
+                state.leader = None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// While this node leads, tells every connected node so every second (the LEADER
+/// message, data: our pnn), also while a long recovery runs.
+async fn announce_leadership(client: Client, state: Arc<Mutex<Recoverd>>) {
+    loop {
+        let (pnn, leader) = {
+            let state = ctdb_rpc::component::lock(&state);
+            (state.pnn, state.leader)
+        };
+        if leader == Some(pnn) {
+            let data = Bytes::copy_from_slice(&pnn.to_le_bytes());
+            if client
+                .send_message(dest::BROADCAST_CONNECTED, srvid::samba::LEADER, data)
+                .is_err()
+            {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The tunables the loop follows, read from the node each round.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    interval: Duration,
+    recover_timeout: Duration,
+    election_timeout: Duration,
+    ban_period: u32,
+    grace: Duration,
+    enable_bans: bool,
+}
+
+impl Settings {
+    /// Monitoring must not stall the loop for RecoverTimeout on one silent node: it
+    /// waits ElectionTimeout at most.
+    fn monitor_timeout(&self) -> Duration {
+        self.election_timeout.min(self.recover_timeout)
+    }
+
+    async fn read(client: &Client) -> Self {
+        let defaults = Tunables::default();
+        let get = |name: &'static str| {
+            let fallback = defaults.get(name).unwrap_or(1);
+            async move {
+                client
+                    .get_tunable(dest::CURRENT_NODE, name)
+                    .await
+                    .unwrap_or(fallback)
+            }
+        };
+        let (interval, timeout, election, ban, grace, bans) = tokio::join!(
+            get("RecoverInterval"),
+            get("RecoverTimeout"),
+            get("ElectionTimeout"),
+            get("RecoveryBanPeriod"),
+            get("RecoveryGracePeriod"),
+            get("EnableBans"),
+        );
+        let secs = |s: u32| Duration::from_secs(u64::from(s.max(1)));
+        Self {
+            interval: secs(interval),
+            recover_timeout: secs(timeout),
+            election_timeout: secs(election),
+            ban_period: ban,
+            grace: Duration::from_secs(u64::from(grace)),
+            enable_bans: bans != 0,
+        }
+    }
+}
+
+/// One connection's worth of the loop.
+struct Session {
+    client: Client,
+    state: Arc<Mutex<Recoverd>>,
+    pnn: u32,
+    leaders: UnboundedReceiver<Message>,
+    elections: UnboundedReceiver<Message>,
+    roles: Roles,
+    /// The last leader announcement from another node: (its pnn, when).
+    heard: Option<(u32, Instant)>,
+    lock: Option<RecoveryLock>,
+    culprits: Culprits,
+    /// When we last announced our roles, and which.
+    announced: Option<(Instant, u32)>,
+    leading: bool,
+    last_recovery_failed: bool,
+}
+
+impl Session {
+    async fn start(client: Client, state: Arc<Mutex<Recoverd>>) -> Result<Self, ClientError> {
+        let leaders = client.register_srvid(srvid::samba::LEADER).await?;
+        let elections = client.register_srvid(srvid::samba::ELECTION).await?;
+        let pnn = client.pnn();
+        Ok(Self {
+            client,
+            state,
+            pnn,
+            leaders,
+            elections,
+            roles: Roles::default(),
+            heard: None,
+            lock: None,
+            culprits: Culprits::default(),
+            announced: None,
+            leading: false,
+            last_recovery_failed: false,
+        })
+    }
+
+    async fn run(&mut self) {
+        loop {
+            let settings = Settings::read(&self.client).await;
+            match self.round(&settings).await {
+                Ok(()) => {}
+                Err(ClientError::Disconnected) => {
+                    warn!("lost the connection to the node");
+                    self.step_down("the node went away");
+                    return;
+                }
+                Err(e) => warn!("monitoring round failed: {e}"),
+            }
+            tokio::time::sleep(settings.interval).await;
+        }
+    }
+
+    /// One round: messages, election, and the leader's work.
+    async fn round(&mut self, s: &Settings) -> Result<(), ClientError> {
+        self.read_messages();
+        let (leader_role, lmaster_role, reclock) = {
+            let state = ctdb_rpc::component::lock(&self.state);
+            (state.leader_role, state.lmaster_role, state.reclock.clone())
+        };
+        let caps = if leader_role {
+            capability::RECMASTER
+        } else {
+            0
+        } | if lmaster_role { capability::LMASTER } else { 0 };
+        self.roles.set(self.pnn, caps);
+
+        let mine = self.client.get_nodemap(dest::CURRENT_NODE).await?;
+        let own_flags = mine
+            .nodes
+            .iter()
+            .find(|n| n.pnn == self.pnn)
+            .map_or(0, |n| n.flags);
+        self.announce_roles(caps, own_flags, &mine, s);
+        self.expire_own_ban(own_flags).await;
+        let eligible = leader_role && is_active(own_flags);
+
+        let spec = reclock.as_deref().and_then(LockSpec::parse);
+        let leader = match spec {
+            Some(spec) => self.lock_election(&spec, eligible, &mine, s).await,
+            None => {
+                self.lock = None;
+                choose_leader(&mine, &self.roles)
+            }
+        };
+        let leading = leader == Some(self.pnn) && eligible;
+        ctdb_rpc::component::lock(&self.state).leader = leader;
+        if leading != self.leading {
+            if leading {
+                info!(pnn = self.pnn, "this node is the leader now");
+                self.culprits = Culprits::default();
+            } else {
+                info!(?leader, "this node no longer leads");
+            }
+            self.leading = leading;
+        }
+        if leading {
+            self.lead(&mine, s).await;
+        }
+        Ok(())
+    }
+
+    fn read_messages(&mut self) {
+        while let Ok(m) = self.leaders.try_recv() {
+            if let Some(pnn) = m
+                .data
+                .get(..4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            {
+                if pnn != self.pnn {
+                    self.heard = Some((pnn, Instant::now()));
+                }
+            }
+        }
+        while let Ok(m) = self.elections.try_recv() {
+            if let Some(e) = ElectionMessage::from_bytes(&m.data) {
+                if e.pnn != self.pnn {
+                    self.roles.set(e.pnn, e.capabilities);
+                }
+            }
+        }
+    }
+
+    /// Tells every node our roles when they change, and again every ElectionTimeout.
+    fn announce_roles(&mut self, caps: u32, own_flags: u32, mine: &NodeMap, s: &Settings) {
+        let due = match self.announced {
+            Some((when, sent)) => sent != caps || when.elapsed() >= s.election_timeout,
+            None => true,
+        };
+        if !due {
+            return;
+        }
+        let connected = mine
+            .nodes
+            .iter()
+            .filter(|n| n.flags & node::DISCONNECTED == 0)
+            .count() as u32;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let message = ElectionMessage {
+            num_connected: if caps & capability::RECMASTER != 0 {
+                connected
+            } else {
+                0
+            },
+            priority_sec: now.as_secs() as i64,
+            priority_usec: i64::from(now.subsec_micros()),
+            pnn: self.pnn,
+            node_flags: own_flags,
+            capabilities: caps,
+        };
+        match self.client.send_message(
+            dest::BROADCAST_CONNECTED,
+            srvid::samba::ELECTION,
+            message.to_bytes(),
+        ) {
+            Ok(()) => self.announced = Some((Instant::now(), caps)),
+            Err(e) => debug!("cannot announce roles: {e}"),
+        }
+    }
+
+    /// Election with a recovery lock: the holder leads. We race for the lock when we may
+    /// lead and no active node announced itself leader within ElectionTimeout.
+    async fn lock_election(
+        &mut self,
+        spec: &LockSpec,
+        eligible: bool,
+        mine: &NodeMap,
+        s: &Settings,
+    ) -> Option<u32> {
+        if let Some(lock) = &mut self.lock {
+            let lost = if lock.spec() != spec {
+                Some("the recovery lock setting changed".to_string())
+            } else if !eligible {
+                Some("this node may not lead".to_string())
+            } else {
+                lock.still_held().err()
+            };
+            if let Some(why) = lost {
+                self.step_down(&why);
+            }
+        }
+        let heard = self.heard.filter(|(pnn, when)| {
+            when.elapsed() < s.election_timeout
+                && mine
+                    .nodes
+                    .iter()
+                    .any(|n| n.pnn == *pnn && is_active(n.flags))
+        });
+        let mut contended = false;
+        if self.lock.is_none() && eligible && heard.is_none() {
+            match reclock::try_take(spec, s.recover_timeout).await {
+                Attempt::Held(lock) => {
+                    info!(?spec, "took the recovery lock");
+                    self.lock = Some(lock);
+                }
+                Attempt::Contended => {
+                    debug!("recovery lock held elsewhere");
+                    contended = true;
+                }
+                Attempt::Failed(e) => warn!("cannot take the recovery lock: {e}"),
+            }
+        }
+        if self.lock.is_some() {
+            Some(self.pnn)
+        } else if contended {
+            // Someone holds the lock: the last leader we heard is the best guess.
+            self.heard.map(|(pnn, _)| pnn)
+        } else {
+            heard.map(|(pnn, _)| pnn)
+        }
+    }
+
+    fn step_down(&mut self, why: &str) {
+        if self.lock.take().is_some() {
+            info!(why, "released the recovery lock");
+        }
+        if self.leading {
+            info!(why, "stepping down as leader");
+            self.leading = false;
+        }
+    }
+
+    /// Transport keeps a ban's BANNED flag until told otherwise: when our ban has run
+    /// out, lift it.
+    async fn expire_own_ban(&self, own_flags: u32) {
+        if own_flags & node::BANNED == 0 {
+            return;
+        }
+        let here = dest::CURRENT_NODE;
+        let Ok(data) = self
+            .client
+            .control(here, Opcode::GetBanState, 0, Bytes::new())
+            .await
+        else {
+            return;
+        };
+        if matches!(BanState::from_bytes(&data), Ok(b) if b.time == 0) {
+            info!("the ban ran out: lifting it");
+            let lift = BanState {
+                pnn: self.pnn,
+                time: 0,
+            };
+            if let Err(e) = self
+                .client
+                .control(here, Opcode::SetBanState, 0, lift.to_bytes().into())
+                .await
+            {
+                warn!("cannot lift the ban: {e}");
+            }
+        }
+    }
+
+    /// The leader's round: check every active node, push flags, recover when needed.
+    async fn lead(&mut self, mine: &NodeMap, s: &Settings) {
+        let client = &self.client;
+        let connected: Vec<u32> = mine
+            .nodes
+            .iter()
+            .filter(|n| n.flags & (node::DISCONNECTED | node::DELETED) == 0)
+            .map(|n| n.pnn)
+            .collect();
+        let (states, errors) = gather(client, &connected, s.monitor_timeout()).await;
+        for e in errors {
+            warn!("cannot read the state of {e}");
+        }
+        let a = assess(self.pnn, mine, &states, &self.roles);
+        for (to, change) in &a.flag_updates {
+            info!(
+                to,
+                node = change.pnn,
+                flags = format!("{:#x}", change.new_flags),
+                "pushing node flags"
+            );
+            let data = Bytes::from(change.to_bytes());
+            if let Err(e) = ok(client, *to, Opcode::ModifyFlags, data, s.monitor_timeout()).await {
+                warn!("cannot push flags: {e}");
+            }
+        }
+        let Some(why) = a.recovery else {
+            return;
+        };
+        info!(reason = %why, "recovery needed");
+        if let Some(culprit) = a.culprit.filter(|_| !self.last_recovery_failed) {
+            self.culprits.add(culprit, Instant::now(), s.grace);
+        }
+        let plan = Plan {
+            leader: self.pnn,
+            active: a.active,
+            vnnmap: a.vnnmap,
+            old_generations: states.iter().map(|s| s.vnnmap.generation).collect(),
+            timeout: s.recover_timeout,
+        };
+        match recover(client, &plan).await {
+            Ok(_) => self.last_recovery_failed = false,
+            Err(f) => {
+                warn!("{f}");
+                self.last_recovery_failed = true;
+                self.culprits.add(f.culprit, Instant::now(), s.grace);
+            }
+        }
+        self.ban_culprits(mine, s).await;
+    }
+
+    async fn ban_culprits(&mut self, mine: &NodeMap, s: &Settings) {
+        for pnn in self.culprits.to_ban(mine.nodes.len(), s.enable_bans) {
+            warn!(
+                pnn,
+                recoveries = self.culprits.count(pnn),
+                seconds = s.ban_period,
+                "node keeps causing recoveries: banning it"
+            );
+            self.culprits.forget(pnn);
+            let ban = BanState {
+                pnn,
+                time: s.ban_period,
+            };
+            let data = Bytes::from(ban.to_bytes());
+            if let Err(e) = ok(
+                &self.client,
+                pnn,
+                Opcode::SetBanState,
+                data,
+                s.recover_timeout,
+            )
+            .await
+            {
+                warn!("cannot ban node {pnn}: {e}");
+            }
+            // Tell the others at once, also when the banned node cannot hear it; its own
+            // view wins again once it answers.
+            let old_flags = mine
+                .nodes
+                .iter()
+                .find(|n| n.pnn == pnn)
+                .map_or(0, |n| n.flags);
+            let change = NodeFlagChange {
+                pnn,
+                new_flags: old_flags | node::BANNED,
+                old_flags,
+            };
+            for other in mine
+                .nodes
+                .iter()
+                .filter(|n| n.pnn != pnn && n.flags & (node::DISCONNECTED | node::DELETED) == 0)
+            {
+                let data = Bytes::from(change.to_bytes());
+                let t = s.monitor_timeout();
+                if let Err(e) = ok(&self.client, other.pnn, Opcode::ModifyFlags, data, t).await {
+                    warn!("cannot tell node {} of the ban: {e}", other.pnn);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,466 @@
+//! The node mesh: one outgoing TCP connection to every other node (ours to send on),
+//! inbound connections from them (theirs), keepalives and connectivity.
+//!
+//! As in Samba, a node sends only on the connection it opened, bound to its own node
+//! address (that source address is how the peer knows who it is), and the first bytes
+//! after connect are an ordinary packet: there is no handshake. An inbound connection
+//! is accepted only from an address of the nodes file (not deleted, not ours); the
+//! peer's pnn is the one of its source address.
+//!
+//! **Connected** means: our outgoing connection to the peer is up *and* at least one
+//! inbound connection from it is open. The peer is marked DISCONNECTED in the node
+//! flags as soon as either closes, and when nothing at all (keepalive or other) has
+//! arrived from it for `KeepaliveInterval * KeepaliveLimit` seconds; then both its
+//! connections are dropped so that they are made again. Every change is logged.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ctdb_common::nodes::NodeEntry;
+use ctdb_protocol::flags::node as node_flags;
+use ctdb_protocol::{Body, FrameCodec, Keepalive, Packet};
+use futures::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_util::codec::FramedRead;
+use tracing::{debug, info, warn};
+
+use crate::Node;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A connection that lasted this long was a good one: the next retry starts quickly.
+const STABLE: Duration = Duration::from_secs(1);
+/// How often keepalives are considered (the tunables are whole seconds).
+const TICK: Duration = Duration::from_millis(250);
+/// Most bytes the writer of a peer gathers into one write.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// What transport knows about one other node's connections.
+pub struct Peer {
+    /// Queue of our outgoing connection, while it is up.
+    out: RwLock<Option<mpsc::UnboundedSender<Bytes>>>,
+    /// Inbound connections from this peer that are open.
+    inbound: AtomicU32,
+    /// Milliseconds since the mesh started when a packet last arrived from it.
+    last_rx_ms: AtomicU64,
+    /// ... and when we last sent it a keepalive.
+    last_keepalive_ms: AtomicU64,
+    connected: AtomicBool,
+    /// Bumped to make every connection with this peer drop (and be made again).
+    reset: watch::Sender<u64>,
+}
+
+impl Default for Peer {
+    fn default() -> Self {
+        Self {
+            out: RwLock::new(None),
+            inbound: AtomicU32::new(0),
+            last_rx_ms: AtomicU64::new(0),
+            last_keepalive_ms: AtomicU64::new(0),
+            connected: AtomicBool::new(false),
+            reset: watch::Sender::new(0),
+        }
+    }
+}
+
+impl Peer {
+    fn out_up(&self) -> bool {
+        self.out.read().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    fn set_out(&self, tx: Option<mpsc::UnboundedSender<Bytes>>) {
+        *self.out.write().unwrap_or_else(|p| p.into_inner()) = tx;
+    }
+
+    /// Drops every connection with this peer.
+    fn drop_connections(&self) {
+        self.reset.send_modify(|n| *n += 1);
+    }
+}
+
+/// Every other node of the nodes file, by pnn (ourselves and deleted nodes have none).
+pub struct Mesh {
+    pub peers: Vec<Option<Peer>>,
+    started: Instant,
+}
+
+impl Mesh {
+    pub fn new(num_nodes: usize, pnn: u32, deleted: &[bool]) -> Self {
+        let peers = (0..num_nodes)
+            .map(|i| {
+                let real = i as u32 != pnn && !deleted.get(i).copied().unwrap_or(false);
+                real.then(Peer::default)
+            })
+            .collect();
+        Self {
+            peers,
+            started: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    pub fn peer(&self, pnn: u32) -> Option<&Peer> {
+        self.peers.get(pnn as usize).and_then(Option::as_ref)
+    }
+
+    pub fn is_connected(&self, pnn: u32) -> bool {
+        self.peer(pnn)
+            .is_some_and(|p| p.connected.load(Ordering::Acquire))
+    }
+
+    /// Queues a packet on our connection to `pnn`; false when it is not up.
+    pub fn send(&self, pnn: u32, packet: Bytes) -> bool {
+        let Some(peer) = self.peer(pnn) else {
+            return false;
+        };
+        let out = peer.out.read().unwrap_or_else(|p| p.into_inner());
+        out.as_ref().is_some_and(|tx| tx.send(packet).is_ok())
+    }
+
+    /// Connected peers, in pnn order.
+    pub fn connected(&self) -> Vec<u32> {
+        (0..self.peers.len() as u32)
+            .filter(|&p| self.is_connected(p))
+            .collect()
+    }
+}
+
+/// Which node of `nodes` a connection from `ip` is: a node that is not deleted and
+/// not ourselves (`me`). Anyone else is refused.
+pub fn identify(nodes: &[NodeEntry], me: u32, ip: IpAddr) -> Option<u32> {
+    // An IPv4 peer may show up as ::ffff:a.b.c.d on a dual-stack listener.
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    nodes
+        .iter()
+        .find(|n| !n.deleted && n.addr == ip && n.pnn != me)
+        .map(|n| n.pnn)
+}
+
+/// Whether a peer from which nothing arrived since `last_rx_ms` is dead at `now_ms`:
+/// silent for more than `interval * limit` seconds (Samba's KeepaliveInterval and
+/// KeepaliveLimit; 0 counts as 1).
+pub fn is_silent(now_ms: u64, last_rx_ms: u64, interval: u32, limit: u32) -> bool {
+    let allowed = u64::from(interval.max(1)) * u64::from(limit.max(1)) * 1000;
+    now_ms.saturating_sub(last_rx_ms) > allowed
+}
+
+/// Whether a keepalive last sent at `last_ms` is due again at `now_ms`.
+pub fn keepalive_due(now_ms: u64, last_ms: u64, interval: u32) -> bool {
+    now_ms.saturating_sub(last_ms) >= u64::from(interval.max(1)) * 1000
+}
+
+/// Recomputes whether `pnn` is connected and updates its DISCONNECTED flag.
+fn refresh(node: &Node, pnn: u32) {
+    let Some(peer) = node.mesh.peer(pnn) else {
+        return;
+    };
+    let now = peer.out_up() && peer.inbound.load(Ordering::Acquire) > 0;
+    let was = peer.connected.swap(now, Ordering::AcqRel);
+    if was != now {
+        if now {
+            // A fresh start for the silence check.
+            peer.last_rx_ms.store(node.mesh.now_ms(), Ordering::Release);
+            node.state().set_flags(pnn, 0, node_flags::DISCONNECTED);
+            info!(peer = pnn, "node {pnn} connected");
+        } else {
+            node.state().set_flags(pnn, node_flags::DISCONNECTED, 0);
+            warn!(peer = pnn, "node {pnn} disconnected");
+            node.node_lost(pnn);
+        }
+    }
+}
+
+/// Starts the listener, one connector per peer, and the keepalive timer.
+pub fn start(node: &Arc<Node>) -> std::io::Result<()> {
+    let ours = node.config.node_address().map_err(std::io::Error::other)?;
+    let addr = SocketAddr::new(ours, node.config.cluster.port);
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    std_listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(std_listener)?;
+    info!(%addr, "listening for nodes");
+    tokio::spawn(accept_loop(node.clone(), listener));
+    for n in &node.config.nodes {
+        if node.mesh.peer(n.pnn).is_some() {
+            let target = SocketAddr::new(n.addr, node.config.cluster.port);
+            tokio::spawn(connect_loop(node.clone(), n.pnn, ours, target));
+        }
+    }
+    tokio::spawn(keepalive_loop(node.clone()));
+    Ok(())
+}
+
+async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
+    loop {
+        let (stream, from) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("accepting a node connection failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(pnn) = identify(&node.config.nodes, node.pnn, from.ip()) else {
+            warn!(%from, "refusing a node connection from an address not in the nodes file");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(read_peer(node.clone(), pnn, stream, from));
+    }
+}
+
+/// Reads the packets node `pnn` sends us on the connection it opened.
+async fn read_peer(node: Arc<Node>, pnn: u32, stream: TcpStream, from: SocketAddr) {
+    let Some(peer) = node.mesh.peer(pnn) else {
+        return;
+    };
+    let mut reset = peer.reset.subscribe();
+    reset.mark_unchanged();
+    debug!(peer = pnn, %from, "inbound connection from node {pnn}");
+    peer.inbound.fetch_add(1, Ordering::AcqRel);
+    peer.last_rx_ms.store(node.mesh.now_ms(), Ordering::Release);
+    refresh(&node, pnn);
+    let mut frames = FramedRead::new(stream, FrameCodec::new(node.max_packet_len));
+    loop {
+        tokio::select! {
+            frame = frames.next() => match frame {
+                Some(Ok(frame)) => {
+                    peer.last_rx_ms.store(node.mesh.now_ms(), Ordering::Release);
+                    node.from_peer(pnn, frame);
+                }
+                Some(Err(e)) => {
+                    warn!(peer = pnn, %from, "closing the connection from node {pnn}: {e}");
+                    break;
+                }
+                None => {
+                    debug!(peer = pnn, %from, "node {pnn} closed its connection");
+                    break;
+                }
+            },
+            _ = reset.changed() => break,
+        }
+    }
+    peer.inbound.fetch_sub(1, Ordering::AcqRel);
+    refresh(&node, pnn);
+}
+
+/// Keeps our connection to node `pnn` up and writes what is queued for it.
+async fn connect_loop(node: Arc<Node>, pnn: u32, local: IpAddr, target: SocketAddr) {
+    let Some(peer) = node.mesh.peer(pnn) else {
+        return;
+    };
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match connect(local, target).await {
+            Ok(stream) => {
+                debug!(peer = pnn, "connected to node {pnn} at {target}");
+                let since = Instant::now();
+                let mut reset = peer.reset.subscribe();
+                reset.mark_unchanged();
+                let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+                peer.set_out(Some(tx));
+                refresh(&node, pnn);
+                let why = write_peer(stream, rx, &mut reset).await;
+                peer.set_out(None);
+                debug!(peer = pnn, "connection to node {pnn} ended: {why}");
+                refresh(&node, pnn);
+                if since.elapsed() >= STABLE {
+                    backoff = FIRST_BACKOFF;
+                }
+            }
+            Err(e) => debug!(peer = pnn, "cannot connect to node {pnn} at {target}: {e}"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Writes queued packets, as many per write as are ready, until the connection ends;
+/// says why it ended.
+async fn write_peer(
+    stream: TcpStream,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    reset: &mut watch::Receiver<u64>,
+) -> String {
+    let (mut read, mut write) = stream.into_split();
+    let mut buf = Vec::with_capacity(8192);
+    let mut scratch = [0u8; 4096];
+    loop {
+        tokio::select! {
+            first = rx.recv() => {
+                let Some(first) = first else { return "queue closed".into() };
+                buf.extend_from_slice(&first);
+                while buf.len() < WRITE_BATCH {
+                    match rx.try_recv() {
+                        Ok(more) => buf.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = write.write_all(&buf).await {
+                    return format!("write failed: {e}");
+                }
+                buf.clear();
+            }
+            // The peer sends nothing here; reading tells us at once when it closes.
+            n = read.read(&mut scratch) => match n {
+                Ok(0) => return "closed by the peer".into(),
+                Ok(_) => {}
+                Err(e) => return format!("read failed: {e}"),
+            },
+            _ = reset.changed() => return "dropped (keepalive timeout)".into(),
+        }
+    }
+}
+
+async fn connect(local: IpAddr, target: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = if target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // Our source address tells the peer which node we are.
+    socket.bind(SocketAddr::new(local, 0))?;
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(target))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Sends keepalives, drops silent peers, expires forwarded controls and bans.
+async fn keepalive_loop(node: Arc<Node>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (interval, limit, generation) = {
+            let state = node.state();
+            (
+                state.tunables.keepalive_interval(),
+                state.tunables.keepalive_limit(),
+                state.generation,
+            )
+        };
+        let now = node.mesh.now_ms();
+        for pnn in 0..node.mesh.peers.len() as u32 {
+            let Some(peer) = node.mesh.peer(pnn) else {
+                continue;
+            };
+            if keepalive_due(
+                now,
+                peer.last_keepalive_ms.load(Ordering::Acquire),
+                interval,
+            ) {
+                let keepalive = Packet {
+                    generation,
+                    destnode: pnn,
+                    srcnode: node.pnn,
+                    reqid: 0,
+                    body: Body::Keepalive(Keepalive::default()),
+                };
+                if node.send_to_node(pnn, Bytes::from(keepalive.to_bytes())) {
+                    peer.last_keepalive_ms.store(now, Ordering::Release);
+                    node.stats
+                        .keepalive_packets_sent
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            let last_rx = peer.last_rx_ms.load(Ordering::Acquire);
+            if peer.connected.load(Ordering::Acquire) && is_silent(now, last_rx, interval, limit) {
+                warn!(
+                    peer = pnn,
+                    silent_ms = now.saturating_sub(last_rx),
+                    "nothing from node {pnn} for KeepaliveInterval * KeepaliveLimit; dropping it"
+                );
+                peer.drop_connections();
+                if peer.connected.swap(false, Ordering::AcqRel) {
+                    node.state().set_flags(pnn, node_flags::DISCONNECTED, 0);
+                    warn!(peer = pnn, "node {pnn} disconnected");
+                    node.node_lost(pnn);
+                }
+            }
+        }
+        node.expire_forwarded();
+        node.expire_ban();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mesh_has_a_peer_for_every_other_live_node() {
+        let mesh = Mesh::new(4, 1, &[false, false, false, true]);
+        assert!(mesh.peer(0).is_some());
+        assert!(mesh.peer(1).is_none(), "not ourselves");
+        assert!(mesh.peer(2).is_some());
+        assert!(mesh.peer(3).is_none(), "not a deleted node");
+        assert!(mesh.peer(9).is_none());
+        assert!(!mesh.is_connected(0));
+        assert!(!mesh.send(0, Bytes::from_static(b"x")));
+        assert!(mesh.connected().is_empty());
+    }
+
+    fn entry(pnn: u32, addr: &str, deleted: bool) -> NodeEntry {
+        NodeEntry {
+            pnn,
+            addr: addr.parse().unwrap(),
+            deleted,
+        }
+    }
+
+    #[test]
+    fn peers_are_known_by_their_source_address() {
+        let nodes = [
+            entry(0, "10.0.0.1", false),
+            entry(1, "10.0.0.2", false),
+            entry(2, "10.0.0.3", true),
+            entry(3, "fd00::4", false),
+        ];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(identify(&nodes, 0, ip("10.0.0.2")), Some(1));
+        assert_eq!(identify(&nodes, 0, ip("::ffff:10.0.0.2")), Some(1));
+        assert_eq!(identify(&nodes, 0, ip("fd00::4")), Some(3));
+        assert_eq!(identify(&nodes, 0, ip("10.0.0.1")), None, "ourselves");
+        assert_eq!(identify(&nodes, 0, ip("10.0.0.3")), None, "a deleted node");
+        assert_eq!(identify(&nodes, 0, ip("10.0.0.9")), None, "a stranger");
+        assert_eq!(identify(&nodes, 1, ip("10.0.0.1")), Some(0));
+    }
+
+    #[test]
+    fn a_peer_is_dead_after_interval_times_limit_seconds_of_silence() {
+        // Samba's defaults: 5 s * 5.
+        assert!(!is_silent(25_000, 0, 5, 5));
+        assert!(is_silent(25_001, 0, 5, 5));
+        assert!(!is_silent(10_000, 9_000, 1, 2));
+        assert!(is_silent(12_000, 9_000, 1, 2));
+        assert!(
+            !is_silent(0, 5_000, 1, 1),
+            "a packet newer than now is no silence"
+        );
+        assert!(
+            is_silent(1_001, 0, 0, 0),
+            "zero tunables count as one second"
+        );
+    }
+
+    #[test]
+    fn keepalives_go_every_interval() {
+        assert!(keepalive_due(5_000, 0, 5));
+        assert!(!keepalive_due(4_999, 0, 5));
+        assert!(keepalive_due(6_000, 5_000, 1));
+        assert!(keepalive_due(1_000, 0, 0));
+    }
+}
