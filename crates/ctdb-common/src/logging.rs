@@ -170,8 +170,11 @@ fn init_with(
         _ => return Err(invalid("location", location, "invalid log location")),
     };
 
+    // Colour codes belong on a terminal, never in a log file.
+    let ansi = !timestamps && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let installed = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(writer)
         .event_format(SambaFormat {
             component: component.to_string(),
