@@ -146,17 +146,30 @@ pub async fn recovery(
         conns.push(Client::connect(socket).await?);
     }
     let db_id = conns[0].attach(here, db_name, false).await?;
-    let per = records.div_ceil(conns.len() as u32);
+    // Keys this node is lmaster of: created locally on any CTDB, with no migration.
+    let map = conns[0].get_vnnmap(here).await?;
+    let me = conns[0].pnn();
+    let keys: Vec<Bytes> = (0u64..)
+        .map(|k| Bytes::from(format!("recovery-key-{k}")))
+        .filter(|key| {
+            map.map.is_empty()
+                || map.map[(ctdb_db::hash::ctdb_hash(key) as usize) % map.map.len()] == me
+        })
+        .take(records as usize)
+        .collect();
+    let keys = std::sync::Arc::new(keys);
+    let per = records.div_ceil(conns.len() as u32) as usize;
     let mut tasks = tokio::task::JoinSet::new();
     for (i, c) in conns.iter().cloned().enumerate() {
+        let keys = keys.clone();
         tasks.spawn(async move {
-            for k in (i as u32 * per)..((i as u32 + 1) * per).min(records) {
+            for key in keys.iter().skip(i * per).take(per) {
                 c.call(ReqCall {
                     flags: 0,
                     db_id,
                     callid: call::NULL_FUNC,
                     hopcount: 0,
-                    key: Bytes::from(format!("recovery-key-{k}")),
+                    key: key.clone(),
                     calldata: Bytes::new(),
                 })
                 .await?;
