@@ -158,6 +158,16 @@ impl TestNode {
         pid
     }
 
+    /// Kills one component and waits until its supervisor has started a new one.
+    pub async fn kill_and_wait_restart(&self, component: &str) {
+        let old = self.kill_component(component);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.component_pid(component) == Some(old) {
+            assert!(Instant::now() < deadline, "{component} was not restarted");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until a client can connect and the node has finished its first recovery.
     pub async fn ready(&self) -> Client {
         let deadline = Instant::now() + Duration::from_secs(30);

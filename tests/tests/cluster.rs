@@ -180,12 +180,7 @@ async fn killing_any_component_ends_in_a_healthy_cluster_with_every_record() {
         (1, "ctdb-transport"),
     ] {
         let node = &cluster.nodes[pnn];
-        let old = node.kill_component(component);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while node.component_pid(component) == Some(old) {
-            assert!(Instant::now() < deadline, "{component} not restarted");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        node.kill_and_wait_restart(component).await;
         let clients = cluster.healthy(&[0, 1, 2]).await;
         for c in all(&clients) {
             let map = c.get_dbmap(HERE).await.expect("dbmap");

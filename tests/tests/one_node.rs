@@ -140,13 +140,8 @@ async fn every_component_comes_back_after_a_kill_and_records_survive() {
     tokio::time::sleep(Duration::from_millis(600)).await;
 
     for component in ["ctdb-db", "ctdb-recoverd", "ctdb-eventd", "ctdb-transport"] {
-        let old = node.kill_component(component);
         // The supervisor restarts it; the node answers again.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while node.component_pid(component) == Some(old) {
-            assert!(Instant::now() < deadline, "{component} was not restarted");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        node.kill_and_wait_restart(component).await;
         let client = node.ready().await;
         let map = eventually("dbmap", || client.get_dbmap(HERE)).await;
         assert!(
@@ -266,12 +261,7 @@ async fn db_in_transport_serves_calls_and_survives_a_transport_restart() {
     let before = header_of(&client, db, b"k").await;
     tokio::time::sleep(Duration::from_millis(600)).await;
 
-    let old = node.kill_component("ctdb-transport");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while node.component_pid("ctdb-transport") == Some(old) {
-        assert!(Instant::now() < deadline, "transport was not restarted");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    node.kill_and_wait_restart("ctdb-transport").await;
     let client = node.ready().await;
     let after = header_of(&client, db, b"k").await;
     assert!(after.rsn > before.rsn, "{before:?} -> {after:?}");

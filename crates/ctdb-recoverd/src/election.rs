@@ -130,24 +130,27 @@ impl ElectionMessage {
     }
 }
 
+/// A node map of nodes 0.. with these flags, for tests.
+#[cfg(test)]
+pub(crate) fn test_map(flags: &[u32]) -> NodeMap {
+    NodeMap {
+        nodes: flags
+            .iter()
+            .enumerate()
+            .map(|(pnn, &flags)| ctdb_protocol::control::NodeAndFlags {
+                pnn: pnn as u32,
+                flags,
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ctdb_protocol::control::NodeAndFlags;
 
-    fn map(flags: &[u32]) -> NodeMap {
-        NodeMap {
-            nodes: flags
-                .iter()
-                .enumerate()
-                .map(|(pnn, &flags)| NodeAndFlags {
-                    pnn: pnn as u32,
-                    flags,
-                    ..Default::default()
-                })
-                .collect(),
-        }
-    }
+    use super::test_map as map;
 
     #[test]
     fn the_lowest_active_node_with_the_role_leads() {

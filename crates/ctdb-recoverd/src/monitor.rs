@@ -202,21 +202,7 @@ pub fn assess(leader: u32, mine: &NodeMap, states: &[NodeState], roles: &Roles) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ctdb_protocol::control::NodeAndFlags;
-
-    fn map(flags: &[u32]) -> NodeMap {
-        NodeMap {
-            nodes: flags
-                .iter()
-                .enumerate()
-                .map(|(pnn, &flags)| NodeAndFlags {
-                    pnn: pnn as u32,
-                    flags,
-                    ..Default::default()
-                })
-                .collect(),
-        }
-    }
+    use crate::election::test_map as map;
 
     fn state(pnn: u32, generation: u32, vnn: &[u32], view: &[u32]) -> NodeState {
         NodeState {
