@@ -1,4 +1,5 @@
-//! REQ_CALL: run a call function on a record this node is dmaster of.
+//! REQ_CALL: run a call function on a record, migrating it here first when another
+//! node is its dmaster.
 //!
 //! As Samba's `ctdb_call_local` followed by `ctdb_ltdb_store_server`: the call sees the
 //! record's current header (a missing record gets an initial header: rsn 0, dmaster =
@@ -6,7 +7,28 @@
 //! record whose dmaster is this node and that has no read-only delegations gets
 //! `rsn + 1` on every call. Unlike Samba, nothing is queued for an empty record
 //! (Samba schedules each one for deletion and its memory grows with every fetch).
+//!
+//! Migration, as Samba's `ctdb_call.c`: a call for a record held elsewhere goes to the
+//! key's lmaster (REQ_CALL), which sends it on to the dmaster it has on record; the
+//! dmaster keeps a copy naming the new dmaster and sends REQ_DMASTER to the lmaster,
+//! which records the new dmaster and sends it the record (REPLY_DMASTER); the new
+//! dmaster stores it with a higher RSN and runs the call. A dmaster that is also the
+//! lmaster sends REPLY_DMASTER itself.
+//!
+//! Unlike Samba, a forwarded REQ_CALL cannot keep the asker's srcnode: transport stamps
+//! its own pnn on every packet a node sends. So the lmaster relays: it sends the call on
+//! under a reqid of its own (pnn in the top byte), the dmaster migrates the record to
+//! the lmaster (REQ_DMASTER to itself, taken at once), and the lmaster hands it on to
+//! the asker with the asker's reqid (REPLY_DMASTER). On the wire that is still Samba's
+//! four packets. Replies and errors for a relayed call go back the same way.
+//!
+//! Calls for a record on its way here wait behind it and run in arrival order when it
+//! comes (a local client's at any node, another node's at the lmaster, which so moves a
+//! record for one call at a time). A node the lmaster sent a call to but that no longer
+//! holds the record returns it to the lmaster. Node packets of another generation are
+//! dropped; a new vnn map runs the local clients' calls sent on in the old one again.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -15,13 +37,16 @@ use ctdb_protocol::ltdb::{
     split_record, REC_FLAG_AUTOMATIC, REC_FLAG_VACUUM_MIGRATED, REC_RO_HAVE_DELEGATIONS,
     REC_RO_HAVE_READONLY, REC_RO_REVOKE_COMPLETE, REC_RO_REVOKING_READONLY,
 };
-use ctdb_protocol::{Body, LtdbHeader, ReplyCall, ReqCall, Wire};
+use ctdb_protocol::{
+    Body, LtdbHeader, Packet, ReplyCall, ReplyDmaster, ReplyError, ReqCall, ReqDmaster, Wire,
+};
+use ctdb_rpc::component::PacketHandler;
 use ctdb_rpc::component::{record_latency, Outbox};
 use ctdb_rpc::Envelope;
 
 use crate::hash::ctdb_hash;
 use crate::registry::DbInfo;
-use crate::{DbDaemon, Origin, MAX_DEFERRED_CALLS};
+use crate::{DbDaemon, Origin, LOCAL, MAX_DEFERRED_CALLS};
 
 const REC_RO_FLAGS: u32 = REC_RO_HAVE_DELEGATIONS
     | REC_RO_HAVE_READONLY
@@ -113,6 +138,42 @@ impl DbDaemon {
             .map_err(|e| format!("storing into {}: {e}", db.name))
     }
 
+    /// Drops node packets of another generation, as Samba does: the sender resends its
+    /// calls after the recovery that changed it. True when `origin`'s packet may run.
+    fn current_generation(&self, origin: &Origin, generation: u32, what: &str) -> bool {
+        if origin.is_local() || generation == self.vnn_map.generation {
+            return true;
+        }
+        tracing::debug!(
+            from_node = origin.from_node,
+            generation,
+            ours = self.vnn_map.generation,
+            "dropping a {what} of another generation"
+        );
+        false
+    }
+
+    /// Hands `body` to transport for node `destnode` (our own pnn loops back to us).
+    fn send_node(&self, out: &Outbox, destnode: u32, srcnode: u32, reqid: u32, body: Body) {
+        let packet = Packet {
+            generation: self.vnn_map.generation,
+            destnode,
+            srcnode,
+            reqid,
+            body,
+        };
+        out.to_client(0, packet.to_bytes());
+    }
+
+    /// Holds `envelope` until the thaw (refused when too many wait).
+    fn defer(&mut self, out: &Outbox, origin: &Origin, db: &DbInfo, envelope: Envelope) {
+        if self.deferred.len() >= MAX_DEFERRED_CALLS {
+            let msg = format!("database {} is frozen and too many calls wait", db.name);
+            return self.send_call_error(out, origin, &msg);
+        }
+        self.deferred.push_back(envelope);
+    }
+
     pub(crate) fn req_call(
         &mut self,
         origin: Origin,
@@ -126,15 +187,7 @@ impl DbDaemon {
             self.stats.client_req_call += 1;
         } else {
             self.stats.node_req_call += 1;
-            // Samba drops node packets of another generation: the sender resends
-            // them after the recovery that changed it.
-            if generation != self.vnn_map.generation {
-                tracing::debug!(
-                    from_node = origin.from_node,
-                    generation,
-                    ours = self.vnn_map.generation,
-                    "dropping a REQ_CALL of another generation"
-                );
+            if !self.current_generation(&origin, generation, "REQ_CALL") {
                 return;
             }
         }
@@ -152,18 +205,186 @@ impl DbDaemon {
         };
 
         if self.frozen || db.frozen {
-            if self.deferred.len() >= MAX_DEFERRED_CALLS {
-                let msg = format!("database {} is frozen and too many calls wait", db.name);
-                return self.send_call_error(out, &origin, &msg);
+            return self.defer(out, &origin, &db, envelope);
+        }
+
+        // A call this node sent on (its reqid) come back: never queued behind itself.
+        let own = !origin.is_local()
+            && origin.reqid >> 24 == self.pnn & 0xff
+            && self.pending.contains_key(&origin.reqid);
+        let lmaster = self.lmaster(&call.key);
+        // Local calls wait for a record on its way here; so do calls from other nodes at
+        // the lmaster, which so passes a record on one call at a time. Anywhere else a
+        // node's call is sent on at once: waiting there could wait for the lmaster.
+        if db.is_volatile() && !own && (origin.is_local() || lmaster == self.pnn) {
+            if let Some(flight) = self.in_flight.get_mut(&(call.db_id, call.key.clone())) {
+                flight.queue.push_back(envelope);
+                return;
             }
-            self.deferred.push_back(envelope);
+        }
+
+        let record = match self.fetch_record(&db, &call.key) {
+            Ok(r) => r,
+            Err(msg) => return self.send_call_error(out, &origin, &msg),
+        };
+
+        // Replicated and persistent records live on every node: read them here.
+        if record.header.dmaster == self.pnn || !db.is_volatile() {
+            if origin.is_local() || !db.is_volatile() {
+                return self.answer_local(&db, &call, record, &origin, started, out);
+            }
+            if own {
+                return self.serve_pending(&db, origin.reqid, record, out);
+            }
+            // Samba migrates a normal record to every remote caller.
+            if let Err(msg) = self.migrate(&db, &call.key, record, &origin, out) {
+                tracing::warn!(db = %db.name, "migration failed: {msg}");
+                self.send_call_error(out, &origin, &msg);
+            }
             return;
         }
 
-        match self.run_call(&db, &call) {
+        let hops = call.hopcount;
+        let mut forward = call;
+        forward.hopcount = hops.saturating_add(1);
+        self.stats.max_hop_count = self.stats.max_hop_count.max(u64::from(forward.hopcount));
+
+        if !origin.is_local() && !own && lmaster != self.pnn {
+            // The lmaster sent it here, but the record has left: back to the lmaster,
+            // which learns where it went first (REQ_DMASTER came on the same link) and
+            // which alone can answer its asker (the reqid is the lmaster's).
+            tracing::debug!(db = %db.name, lmaster, "returning a call to the lmaster");
+            return self.send_node(out, lmaster, self.pnn, origin.reqid, Body::ReqCall(forward));
+        }
+        if hops >= MAX_HOPCOUNT {
+            let msg = format!(
+                "call on {} forwarded {} times without reaching the dmaster",
+                db.name, hops
+            );
+            tracing::warn!("{msg}");
+            if own {
+                return self.complete_pending(origin.reqid, Err(msg), out);
+            }
+            return self.send_call_error(out, &origin, &msg);
+        }
+
+        // Not the dmaster: the lmaster knows who is; anyone else asks the lmaster.
+        let dest = if lmaster == self.pnn {
+            record.header.dmaster
+        } else {
+            lmaster
+        };
+        let reqid = if own {
+            origin.reqid
+        } else {
+            // Transport sends every packet with this node as srcnode, so whoever this
+            // call reaches migrates the record here: this node passes it on to the
+            // node that asked (a relay, at the lmaster) or runs the call (its client).
+            let asker = if origin.is_local() {
+                Asker::Client {
+                    client: origin.client,
+                    reqid: origin.reqid,
+                }
+            } else {
+                Asker::Node {
+                    pnn: origin.srcnode,
+                    reqid: origin.reqid,
+                }
+            };
+            let reqid = self.alloc_reqid();
+            self.pending.insert(
+                reqid,
+                PendingCall {
+                    asker,
+                    db_id: forward.db_id,
+                    key: forward.key.clone(),
+                    call: forward.clone(),
+                    started,
+                    envelope: origin.is_local().then_some(envelope),
+                },
+            );
+            self.in_flight.insert(
+                (forward.db_id, forward.key.clone()),
+                InFlight {
+                    reqid,
+                    queue: VecDeque::new(),
+                },
+            );
+            reqid
+        };
+        tracing::debug!(db = %db.name, dest, reqid, hopcount = forward.hopcount, "forwarding a call");
+        self.send_node(out, dest, self.pnn, reqid, Body::ReqCall(forward));
+    }
+
+    /// The record of pending call `reqid` is here: run the call for a local client, or
+    /// pass the record on to the node that asked.
+    fn serve_pending(&mut self, db: &DbInfo, reqid: u32, record: Record, out: &Outbox) {
+        let Some(p) = self.pending.get(&reqid) else {
+            return;
+        };
+        let call = p.call.clone();
+        match p.asker {
+            Asker::Client { .. } => {
+                let result = self.run_call(db, &call, record);
+                self.complete_pending(reqid, result, out);
+            }
+            Asker::Node { pnn, reqid: theirs } => {
+                let to = Origin {
+                    client: 0,
+                    from_node: pnn,
+                    srcnode: pnn,
+                    reqid: theirs,
+                };
+                match self.migrate(db, &call.key, record, &to, out) {
+                    Ok(()) => {
+                        if let Some(p) = self.pending.remove(&reqid) {
+                            self.drain(reqid, p.db_id, p.key, out);
+                        }
+                    }
+                    Err(msg) => self.complete_pending(reqid, Err(msg), out),
+                }
+            }
+        }
+    }
+
+    /// Runs the calls queued behind pending call `reqid`, in arrival order.
+    fn drain(&mut self, reqid: u32, db_id: u32, key: Bytes, out: &Outbox) {
+        let key = (db_id, key);
+        if self.in_flight.get(&key).is_some_and(|f| f.reqid == reqid) {
+            if let Some(flight) = self.in_flight.remove(&key) {
+                for envelope in flight.queue {
+                    self.handle(envelope, out);
+                }
+            }
+        }
+    }
+
+    /// A reqid for a call this node sends on: its pnn in the top byte, so that it knows
+    /// the call again when it comes back.
+    fn alloc_reqid(&mut self) -> u32 {
+        loop {
+            let reqid = (self.pnn & 0xff) << 24 | self.next_reqid;
+            self.next_reqid = (self.next_reqid + 1) & 0x00ff_ffff;
+            if !self.pending.contains_key(&reqid) {
+                return reqid;
+            }
+        }
+    }
+
+    /// Runs a call on a record held here and answers `origin` (the client, or the node
+    /// of a call that does not migrate).
+    fn answer_local(
+        &mut self,
+        db: &DbInfo,
+        call: &ReqCall,
+        record: Record,
+        origin: &Origin,
+        started: Instant,
+        out: &Outbox,
+    ) {
+        match self.run_call(db, call, record) {
             Ok(data) => {
-                self.stats.total_calls += 1;
-                self.send(out, &origin, Body::ReplyCall(ReplyCall { status: 0, data }));
+                self.send(out, origin, Body::ReplyCall(ReplyCall { status: 0, data }));
                 record_latency(
                     &mut self.stats.call_latency,
                     started.elapsed().as_secs_f64(),
@@ -171,24 +392,342 @@ impl DbDaemon {
             }
             Err(msg) => {
                 tracing::warn!(db = %db.name, "call failed: {msg}");
-                self.send_call_error(out, &origin, &msg);
+                self.send_call_error(out, origin, &msg);
             }
         }
     }
 
-    /// Runs `call` on this node, which must be the record's dmaster.
-    fn run_call(&mut self, db: &DbInfo, call: &ReqCall) -> Result<Bytes, String> {
-        let record = self.fetch_record(db, &call.key)?;
-        if record.header.dmaster != self.pnn {
-            // TODO(migration): forward to the lmaster / dmaster (REQ_CALL redirect,
-            // REQ_DMASTER, REPLY_DMASTER) once multi-node migration lands.
-            return Err(format!(
-                "record of {} is held by node {}; migration is not implemented yet",
-                db.name, record.header.dmaster
-            ));
-        }
+    /// Runs `call` on `record`, which this node holds, and stores the record back.
+    fn run_call(&mut self, db: &DbInfo, call: &ReqCall, record: Record) -> Result<Bytes, String> {
         let reply = run_call_function(call.callid, &record)?;
         self.store_after_call(db, &call.key, &record)?;
+        self.stats.total_calls += 1;
         Ok(reply)
     }
+
+    /// The dmaster's half of a migration to `origin.srcnode`: keep a copy naming the new
+    /// dmaster and tell the lmaster (REQ_DMASTER), or, being the lmaster, hand the record
+    /// over directly (REPLY_DMASTER), as Samba's `ctdb_call_send_dmaster`.
+    fn migrate(
+        &mut self,
+        db: &DbInfo,
+        key: &Bytes,
+        record: Record,
+        origin: &Origin,
+        out: &Outbox,
+    ) -> Result<(), String> {
+        let new_dmaster = origin.srcnode;
+        let lmaster = self.lmaster(key);
+        let mut header = record.header;
+        header.dmaster = new_dmaster;
+        header.flags &= !(REC_FLAG_AUTOMATIC | REC_FLAG_VACUUM_MIGRATED);
+        self.store
+            .put(&db.tree(), key, &encode_record(&header, &record.data))
+            .map_err(|e| format!("storing into {}: {e}", db.name))?;
+        let data = Bytes::from(record.data);
+        tracing::debug!(db = %db.name, new_dmaster, lmaster, rsn = header.rsn, "migrating a record");
+        if lmaster == self.pnn {
+            self.send_node(
+                out,
+                new_dmaster,
+                self.pnn,
+                origin.reqid,
+                Body::ReplyDmaster(ReplyDmaster {
+                    db_id: db.db_id,
+                    rsn: header.rsn,
+                    key: key.clone(),
+                    data,
+                    rec_flags: None,
+                }),
+            );
+        } else {
+            self.send_node(
+                out,
+                lmaster,
+                self.pnn,
+                origin.reqid,
+                Body::ReqDmaster(ReqDmaster {
+                    db_id: db.db_id,
+                    rsn: header.rsn,
+                    dmaster: new_dmaster,
+                    key: key.clone(),
+                    data,
+                    rec_flags: None,
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// REQ_DMASTER at the lmaster: record the new dmaster and hand it the record.
+    pub(crate) fn req_dmaster(
+        &mut self,
+        origin: Origin,
+        generation: u32,
+        req: ReqDmaster,
+        envelope: Envelope,
+        out: &Outbox,
+    ) {
+        if !self.current_generation(&origin, generation, "REQ_DMASTER") {
+            return;
+        }
+        // Failures go to the node that waits for the record.
+        let requester = Origin {
+            client: 0,
+            from_node: origin.from_node,
+            srcnode: req.dmaster,
+            reqid: origin.reqid,
+        };
+        let Some(db) = self.registry.get(req.db_id).cloned() else {
+            let msg = format!(
+                "Unknown database in REQ_DMASTER. db_id==0x{:08x}",
+                req.db_id
+            );
+            tracing::warn!(from_node = origin.from_node, "{msg}");
+            return self.send_call_error(out, &requester, &msg);
+        };
+        if self.frozen || db.frozen {
+            return self.defer(out, &requester, &db, envelope);
+        }
+        if let Err(msg) = self.become_lmaster_of(&db, &req, &origin, out) {
+            tracing::warn!(db = %db.name, from_node = origin.from_node, "REQ_DMASTER: {msg}");
+            self.send_call_error(out, &requester, &msg);
+        }
+    }
+
+    fn become_lmaster_of(
+        &mut self,
+        db: &DbInfo,
+        req: &ReqDmaster,
+        origin: &Origin,
+        out: &Outbox,
+    ) -> Result<(), String> {
+        let lmaster = self.lmaster(&req.key);
+        if lmaster != self.pnn {
+            return Err(format!(
+                "dmaster request to node {} for a record of {} whose lmaster is {lmaster}",
+                self.pnn, db.name
+            ));
+        }
+        let record = self.fetch_record(db, &req.key)?;
+        if record.exists {
+            if record.header.dmaster != origin.srcnode {
+                return Err(format!(
+                    "dmaster request for a record of {} from node {}, but node {} is its dmaster",
+                    db.name, origin.srcnode, record.header.dmaster
+                ));
+            }
+            if record.header.rsn > req.rsn {
+                return Err(format!(
+                    "dmaster request for a record of {} with rsn {} below the lmaster's {}",
+                    db.name, req.rsn, record.header.rsn
+                ));
+            }
+        }
+        let header = LtdbHeader {
+            rsn: req.rsn,
+            dmaster: req.dmaster,
+            reserved1: 0,
+            flags: record.header.flags & !(REC_FLAG_AUTOMATIC | REC_FLAG_VACUUM_MIGRATED),
+        };
+        let reply = ReplyDmaster {
+            db_id: req.db_id,
+            rsn: req.rsn,
+            key: req.key.clone(),
+            data: req.data.clone(),
+            rec_flags: None,
+        };
+        if req.dmaster == self.pnn {
+            // The lmaster asked for it: take the record now rather than through the
+            // loopback, where a call from another node could find this node named
+            // dmaster before it holds the record.
+            self.take_record(db, reply, origin.reqid, out);
+            return Ok(());
+        }
+        self.store
+            .put(&db.tree(), &req.key, &encode_record(&header, &req.data))
+            .map_err(|e| format!("storing into {}: {e}", db.name))?;
+        self.send_node(
+            out,
+            req.dmaster,
+            self.pnn,
+            origin.reqid,
+            Body::ReplyDmaster(reply),
+        );
+        Ok(())
+    }
+
+    /// REPLY_DMASTER: the record is ours now. Store it with a higher RSN, run the call
+    /// that asked for it, then the calls that queued behind it.
+    pub(crate) fn reply_dmaster(
+        &mut self,
+        origin: Origin,
+        generation: u32,
+        reply: ReplyDmaster,
+        envelope: Envelope,
+        out: &Outbox,
+    ) {
+        if origin.is_local() || !self.current_generation(&origin, generation, "REPLY_DMASTER") {
+            return;
+        }
+        let Some(db) = self.registry.get(reply.db_id).cloned() else {
+            tracing::warn!(db_id = reply.db_id, "REPLY_DMASTER for an unknown database");
+            return;
+        };
+        if self.frozen || db.frozen {
+            return self.defer(out, &origin, &db, envelope);
+        }
+        self.take_record(&db, reply, origin.reqid, out);
+    }
+
+    /// Becomes dmaster of the record in `reply` and runs call `reqid` that asked for it.
+    fn take_record(&mut self, db: &DbInfo, reply: ReplyDmaster, reqid: u32, out: &Outbox) {
+        let stored = self.become_dmaster(db, &reply);
+        let Some(p) = self.pending.get(&reqid) else {
+            tracing::debug!(reqid, "REPLY_DMASTER for no waiting call");
+            return;
+        };
+        if p.db_id != reply.db_id || p.key != reply.key {
+            let msg = "REPLY_DMASTER for another record".to_string();
+            return self.complete_pending(reqid, Err(msg), out);
+        }
+        match stored {
+            Ok(record) => self.serve_pending(db, reqid, record, out),
+            Err(msg) => self.complete_pending(reqid, Err(msg), out),
+        }
+    }
+
+    fn become_dmaster(&mut self, db: &DbInfo, reply: &ReplyDmaster) -> Result<Record, String> {
+        let current = self.fetch_record(db, &reply.key)?;
+        // The RSN only grows, whatever copy this node held before.
+        let rsn = if current.exists {
+            reply.rsn.max(current.header.rsn)
+        } else {
+            reply.rsn
+        } + 1;
+        let header = LtdbHeader {
+            rsn,
+            dmaster: self.pnn,
+            reserved1: 0,
+            flags: 0,
+        };
+        self.store
+            .put(&db.tree(), &reply.key, &encode_record(&header, &reply.data))
+            .map_err(|e| format!("storing into {}: {e}", db.name))?;
+        tracing::debug!(db = %db.name, rsn, "became dmaster of a record");
+        Ok(Record {
+            header,
+            data: reply.data.to_vec(),
+            exists: true,
+        })
+    }
+
+    /// REPLY_CALL or REPLY_ERROR from another node for a call of a local client.
+    pub(crate) fn node_reply(&mut self, origin: Origin, generation: u32, body: Body, out: &Outbox) {
+        if !self.current_generation(&origin, generation, body.operation().name()) {
+            return;
+        }
+        let Some(p) = self.pending.remove(&origin.reqid) else {
+            tracing::debug!(
+                reqid = origin.reqid,
+                from_node = origin.from_node,
+                "reply for no waiting call"
+            );
+            return;
+        };
+        self.answer_pending(origin.reqid, p, body, out);
+    }
+
+    /// Answers the local client of pending call `reqid` with `result`.
+    fn complete_pending(&mut self, reqid: u32, result: Result<Bytes, String>, out: &Outbox) {
+        let Some(p) = self.pending.remove(&reqid) else {
+            return;
+        };
+        let body = match result {
+            Ok(data) => Body::ReplyCall(ReplyCall { status: 0, data }),
+            Err(msg) => {
+                tracing::warn!("call failed: {msg}");
+                Body::ReplyError(ReplyError::new(u32::MAX, &msg))
+            }
+        };
+        self.answer_pending(reqid, p, body, out);
+    }
+
+    /// Answers the client of pending call `reqid`, then runs the calls that queued
+    /// behind it for its record, in arrival order.
+    fn answer_pending(&mut self, reqid: u32, p: PendingCall, body: Body, out: &Outbox) {
+        let to = match p.asker {
+            Asker::Client { client, reqid } => {
+                if matches!(body, Body::ReplyCall(_)) {
+                    record_latency(
+                        &mut self.stats.call_latency,
+                        p.started.elapsed().as_secs_f64(),
+                    );
+                }
+                Origin {
+                    client,
+                    from_node: LOCAL,
+                    srcnode: self.pnn,
+                    reqid,
+                }
+            }
+            Asker::Node { pnn, reqid } => Origin {
+                client: 0,
+                from_node: pnn,
+                srcnode: pnn,
+                reqid,
+            },
+        };
+        self.send(out, &to, body);
+        self.drain(reqid, p.db_id, p.key, out);
+    }
+
+    /// A new vnn map: calls sent to other nodes in the old generation are lost (their
+    /// packets are dropped), so they run again, first among the calls held for the thaw.
+    pub(crate) fn requeue_remote_calls(&mut self) {
+        let mut flights: Vec<(u32, InFlight)> =
+            self.in_flight.drain().map(|(_, f)| (f.reqid, f)).collect();
+        flights.sort_by_key(|(r, _)| *r);
+        let mut again = VecDeque::new();
+        for (reqid, flight) in flights {
+            if let Some(envelope) = self.pending.remove(&reqid).and_then(|p| p.envelope) {
+                again.push_back(envelope);
+            }
+            again.extend(flight.queue);
+        }
+        let mut rest: Vec<(u32, PendingCall)> = self.pending.drain().collect();
+        rest.sort_by_key(|(r, _)| *r);
+        again.extend(rest.into_iter().filter_map(|(_, p)| p.envelope));
+        again.append(&mut self.deferred);
+        self.deferred = again;
+    }
+}
+
+/// Forwards after which a call is refused rather than passed on again.
+pub const MAX_HOPCOUNT: u32 = 64;
+
+/// Who a call this node sent on is for.
+#[derive(Debug, Clone, Copy)]
+enum Asker {
+    /// A local client and its reqid: runs the call here.
+    Client { client: u64, reqid: u32 },
+    /// Another node and its reqid: the record is passed on to it.
+    Node { pnn: u32, reqid: u32 },
+}
+
+/// A call this node sent on to another node, by the reqid it gave it.
+pub(crate) struct PendingCall {
+    asker: Asker,
+    db_id: u32,
+    key: Bytes,
+    call: ReqCall,
+    started: Instant,
+    /// A local client's request, to run again after a recovery.
+    envelope: Option<Envelope>,
+}
+
+/// A record on its way to this node: the call that asked for it and those after it.
+pub(crate) struct InFlight {
+    reqid: u32,
+    queue: VecDeque<Envelope>,
 }

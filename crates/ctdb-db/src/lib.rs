@@ -7,9 +7,9 @@
 //! frozen state. It is fed the packets transport routes to it through
 //! [`ctdb_rpc::component::PacketHandler`].
 //!
-//! This issue covers a single node: this node is lmaster and dmaster of every record.
-//! Records whose dmaster is another node get an error reply until migration
-//! (REQ_DMASTER / REPLY_DMASTER) lands.
+//! A call on a record another node is dmaster of migrates the record here (see
+//! [`call`]): REQ_CALL to the lmaster, on to the dmaster, REQ_DMASTER back to the
+//! lmaster, REPLY_DMASTER to the requester, which runs the call.
 
 #![forbid(unsafe_code)]
 
@@ -21,7 +21,7 @@ pub mod registry;
 pub mod store;
 pub mod tdbfile;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 
 use ctdb_protocol::flags::{recmode, INVALID_GENERATION};
@@ -96,6 +96,11 @@ pub struct DbDaemon {
     /// FREEZE (all databases) until THAW.
     frozen: bool,
     deferred: VecDeque<Envelope>,
+    /// Calls of local clients sent to other nodes, by the reqid this node gave them.
+    pending: HashMap<u32, call::PendingCall>,
+    /// Records being fetched from another node, with the calls waiting for them.
+    in_flight: HashMap<(u32, bytes::Bytes), call::InFlight>,
+    next_reqid: u32,
     stats: Stats,
     debug_level: i32,
 }
@@ -125,6 +130,9 @@ impl DbDaemon {
             },
             frozen: false,
             deferred: VecDeque::new(),
+            pending: HashMap::new(),
+            in_flight: HashMap::new(),
+            next_reqid: 1,
             stats: Stats::default(),
             debug_level: 0,
         })
@@ -181,6 +189,11 @@ impl DbDaemon {
     /// Calls waiting for a thaw.
     pub fn pending_calls(&self) -> usize {
         self.deferred.len()
+    }
+
+    /// Calls of local clients waiting for another node (a migration or a reply).
+    pub fn remote_calls(&self) -> usize {
+        self.pending.len()
     }
 
     /// Encodes a reply to `origin` and hands it to transport. Replies to a local client
@@ -270,9 +283,15 @@ impl PacketHandler for DbDaemon {
             srcnode: packet.srcnode,
             reqid: packet.reqid,
         };
+        let generation = packet.generation;
         match packet.body {
-            Body::ReqCall(c) => self.req_call(origin, packet.generation, c, envelope, out),
+            Body::ReqCall(c) => self.req_call(origin, generation, c, envelope, out),
             Body::ReqControl(c) => self.req_control(origin, c, out),
+            Body::ReqDmaster(c) => self.req_dmaster(origin, generation, c, envelope, out),
+            Body::ReplyDmaster(c) => self.reply_dmaster(origin, generation, c, envelope, out),
+            body @ (Body::ReplyCall(_) | Body::ReplyError(_)) if !origin.is_local() => {
+                self.node_reply(origin, generation, body, out)
+            }
             other => tracing::debug!(
                 operation = other.operation().name(),
                 from_node = envelope.from_node,
@@ -286,7 +305,10 @@ impl PacketHandler for DbDaemon {
         let mut part = StatisticsPart::default();
         for (name, value) in [
             ("total_calls", s.total_calls),
-            ("pending_calls", self.deferred.len() as u64),
+            (
+                "pending_calls",
+                (self.deferred.len() + self.pending.len()) as u64,
+            ),
             ("max_hop_count", s.max_hop_count),
             ("client.req_call", s.client_req_call),
             ("node.req_call", s.node_req_call),

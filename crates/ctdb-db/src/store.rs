@@ -57,10 +57,24 @@ impl SledStore {
     pub fn open(path: &Path) -> StoreResult<Self> {
         // Volatile writes reach the file within FLUSH_EVERY_MS even if the process is
         // killed; persistent writes are flushed before they are acknowledged.
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
-            .flush_every_ms(Some(FLUSH_EVERY_MS))
-            .open()?;
+            .flush_every_ms(Some(FLUSH_EVERY_MS));
+        // sled's flusher thread lets go of the file lock a moment after the last handle
+        // is dropped (and a process being replaced may still hold it): wait a little.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         Ok(Self {
             db,
             trees: Mutex::new(HashMap::new()),

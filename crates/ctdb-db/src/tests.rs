@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use ctdb_protocol::flags::{call as callid, control::NOREPLY, db as dbflags, recmode};
 use ctdb_protocol::ltdb::REC_FLAG_AUTOMATIC;
+use ctdb_protocol::packet::Operation;
 use ctdb_protocol::{Body, LtdbHeader, Opcode, Packet, ReplyControl, ReqCall, ReqControl, Wire};
 use ctdb_rpc::component::{Outbox, PacketHandler};
 use ctdb_rpc::Envelope;
@@ -1086,24 +1087,41 @@ fn a_pull_merge_wipe_push_cycle_between_two_nodes_converges() {
         assert_eq!(as_tuples(&h.pull(PERS_ID, u32::MAX)), expected_pers);
     }
 
-    // THAW while the recovery mode is still ACTIVE: the held call is answered.
+    // THAW while the recovery mode is still ACTIVE: the held call runs again. The
+    // record's dmaster is now node 0, so it goes to node 0 (its lmaster or dmaster).
     let thaw = b.control_packet(Opcode::Thaw, &[], 0);
     b.send_raw(CLIENT, LOCAL, thaw);
     let replies = b.replies();
     assert_eq!(replies.len(), 2, "{replies:?}");
-    let call_reply = replies.iter().find(|(_, p)| p.reqid == held_reqid).unwrap();
+    let (forward_env, forward) = replies
+        .into_iter()
+        .find(|(_, p)| matches!(p.body, Body::ReqCall(_)))
+        .unwrap();
+    assert_eq!(
+        (forward_env.client, forward.destnode, forward.srcnode),
+        (0, 0, 1)
+    );
     assert_eq!(b.daemon.pending_calls(), 0);
+    assert_eq!(b.daemon.remote_calls(), 1);
     assert!(!b.daemon.is_frozen());
-    // The record's dmaster is now node 0 (migration comes later): an error reply.
-    assert!(matches!(call_reply.1.body, Body::ReplyError(_)));
     let s = b.daemon.statistics();
     assert_eq!((s.counters["frozen"], s.counters["recovering"]), (0, 1));
     b.control_ok(Opcode::SetRecmode, &recmode::NORMAL.to_le_bytes());
     assert_eq!(b.daemon.statistics().counters["recovering"], 0);
-    // Node a is the dmaster of everything and serves it.
     a.control_ok(Opcode::SetRecmode, &recmode::NORMAL.to_le_bytes());
     a.control_ok(Opcode::Thaw, &[]);
-    assert_eq!(a.call_ok(VOL_ID, callid::FETCH_FUNC, b"only-b"), b"b");
+    // Node a hands the record over to b, which answers its client.
+    let mut net = Net { nodes: vec![a, b] };
+    net.deliver(1, forward_env);
+    let (client_replies, _) = net.pump();
+    assert_eq!(client_replies.len(), 1, "{client_replies:?}");
+    let (node, p) = &client_replies[0];
+    assert_eq!((*node, p.reqid), (1, held_reqid));
+    assert!(matches!(&p.body, Body::ReplyCall(r) if &r.data[..] == b"b"));
+    let [mut a, b] = <[Harness; 2]>::try_from(net.nodes).ok().unwrap();
+    assert_eq!(b.contents(VOL_ID)[3].2, 1);
+    // Node a still serves what it is dmaster of.
+    assert_eq!(a.call_ok(VOL_ID, callid::FETCH_FUNC, b"only-a"), b"a");
 }
 
 #[test]
@@ -1225,4 +1243,359 @@ fn a_persistent_push_is_flushed_and_survives_reopening() {
     // Fresh daemon: not frozen any more, in recovery until told otherwise.
     assert!(!h.daemon.is_frozen());
     assert_eq!(h.push(PERS_ID, pushed).status, -1);
+}
+
+/// Several daemons wired together by hand, as transport would: an envelope with client
+/// 0 goes to the daemon its header's destnode names, from the emitter's pnn.
+struct Net {
+    nodes: Vec<Harness>,
+}
+
+const MIGRATION_GEN: u32 = 0x0bad_cafe;
+
+/// A node-to-node packet: (operation, srcnode, destnode).
+type Hop = (Operation, u32, u32);
+
+impl Net {
+    /// `n` nodes in one generation with map 0..n, `VOL` attached on those in `attached`.
+    fn new(n: u32, attached: &[u32]) -> Self {
+        let map = VnnMap {
+            generation: MIGRATION_GEN,
+            map: (0..n).collect(),
+        };
+        let mut nodes = Vec::new();
+        for pnn in 0..n {
+            let mut h = Harness::with_pnn(pnn);
+            if attached.contains(&pnn) {
+                assert_eq!(h.attach(Opcode::DbAttach, VOL), VOL_ID);
+            }
+            h.control_ok(Opcode::SetRecmode, &recmode::ACTIVE.to_le_bytes());
+            h.control_ok(Opcode::Setvnnmap, &map.to_bytes());
+            h.control_ok(Opcode::SetRecmode, &recmode::NORMAL.to_le_bytes());
+            nodes.push(h);
+        }
+        Self { nodes }
+    }
+
+    /// As transport: the packet goes with the emitter as its srcnode.
+    fn deliver(&mut self, from: u32, env: Envelope) {
+        let mut p = Packet::from_slice(&env.packet).unwrap();
+        p.srcnode = from;
+        self.nodes[p.destnode as usize].send_raw(0, from, p.to_bytes());
+    }
+
+    /// Delivers node packets until none is left. Returns the replies to clients (by
+    /// node) and the node-to-node packets as (operation, srcnode, destnode).
+    fn pump(&mut self) -> (Vec<(u32, Packet)>, Vec<Hop>) {
+        let mut clients = Vec::new();
+        let mut wire = Vec::new();
+        loop {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                for (env, p) in self.nodes[i].replies() {
+                    moved = true;
+                    if env.client != 0 {
+                        clients.push((i as u32, p));
+                        continue;
+                    }
+                    assert_eq!(p.generation, self.nodes[i].daemon.generation());
+                    wire.push((p.body.operation(), p.srcnode, p.destnode));
+                    self.deliver(i as u32, env);
+                }
+            }
+            if !moved {
+                return (clients, wire);
+            }
+        }
+    }
+
+    /// Sends a client call on `node` without pumping; returns its reqid.
+    fn client_call(&mut self, node: usize, id: u32, key: &[u8]) -> u32 {
+        let h = &mut self.nodes[node];
+        let bytes = h.call_packet(VOL_ID, id, key);
+        h.send_raw(CLIENT, LOCAL, bytes);
+        h.reqid
+    }
+
+    /// The stored header and data of `key` on `node`.
+    fn stored(&self, node: usize, key: &[u8]) -> Option<(LtdbHeader, Vec<u8>)> {
+        let h = &self.nodes[node];
+        let value = h
+            .daemon
+            .store
+            .get(&registry::tree_name(VOL_ID), key)
+            .unwrap()?;
+        let (header, data) = ctdb_protocol::ltdb::split_record(&value).unwrap();
+        Some((header, data.to_vec()))
+    }
+}
+
+/// A key whose lmaster is `lmaster` over the map 0..n.
+fn key_with_lmaster(net: &Net, lmaster: u32) -> Vec<u8> {
+    (0..1000)
+        .map(|i| format!("key-{i}").into_bytes())
+        .find(|k| net.nodes[0].daemon.lmaster(k) == lmaster)
+        .unwrap()
+}
+
+fn fetched_header(p: &Packet) -> (LtdbHeader, Vec<u8>) {
+    match &p.body {
+        Body::ReplyCall(r) => {
+            assert_eq!(r.status, 0);
+            let h = LtdbHeader::from_bytes(&r.data[..LtdbHeader::SIZE]).unwrap();
+            (h, r.data[LtdbHeader::SIZE..].to_vec())
+        }
+        other => panic!("expected REPLY_CALL, got {other:?}"),
+    }
+}
+
+/// Node 2 fetches a record node 0 is dmaster of and node 1 is lmaster of.
+fn three_nodes_with_record() -> (Net, Vec<u8>) {
+    let mut net = Net::new(3, &[0, 1, 2]);
+    let key = key_with_lmaster(&net, 1);
+    // As after a recovery whose leader was node 0: every node has the record.
+    for h in &mut net.nodes {
+        h.put_record(VOL_ID, &key, hdr(5, 0), b"value");
+    }
+    (net, key)
+}
+
+#[test]
+fn a_remote_record_migrates_in_four_packets() {
+    use Operation::*;
+    let (mut net, key) = three_nodes_with_record();
+    let reqid = net.client_call(2, callid::FETCH_WITH_HEADER_FUNC, &key);
+    let (clients, wire) = net.pump();
+    assert_eq!(
+        wire,
+        vec![
+            (ReqCall, 2, 1),
+            (ReqCall, 1, 0),
+            (ReqDmaster, 0, 1),
+            (ReplyDmaster, 1, 2),
+        ]
+    );
+    assert_eq!(clients.len(), 1);
+    let (node, p) = &clients[0];
+    assert_eq!((*node, p.reqid, p.srcnode, p.destnode), (2, reqid, 2, 0));
+    let (header, data) = fetched_header(p);
+    assert_eq!(data, b"value");
+    assert_eq!(header.dmaster, 2);
+    assert!(header.rsn > 5, "{header:?}");
+    // Node 2 is dmaster and the lmaster knows it. The old dmaster handed the record to
+    // the lmaster (the srcnode it saw: transport stamps its own pnn on every packet),
+    // which passed it on: its copy names node 1, which sends calls on to node 2.
+    for (node, dmaster) in [(0, 1), (1, 2), (2, 2)] {
+        let (h, d) = net.stored(node, &key).unwrap();
+        assert_eq!(
+            (h.dmaster, d.as_slice()),
+            (dmaster, &b"value"[..]),
+            "node {node}"
+        );
+    }
+    assert!(net.stored(2, &key).unwrap().0.rsn > header.rsn);
+    assert_eq!(net.nodes[1].daemon.stats().max_hop_count, 2);
+    assert_eq!(net.nodes[2].daemon.remote_calls(), 0);
+
+    // A second call on node 2 is local, and the RSN keeps growing.
+    let again = net.client_call(2, callid::FETCH_WITH_HEADER_FUNC, &key);
+    let (clients, wire) = net.pump();
+    assert!(wire.is_empty(), "{wire:?}");
+    assert_eq!(clients[0].1.reqid, again);
+    let (h2, _) = fetched_header(&clients[0].1);
+    assert!(h2.rsn > header.rsn);
+    assert_eq!(h2.dmaster, 2);
+
+    // And back to node 0, which asks the lmaster 1, which sends it on to node 2.
+    net.client_call(0, callid::FETCH_WITH_HEADER_FUNC, &key);
+    let (clients, wire) = net.pump();
+    assert_eq!(
+        wire,
+        vec![
+            (ReqCall, 0, 1),
+            (ReqCall, 1, 2),
+            (ReqDmaster, 2, 1),
+            (ReplyDmaster, 1, 0),
+        ]
+    );
+    let (h0, _) = fetched_header(&clients[0].1);
+    assert_eq!(h0.dmaster, 0);
+    assert!(h0.rsn > h2.rsn);
+}
+
+#[test]
+fn the_lmaster_hands_over_a_record_it_is_dmaster_of() {
+    use Operation::*;
+    let mut net = Net::new(3, &[0, 1, 2]);
+    let key = key_with_lmaster(&net, 1);
+    // A record nobody has yet: the lmaster is its dmaster and migrates it directly.
+    net.client_call(0, callid::FETCH_WITH_HEADER_FUNC, &key);
+    let (clients, wire) = net.pump();
+    assert_eq!(wire, vec![(ReqCall, 0, 1), (ReplyDmaster, 1, 0)]);
+    let (h, data) = fetched_header(&clients[0].1);
+    assert!(data.is_empty());
+    assert_eq!(h.dmaster, 0);
+    assert_eq!(net.stored(1, &key).unwrap().0.dmaster, 0);
+    // Now node 1's own client: the lmaster forwards straight to the dmaster.
+    net.client_call(1, callid::FETCH_WITH_HEADER_FUNC, &key);
+    let (clients, wire) = net.pump();
+    // The lmaster takes the record itself: no REPLY_DMASTER round the loopback.
+    assert_eq!(wire, vec![(ReqCall, 1, 0), (ReqDmaster, 0, 1)]);
+    let (h1, _) = fetched_header(&clients[0].1);
+    assert_eq!(h1.dmaster, 1);
+    assert!(h1.rsn > h.rsn);
+}
+
+#[test]
+fn calls_queued_behind_a_migration_run_in_order() {
+    let (mut net, key) = three_nodes_with_record();
+    let ids = [
+        callid::FETCH_FUNC,
+        callid::FETCH_WITH_HEADER_FUNC,
+        callid::NULL_FUNC,
+        0x1234,
+        callid::FETCH_WITH_HEADER_FUNC,
+    ];
+    let reqids: Vec<u32> = ids.iter().map(|id| net.client_call(2, *id, &key)).collect();
+    assert_eq!(net.nodes[2].daemon.remote_calls(), 1);
+    let (clients, wire) = net.pump();
+    assert_eq!(wire.len(), 4, "one migration serves them all: {wire:?}");
+    let got: Vec<u32> = clients.iter().map(|(_, p)| p.reqid).collect();
+    assert_eq!(got, reqids);
+    assert!(matches!(&clients[0].1.body, Body::ReplyCall(r) if &r.data[..] == b"value"));
+    assert!(matches!(&clients[2].1.body, Body::ReplyCall(r) if r.data.is_empty()));
+    assert!(matches!(&clients[3].1.body, Body::ReplyError(_)));
+    let (first, _) = fetched_header(&clients[1].1);
+    let (last, _) = fetched_header(&clients[4].1);
+    assert!(last.rsn > first.rsn);
+    assert_eq!(net.nodes[2].daemon.remote_calls(), 0);
+}
+
+#[test]
+fn errors_on_other_nodes_reach_the_client() {
+    // Node 1, the lmaster, does not know the database.
+    let mut net = Net::new(3, &[0, 2]);
+    let key = key_with_lmaster(&net, 1);
+    net.nodes[2].put_record(VOL_ID, &key, hdr(5, 0), b"value");
+    let reqid = net.client_call(2, callid::FETCH_FUNC, &key);
+    let (clients, _) = net.pump();
+    assert_eq!(clients.len(), 1);
+    let (node, p) = &clients[0];
+    assert_eq!((*node, p.reqid, p.destnode), (2, reqid, 0));
+    match &p.body {
+        Body::ReplyError(e) => {
+            assert!(String::from_utf8_lossy(&e.msg).contains("Unknown database"))
+        }
+        other => panic!("expected REPLY_ERROR, got {other:?}"),
+    }
+    assert_eq!(net.nodes[2].daemon.remote_calls(), 0);
+}
+
+#[test]
+fn node_packets_of_an_old_generation_are_dropped() {
+    let (mut net, key) = three_nodes_with_record();
+    for body in [
+        Body::ReqDmaster(ctdb_protocol::ReqDmaster {
+            db_id: VOL_ID,
+            rsn: 9,
+            dmaster: 2,
+            key: Bytes::copy_from_slice(&key),
+            data: Bytes::from_static(b"x"),
+            rec_flags: None,
+        }),
+        Body::ReplyDmaster(ctdb_protocol::ReplyDmaster {
+            db_id: VOL_ID,
+            rsn: 9,
+            key: Bytes::copy_from_slice(&key),
+            data: Bytes::from_static(b"x"),
+            rec_flags: None,
+        }),
+    ] {
+        let mut p = Packet::new(body);
+        p.generation = MIGRATION_GEN + 1;
+        p.srcnode = 0;
+        p.destnode = 1;
+        net.nodes[1].send_raw(0, 0, p.to_bytes());
+    }
+    assert!(net.nodes[1].replies().is_empty());
+    assert_eq!(net.stored(1, &key).unwrap().0, hdr(5, 0));
+}
+
+#[test]
+fn a_new_generation_runs_remote_calls_again() {
+    let (mut net, key) = three_nodes_with_record();
+    let reqid = net.client_call(2, callid::FETCH_FUNC, &key);
+    // The REQ_CALL is lost in a recovery that changes the generation.
+    assert_eq!(net.nodes[2].replies().len(), 1);
+    let map = VnnMap {
+        generation: MIGRATION_GEN,
+        map: vec![0, 1, 2],
+    };
+    let other = VnnMap {
+        generation: MIGRATION_GEN + 1,
+        ..map.clone()
+    };
+    let h = &mut net.nodes[2];
+    h.control_ok(Opcode::SetRecmode, &recmode::ACTIVE.to_le_bytes());
+    h.control_ok(Opcode::Freeze, &[]);
+    h.control_ok(Opcode::Setvnnmap, &other.to_bytes());
+    assert_eq!((h.daemon.remote_calls(), h.daemon.pending_calls()), (0, 1));
+    h.control_ok(Opcode::Setvnnmap, &map.to_bytes());
+    h.control_ok(Opcode::SetRecmode, &recmode::NORMAL.to_le_bytes());
+    let thaw = h.control_packet(Opcode::Thaw, &[], 0);
+    h.send_raw(CLIENT, LOCAL, thaw);
+    let (clients, wire) = net.pump();
+    assert_eq!(wire.len(), 4, "{wire:?}");
+    let call = clients.iter().find(|(_, p)| p.reqid == reqid).unwrap();
+    assert!(matches!(&call.1.body, Body::ReplyCall(r) if &r.data[..] == b"value"));
+}
+
+#[test]
+fn a_call_that_cannot_find_its_record_ends_in_an_error_for_the_client() {
+    // Node 1, the lmaster, names node 2 dmaster; node 2 names node 0. The call goes
+    // round between them until the hop limit, and the error reaches node 2's client.
+    let mut net = Net::new(3, &[0, 1, 2]);
+    let key = key_with_lmaster(&net, 1);
+    net.nodes[1].put_record(VOL_ID, &key, hdr(5, 2), b"value");
+    net.nodes[2].put_record(VOL_ID, &key, hdr(5, 0), b"value");
+    let reqid = net.client_call(2, callid::FETCH_FUNC, &key);
+    let (clients, wire) = net.pump();
+    assert!(wire.len() as u32 >= call::MAX_HOPCOUNT, "{}", wire.len());
+    assert_eq!(clients.len(), 1);
+    let (node, p) = &clients[0];
+    assert_eq!((*node, p.reqid), (2, reqid));
+    match &p.body {
+        Body::ReplyError(e) => assert!(String::from_utf8_lossy(&e.msg).contains("forwarded")),
+        other => panic!("expected REPLY_ERROR, got {other:?}"),
+    }
+    for node in 0..3 {
+        assert_eq!(net.nodes[node].daemon.remote_calls(), 0, "node {node}");
+    }
+    // Nothing moved.
+    assert_eq!(net.stored(2, &key).unwrap().0, hdr(5, 0));
+}
+
+#[test]
+fn a_call_sent_to_a_node_the_record_has_left_goes_back_to_the_lmaster() {
+    let (mut net, key) = three_nodes_with_record();
+    // Node 0 has handed the record to node 2; the lmaster's call reaches it late.
+    net.nodes[0].put_record(VOL_ID, &key, hdr(5, 2), b"value");
+    let mut p = Packet::new(Body::ReqCall(ReqCall {
+        flags: 0,
+        db_id: VOL_ID,
+        callid: callid::FETCH_FUNC,
+        hopcount: 1,
+        key: Bytes::copy_from_slice(&key),
+        calldata: Bytes::new(),
+    }));
+    p.generation = MIGRATION_GEN;
+    p.srcnode = 1;
+    p.destnode = 0;
+    p.reqid = 0x0100_0007;
+    net.nodes[0].send_raw(0, 1, p.to_bytes());
+    let r = net.nodes[0].replies();
+    assert_eq!(r.len(), 1);
+    let (env, back) = &r[0];
+    assert_eq!((env.client, back.destnode, back.reqid), (0, 1, 0x0100_0007));
+    assert!(matches!(&back.body, Body::ReqCall(c) if c.hopcount == 2));
 }

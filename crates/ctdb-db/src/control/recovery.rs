@@ -35,7 +35,11 @@ impl DbDaemon {
             return fail("SETVNNMAP with an empty map");
         }
         tracing::info!(generation = map.generation, map = ?map.map, "new vnn map");
+        let changed = map.generation != self.vnn_map.generation;
         self.vnn_map = map;
+        if changed {
+            self.requeue_remote_calls();
+        }
         done()
     }
 
