@@ -75,6 +75,25 @@ async fn three_nodes_form_one_cluster_with_one_leader() {
     let c0 = clients[0].as_ref().expect("node 0");
     assert_eq!(c0.get_pnn(2).await.expect("pnn of node 2"), 2);
     assert!(c0.ping(1).await.is_ok());
+    // An attach on one node reaches every node, as with Samba.
+    let db = c0
+        .attach(HERE, "everywhere.tdb", false)
+        .await
+        .expect("attach");
+    for c in all(&clients) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !c
+            .get_dbmap(HERE)
+            .await
+            .expect("dbmap")
+            .dbs
+            .iter()
+            .any(|d| d.db_id == db)
+        {
+            assert!(Instant::now() < deadline, "node {} did not attach", c.pnn());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

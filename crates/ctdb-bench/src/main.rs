@@ -43,6 +43,12 @@ enum Command {
         #[arg(long, default_value = "/tmp/ctdb.socket")]
         socket: PathBuf,
     },
+    /// Fetches one record in turn through each socket (one per node), migrating it on
+    /// every call.
+    Ring {
+        #[arg(long, num_args = 2.., required = true)]
+        sockets: Vec<PathBuf>,
+    },
     /// Kills node `--victim` (every pid given) and reports how long the node at
     /// `--socket` took to notice and to finish recovering without it.
     Detect {
@@ -104,6 +110,18 @@ async fn main() -> std::process::ExitCode {
                 .map(|d| println!("recovery of {records} records: {:.3} s", d.as_secs_f64()))
                 .map_err(|e| e.to_string())
         }
+        Command::Ring { sockets } => workload::migrate_ring(&sockets, duration)
+            .await
+            .map(|r| {
+                println!(
+                    "ring over {} nodes: {:.0} migrations/s, p50 {} us, p99 {} us",
+                    sockets.len(),
+                    r.ops_per_sec(),
+                    r.percentile_us(0.5),
+                    r.percentile_us(0.99)
+                )
+            })
+            .map_err(|e| e.to_string()),
         Command::Detect {
             victim,
             pids,

@@ -238,3 +238,44 @@ pub async fn failure_detection(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// One record fetched in turn from a client on each node (`sockets`), so every call
+/// migrates it: Samba's fetch_ring in its simplest form. Returns migrations per second.
+pub async fn migrate_ring(
+    sockets: &[std::path::PathBuf],
+    duration: Duration,
+) -> Result<Report, ClientError> {
+    let here = dest::CURRENT_NODE;
+    let mut clients = Vec::with_capacity(sockets.len());
+    for s in sockets {
+        clients.push(Client::connect(s).await?);
+    }
+    let mut db_id = 0;
+    for c in &clients {
+        db_id = c.attach(here, "ctdb_bench_ring.tdb", false).await?;
+    }
+    let call = || ReqCall {
+        flags: 0,
+        db_id,
+        callid: call::FETCH_FUNC,
+        hopcount: 0,
+        key: Bytes::from_static(b"ring-key"),
+        calldata: Bytes::new(),
+    };
+    let start = Instant::now();
+    let mut latencies = Vec::new();
+    let mut i = 0usize;
+    while start.elapsed() < duration {
+        let t = Instant::now();
+        clients[i % clients.len()].call(call()).await?;
+        latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+        i += 1;
+    }
+    let elapsed = start.elapsed();
+    latencies.sort_unstable();
+    Ok(Report {
+        ops: latencies.len() as u64,
+        elapsed,
+        latencies_us: latencies,
+    })
+}

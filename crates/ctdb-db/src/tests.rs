@@ -81,7 +81,15 @@ impl Harness {
         );
     }
 
+    /// What the daemon sent, less the attach broadcasts to the other nodes.
     fn replies(&mut self) -> Vec<(Envelope, Packet)> {
+        self.sent()
+            .into_iter()
+            .filter(|(_, p)| p.destnode != ctdb_protocol::flags::dest::BROADCAST_CONNECTED)
+            .collect()
+    }
+
+    fn sent(&mut self) -> Vec<(Envelope, Packet)> {
         let mut all = Vec::new();
         while let Ok(env) = self.rx.try_recv() {
             let p = Packet::from_slice(&env.packet).expect("replies decode");
@@ -418,6 +426,28 @@ fn unknown_controls_get_an_error_naming_them() {
             .status,
         -1
     );
+}
+
+#[test]
+fn a_client_attach_is_broadcast_to_the_other_nodes() {
+    let mut h = Harness::new();
+    let bytes = h.control_packet(Opcode::DbAttach, &payload::cstring(VOL), 0);
+    h.send_raw(CLIENT, LOCAL, bytes);
+    let sent = h.sent();
+    let broadcast: Vec<_> = sent
+        .iter()
+        .filter(|(_, p)| p.destnode == ctdb_protocol::flags::dest::BROADCAST_CONNECTED)
+        .collect();
+    assert_eq!(broadcast.len(), 1, "{sent:?}");
+    let Body::ReqControl(c) = &broadcast[0].1.body else {
+        panic!("not a control");
+    };
+    assert_eq!(c.opcode, Opcode::DbAttach);
+    assert_ne!(c.flags & NOREPLY, 0);
+    // The same attach from another node is not sent on again.
+    let bytes = h.control_packet(Opcode::DbAttach, &payload::cstring(VOL), NOREPLY);
+    h.send_raw(0, 1, bytes);
+    assert!(h.sent().is_empty());
 }
 
 #[test]

@@ -80,6 +80,15 @@ impl DbDaemon {
     pub(crate) fn req_control(&mut self, origin: Origin, c: ReqControl, out: &Outbox) {
         let opcode = c.opcode;
         let result = self.run_control(&c, out);
+        let attach = matches!(
+            opcode,
+            Opcode::DbAttach | Opcode::DbAttachPersistent | Opcode::DbAttachReplicated
+        );
+        if attach && result.is_ok() && origin.is_local() && c.flags & NOREPLY == 0 {
+            // As Samba does: every other node attaches the database too, so that any
+            // node can be the lmaster of its records.
+            self.broadcast_attach(&c, out);
+        }
         if c.flags & NOREPLY != 0 {
             if let Err(ControlError(msg)) = &result {
                 tracing::warn!(control = %opcode, "{msg}");
@@ -136,5 +145,22 @@ impl DbDaemon {
                 other.as_u32()
             )),
         }
+    }
+}
+
+impl DbDaemon {
+    /// Sends a client's attach on to every connected node, without a reply.
+    fn broadcast_attach(&self, c: &ReqControl, out: &Outbox) {
+        let packet = ctdb_protocol::Packet {
+            generation: self.vnn_map.generation,
+            destnode: ctdb_protocol::flags::dest::BROADCAST_CONNECTED,
+            srcnode: self.pnn,
+            reqid: 0,
+            body: Body::ReqControl(ReqControl {
+                flags: c.flags | NOREPLY,
+                ..c.clone()
+            }),
+        };
+        out.to_client(0, packet.to_bytes());
     }
 }
