@@ -249,11 +249,8 @@ impl DbDaemon {
         match Operation::from_u32(header.operation) {
             Some(Operation::ReqCall) => self.send_call_error(out, &origin, &msg),
             Some(Operation::ReqControl) => {
-                // The flags word sits at offset 52; honour NOREPLY when it is there.
-                let flags = envelope
-                    .packet
-                    .get(52..56)
-                    .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                // Honour NOREPLY when the flags word is there.
+                let flags = ctdb_protocol::packet::raw_control_flags(&envelope.packet).unwrap_or(0);
                 if flags & ctdb_protocol::flags::control::NOREPLY == 0 {
                     self.send_control_error(out, &origin, &msg);
                 }

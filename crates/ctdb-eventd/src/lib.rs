@@ -342,11 +342,7 @@ fn refuse(envelope: &Envelope, error: ctdb_protocol::DecodeError, out: &Outbox) 
     if Operation::from_u32(header.operation) != Some(Operation::ReqControl) {
         return;
     }
-    // The flags word of a REQ_CONTROL sits at offset 52.
-    let flags = envelope
-        .packet
-        .get(52..56)
-        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let flags = ctdb_protocol::packet::raw_control_flags(&envelope.packet).unwrap_or(0);
     ReplyTo {
         client: envelope.client,
         generation: header.generation,

@@ -147,6 +147,14 @@ impl Header {
     }
 }
 
+/// The flags word of a REQ_CONTROL still in its raw bytes (offset 52), for a packet
+/// whose body does not decode but may still deserve an error reply.
+pub fn raw_control_flags(packet: &[u8]) -> Option<u32> {
+    packet
+        .get(52..56)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
 /// REQ_CALL: run a call function on a record.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReqCall {

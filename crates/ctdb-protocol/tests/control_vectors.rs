@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddrV4, SocketAddrV6};
-use std::path::PathBuf;
 
 use bytes::Bytes;
 use ctdb_protocol::control::db::db_flags;
@@ -16,40 +15,12 @@ use ctdb_protocol::control::*;
 use ctdb_protocol::{LtdbHeader, Opcode, Wire};
 use proptest::prelude::*;
 use proptest::strategy::Union;
-use serde_json::Value;
+
+mod common;
+use common::load_all;
 
 const REQ_CONTROL: u64 = 7;
 const REPLY_CONTROL: u64 = 8;
-
-fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/samba-4.17")
-}
-
-fn load_all() -> Vec<(String, Value)> {
-    let dir = vectors_dir();
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| {
-            panic!(
-                "the Samba 4.17 vectors are missing at {} ({e}); they ship in shared/vectors",
-                dir.display()
-            )
-        })
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no *.jsonl in {}", dir.display());
-    let mut out = Vec::new();
-    for path in files {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&path).expect("read vector file");
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let record: Value = serde_json::from_str(line).expect("valid JSON line");
-            out.push((format!("{name} i={}", record["i"]), record));
-        }
-    }
-    out
-}
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())

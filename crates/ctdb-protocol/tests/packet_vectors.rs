@@ -2,35 +2,13 @@
 //! operation and fields the capture recorded and re-encodes to the identical bytes.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use bytes::Bytes;
 use ctdb_protocol::{Body, DecodeError, Opcode, Operation, Packet};
 use serde_json::Value;
 
-fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/samba-4.17")
-}
-
-fn load_all() -> Vec<(String, Value)> {
-    let dir = vectors_dir();
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("vectors missing at {}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for path in files {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&path).expect("read vector file");
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let record: Value = serde_json::from_str(line).expect("valid JSON line");
-            out.push((format!("{name} i={}", record["i"]), record));
-        }
-    }
-    out
-}
+mod common;
+use common::load_all;
 
 /// A field recorded either as a JSON number or as a "0x…" string.
 fn num(v: &Value) -> u64 {
