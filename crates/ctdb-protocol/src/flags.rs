@@ -11,6 +11,16 @@ pub mod call {
     pub const FETCH_FUNC: u32 = 0xFF00_0002;
     /// Samba's later call that returns the ltdb header with the data.
     pub const FETCH_WITH_HEADER_FUNC: u32 = 0xFF00_0003;
+    /// ctdb-rs extension (clients of ours cannot write the ltdb directly, as Samba's
+    /// do): compare-and-store. Call data: a u32 expected length (`STORE_ANYWAY`: store
+    /// whatever is there), the expected data, then the new data. REPLY_CALL status 0
+    /// when stored, [`COMPARE_MISMATCH`] when the record held something else; the reply
+    /// data is the record's data after the call. Storing empty data deletes.
+    pub const COMPARE_STORE_FUNC: u32 = 0xFF00_0010;
+    /// Expected length of a [`COMPARE_STORE_FUNC`] that stores unconditionally.
+    pub const STORE_ANYWAY: u32 = u32::MAX;
+    /// REPLY_CALL status of a [`COMPARE_STORE_FUNC`] that found other data.
+    pub const COMPARE_MISMATCH: i32 = 1;
 
     /// `ctdb_call.flags` / REQ_CALL flags.
     pub const IMMEDIATE_MIGRATION: u32 = 0x0000_0001;
@@ -91,6 +101,12 @@ pub const INVALID_GENERATION: u32 = 1;
 pub const TRANSACTION_LOCK_KEY: &str = "__transaction_lock__";
 /// Key of the sequence number record in a persistent database.
 pub const DB_SEQNUM_KEY: &str = "__db_sequence_number__";
+
+/// Status of a TRANS3_COMMIT that ctdb-rs refused because a record in it changed
+/// since the client read it (its RSN is not above the stored one): nothing of the
+/// commit was applied, and the client may run its transaction again. Other failures
+/// are -1, as Samba's.
+pub const TRANS3_CONFLICT: i32 = 1;
 
 /// Results of TRANS2_COMMIT.
 pub mod trans2 {
