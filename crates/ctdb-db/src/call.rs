@@ -70,15 +70,62 @@ pub fn encode_record(header: &LtdbHeader, data: &[u8]) -> Vec<u8> {
     value
 }
 
-/// What a call function returns to the caller, or why it failed.
-fn run_call_function(id: u32, record: &Record) -> Result<Bytes, String> {
+/// What a call function did: the REPLY_CALL to send, and whether it changed the data.
+struct CallOutcome {
+    reply: ReplyCall,
+    changed: bool,
+}
+
+/// Runs call function `id` on `record` with `calldata`, or says why it cannot.
+fn run_call_function(id: u32, record: &mut Record, calldata: &[u8]) -> Result<CallOutcome, String> {
+    let reply = |data: Bytes| ReplyCall { status: 0, data };
+    let unchanged = |r: ReplyCall| {
+        Ok(CallOutcome {
+            reply: r,
+            changed: false,
+        })
+    };
     match id {
-        callid::NULL_FUNC => Ok(Bytes::new()),
-        callid::FETCH_FUNC => Ok(Bytes::copy_from_slice(&record.data)),
-        callid::FETCH_WITH_HEADER_FUNC => {
-            Ok(Bytes::from(encode_record(&record.header, &record.data)))
+        callid::NULL_FUNC => unchanged(reply(Bytes::new())),
+        callid::FETCH_FUNC => unchanged(reply(Bytes::copy_from_slice(&record.data))),
+        callid::FETCH_WITH_HEADER_FUNC => unchanged(reply(Bytes::from(encode_record(
+            &record.header,
+            &record.data,
+        )))),
+        callid::COMPARE_STORE_FUNC => {
+            let (expected, new) = parse_compare_store(calldata)?;
+            if expected.is_some_and(|e| e != record.data.as_slice()) {
+                return unchanged(ReplyCall {
+                    status: callid::COMPARE_MISMATCH,
+                    data: Bytes::copy_from_slice(&record.data),
+                });
+            }
+            record.data = new.to_vec();
+            Ok(CallOutcome {
+                reply: reply(Bytes::copy_from_slice(new)),
+                changed: true,
+            })
         }
         other => Err(format!("Unknown call id 0x{other:08x}")),
+    }
+}
+
+/// Splits COMPARE_STORE_FUNC call data into the expected data (none: store anyway)
+/// and the new data.
+fn parse_compare_store(calldata: &[u8]) -> Result<(Option<&[u8]>, &[u8]), String> {
+    let Some((len, rest)) = calldata.split_first_chunk::<4>() else {
+        return Err("compare-store call data shorter than its length word".into());
+    };
+    let len = u32::from_le_bytes(*len);
+    if len == callid::STORE_ANYWAY {
+        return Ok((None, rest));
+    }
+    match rest.split_at_checked(len as usize) {
+        Some((expected, new)) => Ok((Some(expected), new)),
+        None => Err(format!(
+            "compare-store expects {len} bytes but carries {}",
+            rest.len()
+        )),
     }
 }
 
@@ -121,12 +168,17 @@ impl DbDaemon {
     }
 
     /// Stores `record` back after a call, as `ctdb_ltdb_store_server` does.
-    fn store_after_call(&self, db: &DbInfo, key: &[u8], record: &Record) -> Result<(), String> {
+    fn store_after_call(
+        &self,
+        db: &DbInfo,
+        key: &[u8],
+        record: &Record,
+        changed: bool,
+    ) -> Result<(), String> {
         let mut header = record.header;
         if db.is_volatile() && header.dmaster == self.pnn && header.flags & REC_RO_FLAGS == 0 {
             header.rsn += 1;
-        } else if record.exists {
-            // Nothing changed: our call functions never modify data.
+        } else if record.exists && !changed {
             return Ok(());
         } else if !db.is_volatile() {
             // Do not create records in persistent or replicated databases on a read.
@@ -383,8 +435,8 @@ impl DbDaemon {
         out: &Outbox,
     ) {
         match self.run_call(db, call, record) {
-            Ok(data) => {
-                self.send(out, origin, Body::ReplyCall(ReplyCall { status: 0, data }));
+            Ok(reply) => {
+                self.send(out, origin, Body::ReplyCall(reply));
                 record_latency(
                     &mut self.stats.call_latency,
                     started.elapsed().as_secs_f64(),
@@ -398,11 +450,23 @@ impl DbDaemon {
     }
 
     /// Runs `call` on `record`, which this node holds, and stores the record back.
-    fn run_call(&mut self, db: &DbInfo, call: &ReqCall, record: Record) -> Result<Bytes, String> {
-        let reply = run_call_function(call.callid, &record)?;
-        self.store_after_call(db, &call.key, &record)?;
+    fn run_call(
+        &mut self,
+        db: &DbInfo,
+        call: &ReqCall,
+        mut record: Record,
+    ) -> Result<ReplyCall, String> {
+        if call.callid == callid::COMPARE_STORE_FUNC && !db.is_volatile() {
+            // Replicated copies must stay alike: those change by transaction only.
+            return Err(format!(
+                "{} is not volatile: write it in a transaction",
+                db.name
+            ));
+        }
+        let outcome = run_call_function(call.callid, &mut record, &call.calldata)?;
+        self.store_after_call(db, &call.key, &record, outcome.changed)?;
         self.stats.total_calls += 1;
-        Ok(reply)
+        Ok(outcome.reply)
     }
 
     /// The dmaster's half of a migration to `origin.srcnode`: keep a copy naming the new
@@ -639,12 +703,12 @@ impl DbDaemon {
     }
 
     /// Answers the local client of pending call `reqid` with `result`.
-    fn complete_pending(&mut self, reqid: u32, result: Result<Bytes, String>, out: &Outbox) {
+    fn complete_pending(&mut self, reqid: u32, result: Result<ReplyCall, String>, out: &Outbox) {
         let Some(p) = self.pending.remove(&reqid) else {
             return;
         };
         let body = match result {
-            Ok(data) => Body::ReplyCall(ReplyCall { status: 0, data }),
+            Ok(reply) => Body::ReplyCall(reply),
             Err(msg) => {
                 tracing::warn!("call failed: {msg}");
                 Body::ReplyError(ReplyError::new(u32::MAX, &msg))

@@ -101,6 +101,8 @@ pub struct DbDaemon {
     /// Records being fetched from another node, with the calls waiting for them.
     in_flight: HashMap<(u32, bytes::Bytes), call::InFlight>,
     next_reqid: u32,
+    traversals: control::traverse::Traversals,
+    commits: control::persistent::Commits,
     stats: Stats,
     debug_level: i32,
 }
@@ -133,6 +135,8 @@ impl DbDaemon {
             pending: HashMap::new(),
             in_flight: HashMap::new(),
             next_reqid: 1,
+            traversals: Default::default(),
+            commits: Default::default(),
             stats: Stats::default(),
             debug_level: 0,
         })
@@ -194,6 +198,16 @@ impl DbDaemon {
     /// Calls of local clients waiting for another node (a migration or a reply).
     pub fn remote_calls(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Persistent commits not answered yet.
+    pub fn commits_in_progress(&self) -> usize {
+        self.commits.in_progress()
+    }
+
+    /// Traverses this node runs for its clients.
+    pub fn traversals(&self) -> usize {
+        self.traversals.len()
     }
 
     /// Encodes a reply to `origin` and hands it to transport. Replies to a local client
@@ -283,7 +297,12 @@ impl PacketHandler for DbDaemon {
         let generation = packet.generation;
         match packet.body {
             Body::ReqCall(c) => self.req_call(origin, generation, c, envelope, out),
-            Body::ReqControl(c) => self.req_control(origin, c, out),
+            Body::ReqControl(c) => self.req_control(origin, c, envelope, out),
+            Body::ReplyControl(r) if !origin.is_local() => {
+                if !self.commit_reply(origin.reqid, r, out) {
+                    tracing::debug!(reqid = origin.reqid, "control reply for nothing waiting");
+                }
+            }
             Body::ReqDmaster(c) => self.req_dmaster(origin, generation, c, envelope, out),
             Body::ReplyDmaster(c) => self.reply_dmaster(origin, generation, c, envelope, out),
             body @ (Body::ReplyCall(_) | Body::ReplyError(_)) if !origin.is_local() => {

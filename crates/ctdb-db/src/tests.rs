@@ -12,6 +12,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::*;
 
+mod records;
+
 const CLIENT: u64 = 7;
 const VOL: &str = "capture_vol.tdb";
 const VOL_ID: u32 = 0x6896_115a;
@@ -1324,7 +1326,8 @@ impl Net {
             for i in 0..self.nodes.len() {
                 for (env, p) in self.nodes[i].replies() {
                     moved = true;
-                    if env.client != 0 {
+                    // Messages go to transport's srvid registry, not to another db.
+                    if env.client != 0 || matches!(p.body, Body::ReqMessage(_)) {
                         clients.push((i as u32, p));
                         continue;
                     }

@@ -20,7 +20,7 @@ pub mod call {
     /// Expected length of a [`COMPARE_STORE_FUNC`] that stores unconditionally.
     pub const STORE_ANYWAY: u32 = u32::MAX;
     /// REPLY_CALL status of a [`COMPARE_STORE_FUNC`] that found other data.
-    pub const COMPARE_MISMATCH: i32 = 1;
+    pub const COMPARE_MISMATCH: u32 = 1;
 
     /// `ctdb_call.flags` / REQ_CALL flags.
     pub const IMMEDIATE_MIGRATION: u32 = 0x0000_0001;

@@ -2,14 +2,20 @@
 //!
 //! - [`db`]: attaching databases and what a client asks about them.
 //! - [`recovery`]: vnn map, recovery mode, freeze/thaw, wipe, recovery transactions.
+//! - [`traverse`]: traversing a database across the cluster.
+//! - [`persistent`]: transactions of persistent databases (TRANS3_COMMIT,
+//!   UPDATE_RECORD).
 
 pub mod db;
+pub mod persistent;
 pub mod recovery;
+pub mod traverse;
 
 use bytes::Bytes;
 use ctdb_protocol::flags::control::NOREPLY;
 use ctdb_protocol::{Body, Opcode, ReplyControl, ReqControl};
 use ctdb_rpc::component::Outbox;
+use ctdb_rpc::Envelope;
 
 use crate::{DbDaemon, Origin};
 
@@ -46,7 +52,20 @@ pub const OWNED_CONTROLS: &[Opcode] = &[
     Opcode::WipeDatabase,
     Opcode::PullDb,
     Opcode::PushDb,
+    // traverse (traverse.rs)
+    Opcode::TraverseStart,
+    Opcode::TraverseStartExt,
+    Opcode::TraverseAll,
+    Opcode::TraverseAllExt,
+    Opcode::TraverseData,
+    Opcode::TraverseKill,
+    // persistent databases (persistent.rs)
+    Opcode::Trans3Commit,
+    Opcode::UpdateRecord,
 ];
+
+/// Controls that change records: held while their database is frozen, like calls.
+const HELD_WHILE_FROZEN: &[Opcode] = &[Opcode::Trans3Commit, Opcode::UpdateRecord];
 
 /// What a control handler answers: a status and reply data, or a failure.
 pub type ControlResult = Result<(i32, Vec<u8>), ControlError>;
@@ -77,9 +96,27 @@ pub fn fail<T>(msg: impl Into<String>) -> Result<T, ControlError> {
 }
 
 impl DbDaemon {
-    pub(crate) fn req_control(&mut self, origin: Origin, c: ReqControl, out: &Outbox) {
+    pub(crate) fn req_control(
+        &mut self,
+        origin: Origin,
+        c: ReqControl,
+        envelope: Envelope,
+        out: &Outbox,
+    ) {
         let opcode = c.opcode;
-        let result = self.run_control(&c, out);
+        if HELD_WHILE_FROZEN.contains(&opcode) && self.holds(&c.data) {
+            if self.deferred.len() < crate::MAX_DEFERRED_CALLS {
+                self.deferred.push_back(envelope);
+            } else if c.flags & NOREPLY == 0 {
+                self.send_control_error(out, &origin, "frozen, and too many requests wait");
+            }
+            return;
+        }
+        if opcode == Opcode::Trans3Commit {
+            // Answered when the commit is on every node.
+            return self.trans3_commit(origin, &c.data, out);
+        }
+        let result = self.run_control(&origin, &c, out);
         let attach = matches!(
             opcode,
             Opcode::DbAttach | Opcode::DbAttachPersistent | Opcode::DbAttachReplicated
@@ -109,7 +146,16 @@ impl DbDaemon {
         self.send(out, &origin, Body::ReplyControl(reply));
     }
 
-    fn run_control(&mut self, c: &ReqControl, out: &Outbox) -> ControlResult {
+    /// Whether a request on the database its data starts with must wait for a thaw.
+    fn holds(&self, data: &[u8]) -> bool {
+        let db_frozen = crate::payload::leading_u32(data)
+            .ok()
+            .and_then(|id| self.registry.get(id))
+            .is_some_and(|db| db.frozen);
+        self.frozen || db_frozen
+    }
+
+    fn run_control(&mut self, origin: &Origin, c: &ReqControl, out: &Outbox) -> ControlResult {
         let data = &c.data[..];
         match c.opcode {
             Opcode::Getdbpath => self.getdbpath(data),
@@ -140,6 +186,13 @@ impl DbDaemon {
             Opcode::WipeDatabase => self.wipe_database(data),
             Opcode::PullDb => self.pull_db(data),
             Opcode::PushDb => self.push_db(data),
+            Opcode::TraverseStart | Opcode::TraverseStartExt => {
+                self.traverse_start(origin.client, c.opcode, data, out)
+            }
+            Opcode::TraverseAll | Opcode::TraverseAllExt => self.traverse_all(c.opcode, data, out),
+            Opcode::TraverseData => self.traverse_data(origin.srcnode, data, out),
+            Opcode::TraverseKill => self.traverse_kill(origin.client, data),
+            Opcode::UpdateRecord => self.update_record(data),
             other => fail(format!(
                 "control {other} ({}) is not implemented by ctdb-db",
                 other.as_u32()

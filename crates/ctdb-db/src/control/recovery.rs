@@ -39,6 +39,7 @@ impl DbDaemon {
         self.vnn_map = map;
         if changed {
             self.requeue_remote_calls();
+            self.traversals.clear();
         }
         done()
     }

@@ -1,0 +1,341 @@
+//! Persistent databases: TRANS3_COMMIT and UPDATE_RECORD.
+//!
+//! A client commits a transaction as Samba's clients do: one TRANS3_COMMIT to its own
+//! node carrying every record it wrote (each with the RSN it read plus one) and the
+//! `__db_sequence_number__` record. One node of the vnn map coordinates the commits of
+//! each database (`vnn_map[db_id % size]`); any other node passes its clients' commits
+//! to it and their answers back.
+//!
+//! The coordinator runs commits in rounds, one round per database at a time. A round
+//! takes every commit queued since the last one, refuses those with a record whose RSN
+//! is not above the stored one (or one an earlier commit of the round wrote): status
+//! [`TRANS3_CONFLICT`], nothing of it applied, the client may run its transaction
+//! again. The rest become one UPDATE_RECORD to every node of the vnn map, itself
+//! included; each node writes the records and flushes sled before it answers. When
+//! every node has answered, each commit of the round is answered: several clients
+//! committing together share one flush per node (group commit).
+//!
+//! A node that cannot be reached fails the round's commits (-1). Nodes that did apply
+//! it keep it, and the recovery that follows the node's loss keeps the highest RSN of
+//! every record, so the commit ends up on every node (as with Samba's, whose failed
+//! commit also leaves the recovery to decide).
+//!
+//! UPDATE_RECORD writes a record only when its RSN is above the stored one: a volatile
+//! record with a lower RSN is refused as Samba refuses it; for a persistent database a
+//! late copy (held over a recovery) is skipped, so it never overwrites newer data.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use bytes::Bytes;
+use ctdb_protocol::control::{RecBuffer, RecData};
+use ctdb_protocol::flags::TRANS3_CONFLICT;
+use ctdb_protocol::ltdb::split_record;
+use ctdb_protocol::{Body, Opcode, Packet, ReplyControl, ReqControl, Wire};
+use ctdb_rpc::component::Outbox;
+
+use super::{done, fail, ControlResult};
+use crate::store::BatchOp;
+use crate::{DbDaemon, Origin};
+
+/// Commits in progress, at the node a client asked and at the coordinator.
+#[derive(Debug, Default)]
+pub struct Commits {
+    /// Local clients' commits sent to the coordinator, by the reqid we gave them.
+    forwarded: HashMap<u32, Origin>,
+    /// At the coordinator: commits waiting for their database's next round.
+    queued: HashMap<u32, VecDeque<Queued>>,
+    /// At the coordinator: the round in flight of each database.
+    rounds: HashMap<u32, Round>,
+    /// UPDATE_RECORDs of a round waiting for their answer: reqid -> db_id.
+    updates: HashMap<u32, u32>,
+    next_reqid: u32,
+}
+
+impl Commits {
+    /// Commits not answered yet.
+    pub fn in_progress(&self) -> usize {
+        self.forwarded.len()
+            + self.queued.values().map(VecDeque::len).sum::<usize>()
+            + self.rounds.values().map(|r| r.origins.len()).sum::<usize>()
+    }
+
+    fn alloc_reqid(&mut self) -> u32 {
+        loop {
+            self.next_reqid = self.next_reqid.wrapping_add(1);
+            let r = self.next_reqid;
+            if r != 0 && !self.forwarded.contains_key(&r) && !self.updates.contains_key(&r) {
+                return r;
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Queued {
+    origin: Origin,
+    records: Vec<RecData>,
+}
+
+#[derive(Debug)]
+struct Round {
+    origins: Vec<Origin>,
+    waiting: usize,
+    failure: Option<String>,
+}
+
+/// The RSN in a record's ltdb header, or why it has none.
+fn rsn_of(record: &RecData) -> Result<u64, String> {
+    split_record(&record.data)
+        .map(|(header, _)| header.rsn)
+        .map_err(|_| "a record of the commit has no ltdb header".to_string())
+}
+
+impl DbDaemon {
+    /// The node that coordinates commits to `db_id` in the current vnn map.
+    pub fn coordinator(&self, db_id: u32) -> u32 {
+        let map = &self.vnn_map.map;
+        if map.is_empty() {
+            return self.pnn;
+        }
+        map[db_id as usize % map.len()]
+    }
+
+    /// The persistent database a commit or update names, or why it cannot be one.
+    fn commit_target(&self, data: &[u8]) -> Result<RecBuffer, super::ControlError> {
+        let buffer = RecBuffer::from_bytes(data)?;
+        match self.registry.get(buffer.db_id) {
+            None => fail(format!("unknown database 0x{:08x}", buffer.db_id)),
+            Some(db) if db.is_volatile() => fail(format!(
+                "{} is not persistent: transactions are for persistent databases",
+                db.name
+            )),
+            Some(_) => Ok(buffer),
+        }
+    }
+
+    /// TRANS3_COMMIT from a client, or from a node passing its client's commit on.
+    /// Answers later (or now when it fails at once).
+    pub(crate) fn trans3_commit(&mut self, origin: Origin, data: &[u8], out: &Outbox) {
+        let buffer = match self.commit_target(data) {
+            Ok(b) => b,
+            Err(e) => return self.send_control_error(out, &origin, &e.0),
+        };
+        let coordinator = self.coordinator(buffer.db_id);
+        if coordinator != self.pnn {
+            if !origin.is_local() {
+                let msg = format!(
+                    "node {} does not coordinate 0x{:08x} in generation {}",
+                    self.pnn, buffer.db_id, self.vnn_map.generation
+                );
+                return self.send_control_error(out, &origin, &msg);
+            }
+            let reqid = self.commits.alloc_reqid();
+            self.commits.forwarded.insert(reqid, origin);
+            let packet = self.control_packet(coordinator, reqid, Opcode::Trans3Commit, data);
+            out.to_client(0, packet);
+            return;
+        }
+        let db_id = buffer.db_id;
+        self.commits
+            .queued
+            .entry(db_id)
+            .or_default()
+            .push_back(Queued {
+                origin,
+                records: buffer.records,
+            });
+        if !self.commits.rounds.contains_key(&db_id) {
+            self.start_round(db_id, out);
+        }
+    }
+
+    /// Starts the next round of commits to `db_id` (at the coordinator).
+    fn start_round(&mut self, db_id: u32, out: &Outbox) {
+        let Some(db) = self.registry.get(db_id).cloned() else {
+            return;
+        };
+        let queued = self.commits.queued.remove(&db_id).unwrap_or_default();
+        let mut written: HashMap<Bytes, u64> = HashMap::new();
+        let mut merged: BTreeMap<Bytes, RecData> = BTreeMap::new();
+        let mut origins = Vec::new();
+        for commit in queued {
+            match self.validate(&db, &commit.records, &written) {
+                Ok(()) => {
+                    for r in commit.records {
+                        if let Ok(rsn) = rsn_of(&r) {
+                            written.insert(r.key.clone(), rsn);
+                        }
+                        merged.insert(r.key.clone(), RecData { reqid: 0, ..r });
+                    }
+                    origins.push(commit.origin);
+                }
+                Err((status, msg)) => {
+                    tracing::debug!(db = %db.name, "commit refused: {msg}");
+                    self.send(
+                        out,
+                        &commit.origin,
+                        Body::ReplyControl(ReplyControl::error(status, &msg)),
+                    );
+                }
+            }
+        }
+        if origins.is_empty() {
+            return;
+        }
+        let update = RecBuffer {
+            db_id,
+            records: merged.into_values().collect(),
+        }
+        .to_bytes();
+        let nodes = if self.vnn_map.map.is_empty() {
+            vec![self.pnn]
+        } else {
+            self.vnn_map.map.clone()
+        };
+        tracing::debug!(db = %db.name, commits = origins.len(), ?nodes, "commit round");
+        self.commits.rounds.insert(
+            db_id,
+            Round {
+                origins,
+                waiting: nodes.len(),
+                failure: None,
+            },
+        );
+        // This node gets its update through transport too, so that the other nodes'
+        // updates leave before this one's flush holds the thread.
+        for pnn in nodes {
+            let reqid = self.commits.alloc_reqid();
+            self.commits.updates.insert(reqid, db_id);
+            let packet = self.control_packet(pnn, reqid, Opcode::UpdateRecord, &update);
+            out.to_client(0, packet);
+        }
+    }
+
+    /// Whether a commit may be applied: each record's RSN above the stored one and any
+    /// an earlier commit of the round wrote.
+    fn validate(
+        &self,
+        db: &crate::DbInfo,
+        records: &[RecData],
+        written: &HashMap<Bytes, u64>,
+    ) -> Result<(), (i32, String)> {
+        if records.is_empty() {
+            return Err((-1, "empty commit".into()));
+        }
+        for r in records {
+            let rsn = rsn_of(r).map_err(|m| (-1, m))?;
+            let current = match written.get(&r.key) {
+                Some(&rsn) => rsn,
+                None => {
+                    let stored = self.fetch_record(db, &r.key).map_err(|m| (-1, m))?;
+                    if stored.exists {
+                        stored.header.rsn
+                    } else {
+                        0
+                    }
+                }
+            };
+            if rsn <= current {
+                return Err((
+                    TRANS3_CONFLICT,
+                    format!(
+                        "record {:?} of {} changed since it was read (rsn {rsn} <= {current})",
+                        String::from_utf8_lossy(&r.key),
+                        db.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// UPDATE_RECORD: write the records whose RSN is above the stored one, durably.
+    pub(crate) fn update_record(&mut self, data: &[u8]) -> ControlResult {
+        let buffer = RecBuffer::from_bytes(data)?;
+        let Some(db) = self.registry.get(buffer.db_id).cloned() else {
+            return fail(format!("unknown database 0x{:08x}", buffer.db_id));
+        };
+        let mut ops = Vec::with_capacity(buffer.records.len());
+        for r in &buffer.records {
+            let rsn = rsn_of(r)?;
+            let stored = self.fetch_record(&db, &r.key)?;
+            if stored.exists && rsn <= stored.header.rsn {
+                if db.is_volatile() {
+                    return fail(format!(
+                        "existing header has larger RSN ({} >= {rsn})",
+                        stored.header.rsn
+                    ));
+                }
+                continue;
+            }
+            ops.push(BatchOp::Put(r.key.to_vec(), r.data.to_vec()));
+        }
+        if !ops.is_empty() {
+            self.store.batch(&db.tree(), ops)?;
+        }
+        if !db.is_volatile() {
+            self.store.flush()?;
+        }
+        done()
+    }
+
+    /// A REPLY_CONTROL from another node for a control this component sent; false when
+    /// it is not one of ours.
+    pub(crate) fn commit_reply(&mut self, reqid: u32, reply: ReplyControl, out: &Outbox) -> bool {
+        if let Some(origin) = self.commits.forwarded.remove(&reqid) {
+            self.send(out, &origin, Body::ReplyControl(reply));
+            return true;
+        }
+        let Some(db_id) = self.commits.updates.remove(&reqid) else {
+            return false;
+        };
+        let Some(round) = self.commits.rounds.get_mut(&db_id) else {
+            return true;
+        };
+        round.waiting = round.waiting.saturating_sub(1);
+        if reply.status != 0 {
+            let why = reply
+                .error_message()
+                .unwrap_or_else(|| format!("status {}", reply.status));
+            round.failure = Some(format!("the commit did not reach every node: {why}"));
+        }
+        if round.waiting > 0 {
+            return true;
+        }
+        if let Some(round) = self.commits.rounds.remove(&db_id) {
+            for origin in round.origins {
+                let body = match &round.failure {
+                    None => Body::ReplyControl(ReplyControl {
+                        status: 0,
+                        data: Bytes::new(),
+                        errmsg: Bytes::new(),
+                    }),
+                    Some(msg) => Body::ReplyControl(ReplyControl::error(-1, msg)),
+                };
+                self.send(out, &origin, body);
+            }
+        }
+        if self.commits.queued.contains_key(&db_id) {
+            self.start_round(db_id, out);
+        }
+        true
+    }
+
+    /// A control to node `pnn` whose reply comes back to this component under `reqid`.
+    fn control_packet(&self, pnn: u32, reqid: u32, opcode: Opcode, data: &[u8]) -> Vec<u8> {
+        Packet {
+            generation: self.vnn_map.generation,
+            destnode: pnn,
+            srcnode: self.pnn,
+            reqid,
+            body: Body::ReqControl(ReqControl {
+                opcode,
+                srvid: 0,
+                client_id: 0,
+                flags: 0,
+                data: Bytes::copy_from_slice(data),
+            }),
+        }
+        .to_bytes()
+    }
+}
