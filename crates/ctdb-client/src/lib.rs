@@ -7,6 +7,12 @@
 #![forbid(unsafe_code)]
 
 mod ops;
+mod records;
+mod transaction;
+mod traverse;
+
+pub use transaction::Transaction;
+pub use traverse::TraversedRecord;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -52,6 +58,10 @@ pub enum ClientError {
     CallFailed { status: u32, message: String },
     #[error("unexpected reply: {0}")]
     Unexpected(String),
+    /// A persistent transaction's commit was refused because a record it wrote changed
+    /// since the transaction read it: nothing was applied; run the transaction again.
+    #[error("transaction conflict: a record changed since it was read")]
+    Conflict,
 }
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
