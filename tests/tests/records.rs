@@ -1,0 +1,335 @@
+//! The data path of a real 3-node cluster: concurrent increments of one record from
+//! every node, traverse, persistent transactions (also across a node kill), and
+//! messages between clients on different nodes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ctdb_client::{Client, ClientError};
+use ctdb_protocol::flags::dest;
+use ctdb_tests::TestCluster;
+
+const HERE: u32 = dest::CURRENT_NODE;
+
+fn counter(data: &[u8]) -> u64 {
+    match <[u8; 8]>::try_from(data) {
+        Ok(b) => u64::from_le_bytes(b),
+        Err(_) => 0,
+    }
+}
+
+/// Adds one to the u64 in `key` with compare-and-store, as often as it takes.
+async fn increment(client: &Client, db_id: u32, key: &[u8]) {
+    let mut seen = client.fetch_with_header(db_id, key).await.expect("fetch").1;
+    loop {
+        let next = (counter(&seen) + 1).to_le_bytes();
+        match client
+            .compare_store(db_id, key, Some(&seen), &next)
+            .await
+            .expect("compare_store")
+        {
+            Ok(()) => return,
+            Err(current) => seen = current,
+        }
+    }
+}
+
+async fn within<T>(
+    what: &str,
+    cluster: &TestCluster,
+    f: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::time::timeout(Duration::from_secs(120), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} timed out\nlogs:\n{}", cluster.logs()))
+}
+
+/// Each record of a traverse on `client`: key -> (rsn, data).
+async fn traverse(client: &Client, db_id: u32) -> BTreeMap<Vec<u8>, (u64, Vec<u8>)> {
+    let records = client.traverse(db_id, false).await.expect("traverse");
+    let mut map = BTreeMap::new();
+    for r in records {
+        let previous = map.insert(r.key.to_vec(), (r.header.rsn, r.data.to_vec()));
+        assert!(previous.is_none(), "{:?} traversed twice", r.key);
+    }
+    map
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volatile_records_count_exactly_and_traverse_once() {
+    let cluster = TestCluster::start(3);
+    let clients: Vec<Client> = cluster
+        .healthy(&[0, 1, 2])
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut db = 0;
+    for c in &clients {
+        db = c.attach(HERE, "counters.tdb", false).await.expect("attach");
+    }
+
+    // Two clients per node increment one shared counter concurrently.
+    const EACH: u64 = 40;
+    let mut tasks = Vec::new();
+    for node in &cluster.nodes {
+        for _ in 0..2 {
+            let c = Client::connect(&node.socket).await.expect("connect");
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..EACH {
+                    increment(&c, db, b"shared-counter").await;
+                }
+            }));
+        }
+    }
+    within("increments", &cluster, async {
+        for t in tasks {
+            t.await.expect("increment task");
+        }
+    })
+    .await;
+    let (header, data) = clients[1]
+        .fetch_with_header(db, b"shared-counter")
+        .await
+        .expect("fetch");
+    assert_eq!(counter(&data), 6 * EACH, "every increment counted once");
+    assert_eq!(header.dmaster, clients[1].pnn());
+
+    // Records written on every node (so with three dmasters), one deleted: a traverse
+    // from any node returns each live record once, with its latest data.
+    let mut want = BTreeMap::new();
+    for (i, c) in clients.iter().enumerate() {
+        for k in 0..10 {
+            let key = format!("rec-{i}-{k}").into_bytes();
+            let value = format!("value {i} {k}").into_bytes();
+            c.store(db, &key, &value).await.expect("store");
+            want.insert(key, value);
+        }
+    }
+    clients[2].delete(db, b"rec-0-0").await.expect("delete");
+    want.remove(&b"rec-0-0"[..]);
+    want.insert(
+        b"shared-counter".to_vec(),
+        (6 * EACH).to_le_bytes().to_vec(),
+    );
+    for c in &clients {
+        let got = traverse(c, db).await;
+        let got_values: BTreeMap<Vec<u8>, Vec<u8>> =
+            got.into_iter().map(|(k, (_, v))| (k, v)).collect();
+        assert_eq!(got_values, want, "traverse from node {}", c.pnn());
+    }
+}
+
+/// One transaction: reads `keys`, writes `value` to each. Retries on conflict; an
+/// error other than a conflict (a node lost mid-commit) is returned.
+async fn write_all(
+    client: &Client,
+    db: u32,
+    keys: &[&[u8]],
+    value: &[u8],
+) -> Result<(), ClientError> {
+    loop {
+        let mut t = client.transaction(db);
+        for k in keys {
+            t.fetch(k).await?;
+            t.store(k, value).await?;
+        }
+        match t.commit().await {
+            Err(ClientError::Conflict) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Every record of the persistent database `db` as `client`'s node holds it.
+async fn persistent_contents(client: &Client, db: u32) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    traverse(client, db)
+        .await
+        .into_iter()
+        .map(|(k, (_, v))| (k, v))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_databases_stay_identical_under_concurrent_transactions() {
+    let cluster = TestCluster::start(3);
+    let clients: Vec<Client> = cluster
+        .healthy(&[0, 1, 2])
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut db = 0;
+    for c in &clients {
+        db = c.attach(HERE, "registry.tdb", true).await.expect("attach");
+    }
+    const EACH: u64 = 15;
+    let mut tasks = Vec::new();
+    for c in &clients {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let own = format!("client-{}", c.pnn()).into_bytes();
+            for i in 0..EACH {
+                loop {
+                    let mut t = c.transaction(db);
+                    let total = t.fetch(b"total").await.expect("read").unwrap_or_default();
+                    t.store(b"total", &(counter(&total) + 1).to_le_bytes())
+                        .await
+                        .expect("write");
+                    t.store(&own, &(i + 1).to_le_bytes()).await.expect("write");
+                    match t.commit().await {
+                        Ok(()) => break,
+                        Err(ClientError::Conflict) => continue,
+                        Err(e) => panic!("commit on node {}: {e}", c.pnn()),
+                    }
+                }
+            }
+        }));
+    }
+    within("transactions", &cluster, async {
+        for t in tasks {
+            t.await.expect("transaction task");
+        }
+    })
+    .await;
+
+    let first = persistent_contents(&clients[0], db).await;
+    assert_eq!(counter(&first[&b"total"[..]]), 3 * EACH);
+    for c in &clients {
+        assert_eq!(persistent_contents(c, db).await, first, "node {}", c.pnn());
+        assert_eq!(c.get_db_seqnum(HERE, db).await.expect("seqnum"), 3 * EACH);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_cut_by_a_node_kill_is_on_every_node_or_none() {
+    let mut cluster = TestCluster::start(3);
+    let clients: Vec<Client> = cluster
+        .healthy(&[0, 1, 2])
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut db = 0;
+    for c in &clients {
+        db = c.attach(HERE, "locking.tdb", true).await.expect("attach");
+    }
+    let keys: [&[u8]; 3] = [b"a", b"b", b"c"];
+    // Writers on nodes 0 and 1 keep committing while node 2 is killed.
+    let mut tasks = Vec::new();
+    for c in clients[..2].iter().cloned() {
+        tasks.push(tokio::spawn(async move {
+            let mut failures = 0;
+            for i in 0..60u32 {
+                let value = format!("{}-{i}", c.pnn()).into_bytes();
+                while write_all(&c, db, &keys, &value).await.is_err() {
+                    failures += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            failures
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.nodes[2].crash();
+    let failures = within("writers", &cluster, async {
+        let mut n = 0;
+        for t in tasks {
+            n += t.await.expect("writer");
+        }
+        n
+    })
+    .await;
+    eprintln!("commits that failed and were retried: {failures}");
+
+    let check = |contents: &BTreeMap<Vec<u8>, Vec<u8>>| {
+        let a = &contents[&b"a"[..]];
+        assert_eq!(
+            &contents[&b"b"[..]],
+            a,
+            "a transaction was split: {contents:?}"
+        );
+        assert_eq!(
+            &contents[&b"c"[..]],
+            a,
+            "a transaction was split: {contents:?}"
+        );
+    };
+    let clients: Vec<Client> = cluster
+        .healthy(&[0, 1])
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let survivor = persistent_contents(&clients[0], db).await;
+    check(&survivor);
+    assert_eq!(persistent_contents(&clients[1], db).await, survivor);
+
+    // The killed node comes back and gets the same database.
+    cluster.nodes[2].restart();
+    let clients: Vec<Client> = cluster
+        .healthy(&[0, 1, 2])
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let all = persistent_contents(&clients[0], db).await;
+    check(&all);
+    for c in &clients {
+        assert_eq!(persistent_contents(c, db).await, all, "node {}", c.pnn());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_reach_clients_on_other_nodes() {
+    let cluster = TestCluster::start(3);
+    let clients: Vec<Client> = cluster
+        .healthy(&[0, 1, 2])
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    const SRVID: u64 = 0xbe00_0000_0000_4242;
+    let mut inboxes = Vec::new();
+    for c in &clients {
+        inboxes.push(c.register_srvid(SRVID).await.expect("register"));
+    }
+    // CTDB_SRVID_ALL catches what no one registered exactly.
+    let mut catch_all = clients[1]
+        .register_srvid(ctdb_protocol::srvid::ALL)
+        .await
+        .expect("register all");
+
+    // To one node.
+    clients[2]
+        .send_message(0, SRVID, Bytes::from_static(b"to node 0"))
+        .expect("send");
+    let m = within("message to node 0", &cluster, inboxes[0].recv())
+        .await
+        .expect("message");
+    assert_eq!(
+        (&m.data[..], m.srvid, m.srcnode),
+        (&b"to node 0"[..], SRVID, 2)
+    );
+
+    // To every node, the sender's own included.
+    clients[0]
+        .send_message(dest::BROADCAST_ALL, SRVID, Bytes::from_static(b"everyone"))
+        .expect("broadcast");
+    for inbox in &mut inboxes {
+        let m = within("broadcast", &cluster, inbox.recv())
+            .await
+            .expect("message");
+        assert_eq!(&m.data[..], b"everyone");
+    }
+
+    // A srvid nobody registered on node 1 reaches its CTDB_SRVID_ALL handler.
+    clients[0]
+        .send_message(1, 0xbe00_0000_0000_9999, Bytes::from_static(b"anyone?"))
+        .expect("send");
+    let m = within("catch-all", &cluster, catch_all.recv())
+        .await
+        .expect("message");
+    assert_eq!(&m.data[..], b"anyone?");
+}
