@@ -53,12 +53,17 @@ pub struct SledStore {
 /// How often sled writes buffered updates out in the background.
 pub const FLUSH_EVERY_MS: u64 = 200;
 
+/// Most memory sled's page cache may hold (its default is 1 GiB): a node's memory must
+/// stay flat however many records pass through it.
+pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 impl SledStore {
     pub fn open(path: &Path) -> StoreResult<Self> {
         // Volatile writes reach the file within FLUSH_EVERY_MS even if the process is
         // killed; persistent writes are flushed before they are acknowledged.
         let config = sled::Config::new()
             .path(path)
+            .cache_capacity(CACHE_BYTES)
             .flush_every_ms(Some(FLUSH_EVERY_MS));
         // sled's flusher thread lets go of the file lock a moment after the last handle
         // is dropped (and a process being replaced may still hold it): wait a little.
