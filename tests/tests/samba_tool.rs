@@ -95,3 +95,65 @@ async fn samba_ctdb_tool_works_against_our_node() {
     assert_eq!(run(&["runstate"]), "RUNNING\n");
     assert_eq!(run(&["getdebug"]), "NOTICE\n");
 }
+
+/// Samba's `catdb` and `getdbstatus` print what ours prints, record for record, for
+/// records written through our daemon (volatile and persistent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samba_catdb_and_getdbstatus_agree_with_ours() {
+    let Some(samba) = samba_ctdb() else { return };
+    let ours = ctdb_tests::bin("ctdb");
+    let node = TestNode::start("");
+    let client = node.ready().await;
+    let here = ctdb_protocol::flags::dest::CURRENT_NODE;
+    let vol = client
+        .attach(here, "cat_vol.tdb", false)
+        .await
+        .expect("attach");
+    let pers = client
+        .attach(here, "cat_pers.tdb", true)
+        .await
+        .expect("attach");
+    for (k, v) in [("key1", "value1"), ("key2", "value-two"), ("key3", "v3")] {
+        client
+            .store(vol, k.as_bytes(), v.as_bytes())
+            .await
+            .expect("store");
+    }
+    client.delete(vol, b"key3").await.expect("delete");
+    client
+        .fetch(vol, b"never-written")
+        .await
+        .expect("empty fetch");
+    for (k, v) in [("pkey1", "pvalue1"), ("pkey2", "pvalue\x01two")] {
+        client
+            .persistent_store(pers, k.as_bytes(), v.as_bytes())
+            .await
+            .expect("pstore");
+    }
+
+    for (db, live) in [("cat_vol.tdb", 2), ("cat_pers.tdb", 3)] {
+        let theirs = stdout(&node.tool(&samba, &["catdb", db]));
+        assert!(
+            theirs.ends_with(&format!("Dumped {live} records\n")),
+            "{db}: {theirs}"
+        );
+        assert_eq!(
+            stdout(&node.tool(&ours, &["catdb", db])),
+            theirs,
+            "catdb {db}"
+        );
+        let status = stdout(&node.tool(&samba, &["getdbstatus", db]));
+        assert!(status.contains(&format!("name: {db}\n")), "{status}");
+        assert_eq!(
+            stdout(&node.tool(&ours, &["getdbstatus", db])),
+            status,
+            "getdbstatus {db}"
+        );
+    }
+    let theirs = stdout(&node.tool(&samba, &["catdb", "cat_pers.tdb"]));
+    assert!(theirs.contains("key(5) = \"pkey2\"\n"), "{theirs}");
+    assert!(
+        theirs.contains("data(10) = \"pvalue\\01two\"\n"),
+        "{theirs}"
+    );
+}
