@@ -96,8 +96,9 @@ pub async fn recover<N: Nodes>(nodes: &N, plan: &Plan) -> Result<Outcome, Failur
 
     let databases = create_missing_databases(nodes, active, t).await?;
     let mut records = 0;
-    for &db_id in databases.keys() {
-        records += recover_database(nodes, plan, db_id, generation).await?;
+    for (&db_id, &flags) in &databases {
+        let persistent = flags & db_flags::PERSISTENT != 0;
+        records += recover_database(nodes, plan, db_id, persistent, generation).await?;
     }
 
     let map = VnnMap {
@@ -219,6 +220,7 @@ async fn recover_database<N: Nodes>(
     nodes: &N,
     plan: &Plan,
     db_id: u32,
+    persistent: bool,
     generation: u32,
 ) -> Result<usize, Failure> {
     let (active, t) = (&plan.active[..], plan.timeout);
@@ -245,6 +247,9 @@ async fn recover_database<N: Nodes>(
         })?;
         pulled.push((pnn, buffer));
     }
+    if persistent {
+        pulled = highest_seqnum_copies(pulled);
+    }
     let merged = merge(db_id, &pulled, plan.leader);
     let count = merged.records.len();
     let wipe = TransDb {
@@ -265,6 +270,33 @@ async fn recover_database<N: Nodes>(
         .map_err(at("PUSH_DB"))?;
     tracing::debug!(db_id, records = count, "database recovered");
     Ok(count)
+}
+
+/// A persistent database's sequence number in a pulled copy (0 without one).
+fn seqnum_of(buffer: &RecBuffer) -> u64 {
+    let key = ctdb_protocol::flags::DB_SEQNUM_KEY.as_bytes();
+    buffer
+        .records
+        .iter()
+        .find(|r| r.key.strip_suffix(&[0]) == Some(key))
+        .and_then(|r| r.header().ok())
+        .and_then(|(_, value)| <[u8; 8]>::try_from(value).ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// The copies of a persistent database to merge: only those with the highest sequence
+/// number, as Samba recovers them. Every commit bumps it and is applied whole on each
+/// node, so the copy with the most commits is taken whole and a commit that reached only
+/// some nodes is kept or dropped as a unit, never split across records. Copies with the
+/// same number (databases written without one) merge record by record.
+pub fn highest_seqnum_copies(pulled: Vec<(u32, RecBuffer)>) -> Vec<(u32, RecBuffer)> {
+    let Some(top) = pulled.iter().map(|(_, b)| seqnum_of(b)).max() else {
+        return pulled;
+    };
+    pulled
+        .into_iter()
+        .filter(|(_, b)| seqnum_of(b) == top)
+        .collect()
 }
 
 /// Merges the record buffers pulled from each node (`(source pnn, buffer)`): per key,

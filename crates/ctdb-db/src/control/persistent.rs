@@ -16,9 +16,9 @@
 //! committing together share one flush per node (group commit).
 //!
 //! A node that cannot be reached fails the round's commits (-1). Nodes that did apply
-//! it keep it, and the recovery that follows the node's loss keeps the highest RSN of
-//! every record, so the commit ends up on every node (as with Samba's, whose failed
-//! commit also leaves the recovery to decide).
+//! it keep it, and the recovery that follows the node's loss takes the copy with the
+//! highest `__db_sequence_number__` whole, as Samba's does, so the commit ends up on
+//! every node or on none (Samba's failed commits also leave it to the recovery).
 //!
 //! UPDATE_RECORD writes a record only when its RSN is above the stored one: a volatile
 //! record with a lower RSN is refused as Samba refuses it; for a persistent database a

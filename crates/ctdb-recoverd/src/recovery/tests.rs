@@ -38,6 +38,46 @@ fn contents(b: &RecBuffer) -> Vec<(String, u64, u32, String)> {
         .collect()
 }
 
+fn seqnum(n: u64) -> RecData {
+    let header = LtdbHeader {
+        rsn: n,
+        ..Default::default()
+    };
+    RecData::with_header(0, b"__db_sequence_number__\0", &header, &n.to_le_bytes())
+}
+
+#[test]
+fn persistent_copies_with_the_highest_seqnum_are_taken_whole() {
+    // Node 1 has commit 3 (a and b), node 0 stopped at commit 2 but holds a record with
+    // a higher RSN from a commit that never completed: commit 3 is taken whole.
+    let pulled = vec![
+        (
+            0,
+            buffer(vec![seqnum(2), rec("a", 2, 0, "a2"), rec("b", 9, 0, "b9")]),
+        ),
+        (
+            1,
+            buffer(vec![seqnum(3), rec("a", 3, 1, "a3"), rec("b", 3, 1, "b3")]),
+        ),
+        (
+            2,
+            buffer(vec![seqnum(3), rec("a", 3, 1, "a3"), rec("b", 3, 1, "b3")]),
+        ),
+    ];
+    let kept = highest_seqnum_copies(pulled);
+    assert_eq!(kept.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![1, 2]);
+    let merged = merge(7, &kept, 0);
+    let values: Vec<String> = contents(&merged).into_iter().map(|r| r.3).collect();
+    assert_eq!(values[1..], ["a3", "b3"]);
+
+    // Without sequence numbers every copy merges record by record.
+    let plain = vec![
+        (0, buffer(vec![rec("a", 1, 0, "x")])),
+        (1, buffer(vec![rec("b", 1, 1, "y")])),
+    ];
+    assert_eq!(highest_seqnum_copies(plain).len(), 2);
+}
+
 #[test]
 fn merge_keeps_the_highest_rsn_and_makes_the_leader_dmaster() {
     let pulled = vec![
