@@ -98,7 +98,7 @@ impl Client {
                 compare_store_calldata(expected, new),
             )
             .await?;
-        compare_store_outcome(reply)
+        compare_store_outcome(reply, new)
     }
 
     /// Stores `data` whatever the record held.
@@ -126,10 +126,16 @@ impl Client {
     }
 }
 
-fn compare_store_outcome(reply: ReplyCall) -> Result<Result<(), Bytes>> {
+/// What a COMPARE_STORE_FUNC reply says. A stored record comes back with the new
+/// data; a daemon that does not know the call (Samba's answers status 0 and no data)
+/// must not pass for one that stored.
+fn compare_store_outcome(reply: ReplyCall, new: &[u8]) -> Result<Result<(), Bytes>> {
     // The constant's integer type is not the status word's; compare as i64.
     match i64::from(reply.status) {
-        0 => Ok(Ok(())),
+        0 if reply.data[..] == *new => Ok(Ok(())),
+        0 => Err(ClientError::Unexpected(
+            "the daemon did not run COMPARE_STORE_FUNC (not a ctdb-rs daemon?)".into(),
+        )),
         s if s == i64::from(call::COMPARE_MISMATCH) => Ok(Err(reply.data)),
         _ => Err(ClientError::CallFailed {
             status: reply.status,
@@ -165,14 +171,23 @@ mod tests {
             status,
             data: Bytes::from_static(data),
         };
-        assert_eq!(compare_store_outcome(reply(0, b"new")).unwrap(), Ok(()));
         assert_eq!(
-            compare_store_outcome(reply(1, b"current")).unwrap(),
+            compare_store_outcome(reply(0, b"new"), b"new").unwrap(),
+            Ok(())
+        );
+        assert_eq!(compare_store_outcome(reply(0, b""), b"").unwrap(), Ok(()));
+        assert_eq!(
+            compare_store_outcome(reply(1, b"current"), b"new").unwrap(),
             Err(Bytes::from_static(b"current"))
         );
         assert!(matches!(
-            compare_store_outcome(reply(7, b"")),
+            compare_store_outcome(reply(7, b""), b"new"),
             Err(ClientError::CallFailed { status: 7, .. })
+        ));
+        // Samba's daemon answers an unknown call id with status 0 and no data.
+        assert!(matches!(
+            compare_store_outcome(reply(0, b""), b"new"),
+            Err(ClientError::Unexpected(_))
         ));
     }
 
