@@ -24,6 +24,7 @@ use crate::options::Options;
 use crate::{err, localtime, out, usage, VERSION};
 
 mod nodectl;
+mod records;
 
 const EMSGSIZE: i32 = 90;
 const ETIMEDOUT: i32 = 110;
@@ -54,7 +55,26 @@ impl Fail {
 type CmdResult = Result<i32, Fail>;
 
 /// Commands that Samba refuses to send to another node with `-n`.
-const LOCAL_ONLY: &[&str] = &["pnn", "attach", "scriptstatus", "leader", "recmaster"];
+const LOCAL_ONLY: &[&str] = &[
+    "pnn",
+    "attach",
+    "scriptstatus",
+    "leader",
+    "recmaster",
+    "catdb",
+    "cattdb",
+    "readkey",
+    "writekey",
+    "deletekey",
+    "pfetch",
+    "pstore",
+    "pdelete",
+    "ptrans",
+    "getdbseqnum",
+    "wipedb",
+    "backupdb",
+    "restoredb",
+];
 
 /// Runs `command` with `opts`; returns the exit code.
 pub async fn run(command: &str, opts: &Options) -> i32 {
@@ -64,6 +84,13 @@ pub async fn run(command: &str, opts: &Options) -> i32 {
             Ok(0)
         }
         "listnodes" => listnodes(opts),
+        "dumpdbbackup" => {
+            if opts.node.is_some() {
+                Err(Fail::new("Cannot specify node for command dumpdbbackup", 1))
+            } else {
+                records::dumpdbbackup(&opts.args[1..])
+            }
+        }
         _ => with_daemon(command, opts).await,
     };
     match result {
@@ -740,6 +767,10 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
                 out(&format!("{path}\n"));
             }
             Ok(0)
+        }
+        "getdbstatus" | "catdb" | "cattdb" | "readkey" | "writekey" | "deletekey" | "pfetch"
+        | "pstore" | "pdelete" | "ptrans" | "getdbseqnum" | "wipedb" | "backupdb" | "restoredb" => {
+            records::run(&mut ctx, command, &args).await
         }
         // Samba's reloadnodes ignores its arguments.
         "reloadnodes" => nodectl::reloadnodes(&mut ctx).await,

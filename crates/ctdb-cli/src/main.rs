@@ -5,8 +5,10 @@
 
 #![deny(unsafe_code)]
 
+mod backup;
 mod commands;
 mod format;
+mod keyvalue;
 mod localtime;
 mod messages;
 mod options;
@@ -23,6 +25,13 @@ pub const VERSION: &str = "4.17.12-ctdb-rs";
 pub(crate) fn out(s: &str) {
     let mut o = std::io::stdout().lock();
     let _ = o.write_all(s.as_bytes());
+    let _ = o.flush();
+}
+
+/// Writes bytes (record data need not be text) to stdout, ignoring a closed pipe.
+pub(crate) fn out_bytes(b: &[u8]) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(b);
     let _ = o.flush();
 }
 

@@ -7,6 +7,9 @@ use ctdb_protocol::srvid::samba::TOOL_RANGE;
 /// left by 16 bits, plus a counter.
 pub const TOOL_SRVID: u64 = TOOL_RANGE | 0x0001_0000_0000_0000;
 
+/// Samba's `SRVID_CTDB_PUSHDB`: where `restoredb` sends records after DB_PUSH_START.
+pub const PUSHDB_SRVID: u64 = TOOL_RANGE | 0x0002_0000_0000_0000;
+
 /// The `n`th reply srvid of process `pid` (Samba's `next_srvid()`, counting from 1).
 pub fn tool_srvid(pid: u32, n: u64) -> u64 {
     (TOOL_SRVID | (u64::from(pid) << 16)) + n

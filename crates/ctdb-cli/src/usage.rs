@@ -17,6 +17,9 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("statistics", "", "show ctdb statistics"),
     ("statisticsreset", "", "reset ctdb statistics"),
     ("getdbmap", "", "show attached databases"),
+    ("getdbstatus", "<dbname|dbid>", "show database status"),
+    ("catdb", "<dbname|dbid>", "dump cluster-wide ctdb database"),
+    ("cattdb", "<dbname|dbid>", "dump local ctdb database"),
     ("getcapabilities", "", "show node capabilities"),
     ("pnn", "", "show the pnn of the currnet node"),
     (
@@ -41,6 +44,22 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("recover", "", "force recovery"),
     ("listnodes", "", "list nodes in the cluster"),
     ("reloadnodes", "", "reload the nodes file all nodes"),
+    (
+        "backupdb",
+        "<dbname|dbid> <file>",
+        "backup a database into a file",
+    ),
+    (
+        "restoredb",
+        "<file> [dbname]",
+        "restore a database from a file",
+    ),
+    ("dumpdbbackup", "<file>", "dump database from a backup file"),
+    (
+        "wipedb",
+        "<dbname|dbid>",
+        "wipe the contents of a database.",
+    ),
     ("leader", "", "show the pnn of the leader"),
     (
         "scriptstatus",
@@ -48,6 +67,42 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "show event script status",
     ),
     ("getreclock", "", "get recovery lock file"),
+    (
+        "pfetch",
+        "<dbname|dbid> <key>",
+        "fetch record from persistent database",
+    ),
+    (
+        "pstore",
+        "<dbname|dbid> <key> <value>",
+        "write record to persistent database",
+    ),
+    (
+        "pdelete",
+        "<dbname|dbid> <key>",
+        "delete record from persistent database",
+    ),
+    (
+        "ptrans",
+        "<dbname|dbid> [<file>]",
+        "update a persistent database (from file or stdin)",
+    ),
+    (
+        "readkey",
+        "<dbname|dbid> <key> [readonly]",
+        "read value of a database key",
+    ),
+    (
+        "writekey",
+        "<dbname|dbid> <key> <value>",
+        "write value for a database key",
+    ),
+    ("deletekey", "<dbname|dbid> <key>", "delete a database key"),
+    (
+        "getdbseqnum",
+        "<dbname|dbid>",
+        "get database sequence number",
+    ),
     (
         "nodestatus",
         "[all|<pnn-list>]",

@@ -22,7 +22,7 @@ use crate::{err, out};
 const EINVAL: i32 = 22;
 
 /// How long a node's flags, or a recovery, may take to show.
-const WAIT_LIMIT: Duration = Duration::from_secs(60);
+pub(super) const WAIT_LIMIT: Duration = Duration::from_secs(60);
 /// How often the node map or the generation is looked at again (Samba: every second).
 const POLL: Duration = Duration::from_secs(1);
 /// How long to wait for a recovery daemon's answer to a takeover-run or
@@ -233,7 +233,7 @@ async fn ipreallocate(ctx: &mut Ctx<'_>) -> CmdResult {
 }
 
 /// Samba's get_generation(): the leader's generation once it is out of recovery.
-async fn get_generation(ctx: &mut Ctx<'_>, deadline: Instant) -> Result<u32, Fail> {
+pub(super) async fn get_generation(ctx: &mut Ctx<'_>, deadline: Instant) -> Result<u32, Fail> {
     loop {
         let Some(leader) = ctx.leader().await else {
             return Err(Fail::new("Failed to find leader", 1));

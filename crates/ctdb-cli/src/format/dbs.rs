@@ -1,4 +1,4 @@
-//! `getdbmap`.
+//! `getdbmap` and `getdbstatus`.
 
 use ctdb_protocol::flags::db;
 
@@ -68,6 +68,26 @@ pub fn getdbmap_text(dbs: &[DbInfo], machine: Machine<'_>) -> String {
         }
     }
     out
+}
+
+/// `ctdb getdbstatus`: `health` is the DB_GET_HEALTH string, `None` when healthy.
+pub fn getdbstatus_text(
+    db_id: u32,
+    name: &str,
+    path: &str,
+    flags: u8,
+    health: Option<&str>,
+) -> String {
+    let yes_no = |bit: u8| if flags & bit != 0 { "yes" } else { "no" };
+    format!(
+        "dbid: 0x{db_id:08x}\nname: {name}\npath: {path}\nPERSISTENT: {}\nREPLICATED: {}\n\
+         STICKY: {}\nREADONLY: {}\nHEALTH: {}\n",
+        yes_no(db::PERSISTENT),
+        yes_no(db::REPLICATED),
+        yes_no(db::STICKY),
+        yes_no(db::READONLY),
+        health.unwrap_or("OK")
+    )
 }
 
 #[cfg(test)]
@@ -148,5 +168,56 @@ dbid:0x6896115a name:capture_vol.tdb path:REF/node.0/db/volatile/capture_vol.tdb
 "
         );
         assert!(getdbmap_text(&dbs, None).contains("t2.tdb.0 PERSISTENT UNHEALTHY\n"));
+    }
+
+    #[test]
+    fn getdbstatus_matches_samba() {
+        assert_eq!(
+            getdbstatus_text(
+                0x6896115a,
+                "capture_vol.tdb",
+                "REF/node.0/db/volatile/capture_vol.tdb.0",
+                0,
+                None
+            ),
+            "dbid: 0x6896115a
+name: capture_vol.tdb
+path: REF/node.0/db/volatile/capture_vol.tdb.0
+PERSISTENT: no
+REPLICATED: no
+STICKY: no
+READONLY: no
+HEALTH: OK
+"
+        );
+        assert_eq!(
+            getdbstatus_text(
+                0x6ef91a74,
+                "capture_pers.tdb",
+                "REF/node.2/db/persistent/capture_pers.tdb.2",
+                db::PERSISTENT,
+                None
+            ),
+            "dbid: 0x6ef91a74
+name: capture_pers.tdb
+path: REF/node.2/db/persistent/capture_pers.tdb.2
+PERSISTENT: yes
+REPLICATED: no
+STICKY: no
+READONLY: no
+HEALTH: OK
+"
+        );
+        let s = getdbstatus_text(
+            1,
+            "r",
+            "p",
+            db::REPLICATED | db::STICKY | db::READONLY,
+            Some("NO-HEALTHY-NODES"),
+        );
+        assert!(
+            s.ends_with("REPLICATED: yes\nSTICKY: yes\nREADONLY: yes\nHEALTH: NO-HEALTHY-NODES\n"),
+            "{s}"
+        );
     }
 }

@@ -9,6 +9,7 @@
 pub mod dbs;
 pub mod misc;
 pub mod nodes;
+pub mod records;
 pub mod scripts;
 pub mod stats;
 
@@ -63,6 +64,19 @@ pub fn ctime(t: i64, tz: Tz) -> String {
     )
 }
 
+/// `strftime("%Y/%m/%d %H:%M:%S")` of local time: how backups give their date.
+pub fn backup_time(t: i64, tz: Tz) -> String {
+    let local = t + tz(t);
+    let secs = local.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(local.div_euclid(86_400));
+    format!(
+        "{y:04}/{m:02}/{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 /// Samba's `(DDD HH:MM:SS)` for an interval in seconds (C integer arithmetic).
 pub fn interval(secs: i64) -> String {
     let mut tmp = secs;
@@ -103,6 +117,13 @@ mod tests {
         assert_eq!(ctime(951_782_400, utc), "Tue Feb 29 00:00:00 2000");
         // One hour east of UTC.
         assert_eq!(ctime(0, |_| 3600), "Thu Jan  1 01:00:00 1970");
+    }
+
+    #[test]
+    fn backup_times() {
+        // The capture's restoredb: backed up at 2026/11/25 02:47:58 UTC.
+        assert_eq!(backup_time(1_795_574_878, utc), "2026/11/25 02:47:58");
+        assert_eq!(backup_time(0, |_| -3600), "1969/12/31 23:00:00");
     }
 
     #[test]
