@@ -509,3 +509,200 @@ fn node_state_commands_against_a_running_node() {
         0,
     );
 }
+
+/// The record commands on a one-node cluster, in the order of the Samba capture
+/// (`client-commands.txt`, `getdbstatus` to `wipedb`).
+#[test]
+fn record_commands_against_a_running_node() {
+    let Some(dir) = binaries_dir() else {
+        assert!(std::env::var_os("CI").is_none(), "binaries not built in CI");
+        eprintln!("SKIPPED: target/debug/ctdbd and its components are not built");
+        return;
+    };
+    let node = Node::start(&dir);
+    node.wait_for(&["runstate", "running"], 30, |_, code| code == 0);
+    node.wait_for(&["status"], 30, |out, code| {
+        code == 0 && out.contains("Recovery mode:NORMAL (0)\n") && out.ends_with("Leader:0\n")
+    });
+    let fails = |r: (String, String, i32), errs: &str, code: i32| {
+        assert_eq!(r, (String::new(), errs.to_string(), code));
+    };
+    assert_ok(node.ctdb(&["attach", "capture_vol.tdb"]), "");
+    assert_ok(node.ctdb(&["attach", "capture_pers.tdb", "persistent"]), "");
+
+    // getdbstatus, by name and by id
+    let (out, errs, code) = node.ctdb(&["getdbstatus", "capture_pers.tdb"]);
+    assert_eq!((errs.as_str(), code), ("", 0));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["dbid: 0x6ef91a74", "name: capture_pers.tdb"]);
+    assert!(lines[2].starts_with("path: ") && lines[2].ends_with("capture_pers.tdb.0"));
+    assert_eq!(
+        lines[3..],
+        [
+            "PERSISTENT: yes",
+            "REPLICATED: no",
+            "STICKY: no",
+            "READONLY: no",
+            "HEALTH: OK"
+        ]
+    );
+    assert_eq!(node.ctdb(&["getdbstatus", "0x6ef91a74"]).0, out);
+    fails(
+        node.ctdb(&["getdbstatus", "nosuch.tdb"]),
+        "No database matching 'nosuch.tdb' found\n",
+        1,
+    );
+
+    // writekey, readkey, catdb, cattdb, deletekey
+    for (k, v) in [("key1", "value1"), ("key2", "value-two"), ("key3", "v3")] {
+        assert_ok(node.ctdb(&["writekey", "capture_vol.tdb", k, v]), "");
+    }
+    assert_ok(
+        node.ctdb(&["readkey", "capture_vol.tdb", "key1"]),
+        "Data: size:6 ptr:[value1]\n",
+    );
+    assert_ok(
+        node.ctdb(&["readkey", "capture_vol.tdb", "nosuchkey"]),
+        "Data: size:0 ptr:[]\n",
+    );
+    let dump = |out: &str| -> Vec<(String, String)> {
+        // (key line, data line) of each record; the header lines are checked apart.
+        out.split("\n\n")
+            .filter(|r| r.starts_with("key("))
+            .map(|r| {
+                let l: Vec<&str> = r.lines().collect();
+                assert_eq!(l.len(), 5, "{r}");
+                assert_eq!(l[1], "dmaster: 0");
+                assert!(
+                    l[2].starts_with("rsn: ") && l[3].starts_with("flags: 0x"),
+                    "{r}"
+                );
+                (l[0].to_string(), l[4].to_string())
+            })
+            .collect()
+    };
+    let (out, errs, code) = node.ctdb(&["catdb", "capture_vol.tdb"]);
+    assert_eq!((errs.as_str(), code), ("", 0));
+    assert!(out.ends_with("\nDumped 3 records\n"), "{out}");
+    let mut got = dump(&out);
+    got.sort();
+    let kv = |k: &str, d: &str| (k.to_string(), d.to_string());
+    assert_eq!(
+        got,
+        [
+            kv("key(4) = \"key1\"", "data(6) = \"value1\""),
+            kv("key(4) = \"key2\"", "data(9) = \"value-two\""),
+            kv("key(4) = \"key3\"", "data(2) = \"v3\""),
+        ]
+    );
+    // cattdb: the node's own copy, with the empty record readkey made.
+    let (out, errs, code) = node.ctdb(&["cattdb", "capture_vol.tdb"]);
+    assert_eq!((errs.as_str(), code), ("", 0));
+    assert!(out.ends_with("\nDumped 4 record(s)\n"), "{out}");
+    assert!(dump(&out).contains(&kv("key(9) = \"nosuchkey\"", "data(0) = \"\"")));
+    assert_ok(node.ctdb(&["deletekey", "capture_vol.tdb", "key3"]), "");
+    assert!(node
+        .ctdb(&["catdb", "capture_vol.tdb"])
+        .0
+        .ends_with("\nDumped 2 records\n"));
+    fails(
+        node.ctdb(&["readkey", "capture_pers.tdb", "k"]),
+        "DB capture_pers.tdb is not a volatile database\n",
+        1,
+    );
+
+    // pstore, pfetch, ptrans, pdelete: the persistent database ends exactly as Samba's
+    assert_ok(
+        node.ctdb(&["pstore", "capture_pers.tdb", "pkey1", "pvalue1"]),
+        "",
+    );
+    assert_ok(
+        node.ctdb(&["pfetch", "capture_pers.tdb", "pkey1"]),
+        "pvalue1\n",
+    );
+    let input = node.base.path().join("ptrans.txt");
+    std::fs::write(&input, "\"pkey2\" \"pvalue2\"\n\"pkey3\" \"pvalue3\"\n").expect("input");
+    let input = input.to_str().expect("path");
+    assert_ok(node.ctdb(&["ptrans", "capture_pers.tdb", input]), "");
+    assert_ok(node.ctdb(&["pdelete", "capture_pers.tdb", "pkey3"]), "");
+    assert_ok(
+        node.ctdb(&["catdb", "capture_pers.tdb"]),
+        "key(23) = \"__db_sequence_number__\\00\"
+dmaster: 0
+rsn: 3
+flags: 0x00000000
+data(8) = \"\\03\\00\\00\\00\\00\\00\\00\\00\"
+
+key(5) = \"pkey1\"
+dmaster: 0
+rsn: 1
+flags: 0x00000000
+data(7) = \"pvalue1\"
+
+key(5) = \"pkey2\"
+dmaster: 0
+rsn: 1
+flags: 0x00000000
+data(7) = \"pvalue2\"
+
+Dumped 3 records
+",
+    );
+    assert_ok(node.ctdb(&["getdbseqnum", "capture_pers.tdb"]), "0x3\n");
+    assert_ok(node.ctdb(&["getdbseqnum", "capture_vol.tdb"]), "0x0\n");
+    // Storing what is there already commits nothing.
+    assert_ok(
+        node.ctdb(&["pstore", "capture_pers.tdb", "pkey1", "pvalue1"]),
+        "",
+    );
+    assert_ok(node.ctdb(&["getdbseqnum", "capture_pers.tdb"]), "0x3\n");
+    fails(
+        node.ctdb(&["pstore", "capture_vol.tdb", "k", "v"]),
+        "Transactions not supported on DB capture_vol.tdb\n",
+        1,
+    );
+
+    // backupdb, dumpdbbackup, restoredb, wipedb
+    let backup = node.base.path().join("capture_vol.bak");
+    let backup = backup.to_str().expect("path");
+    assert_ok(
+        node.ctdb(&["backupdb", "capture_vol.tdb", backup]),
+        &format!("Database backed up to {backup}\n"),
+    );
+    let (out, errs, code) = node.ctdb(&["dumpdbbackup", backup]);
+    assert_eq!((errs.as_str(), code), ("", 0));
+    assert!(out.starts_with("Dumping database capture_vol.tdb from backup @ "));
+    // With the empty records (key3 deleted, nosuchkey read).
+    assert!(out.ends_with("\nDumped 4 record(s)\n"), "{out}");
+    let (out, errs, code) = node.ctdb(&["restoredb", backup, "capture_restored.tdb"]);
+    assert_eq!((errs.as_str(), code), ("", 0));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    let stamp = lines[0]
+        .strip_prefix("Restoring database capture_restored.tdb from backup @ ")
+        .expect(&out);
+    assert_eq!(stamp.len(), "2026/11/25 02:47:58".len(), "{out}");
+    assert_eq!(lines[1], "Database capture_restored.tdb restored");
+    let mut restored = dump(&node.ctdb(&["catdb", "capture_restored.tdb"]).0);
+    restored.sort();
+    assert_eq!(
+        restored,
+        [
+            kv("key(4) = \"key1\"", "data(6) = \"value1\""),
+            kv("key(4) = \"key2\"", "data(9) = \"value-two\""),
+        ]
+    );
+    assert_ok(
+        node.ctdb(&["wipedb", "capture_restored.tdb"]),
+        "Database capture_restored.tdb wiped\n",
+    );
+    assert_ok(
+        node.ctdb(&["cattdb", "capture_restored.tdb"]),
+        "Dumped 0 record(s)\n",
+    );
+    // The other databases were left alone.
+    assert!(node
+        .ctdb(&["catdb", "capture_vol.tdb"])
+        .0
+        .ends_with("\nDumped 2 records\n"));
+}
