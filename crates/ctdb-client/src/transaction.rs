@@ -136,7 +136,8 @@ impl Transaction {
         Ok((!data.is_empty()).then_some(data))
     }
 
-    /// Writes `data` to the record at commit.
+    /// Writes `data` to the record at commit. As Samba's client, a first write of the
+    /// data the record already holds is no write.
     pub async fn store(&mut self, key: &[u8], data: &[u8]) -> Result<()> {
         if self.set.written(key).is_none() {
             // The RSN to write above, and the data to compare with.

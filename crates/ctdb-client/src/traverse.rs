@@ -30,6 +30,18 @@ pub(crate) fn traverse_srvid(pid: u32, n: u32) -> u64 {
     CLIENT_RANGE | (u64::from(n & 0x00FF_FFFF) << 32) | u64::from(pid)
 }
 
+/// TRAVERSE_START_EXT's data. Samba's tool sends reqid 0: the srvid tells the
+/// traverses apart.
+fn start_request(db_id: u32, srvid: u64, with_empty: bool) -> Vec<u8> {
+    TraverseStartExt {
+        db_id,
+        reqid: 0,
+        srvid,
+        withemptyrecords: with_empty,
+    }
+    .to_bytes()
+}
+
 /// One traverse message: `None` for the end marker (no key, no data).
 pub(crate) fn parse_traverse_message(data: &[u8]) -> Result<Option<TraversedRecord>> {
     let rec = RecData::from_bytes(data)
@@ -74,18 +86,12 @@ impl Client {
         );
         let mut rx = self.register_srvid(srvid).await?;
         let result = async {
-            let request = TraverseStartExt {
-                db_id,
-                reqid: 0,
-                srvid,
-                withemptyrecords: with_empty,
-            };
             let reply = self
                 .control_raw(
                     dest::CURRENT_NODE,
                     Opcode::TraverseStartExt,
                     0,
-                    request.to_bytes().into(),
+                    start_request(db_id, srvid, with_empty).into(),
                     timeout,
                 )
                 .await?;
@@ -123,6 +129,16 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn start_request_matches_samba() {
+        // TRAVERSE_START_EXT of `ctdb catdb capture_vol.tdb` (pid 0x1985).
+        assert_eq!(
+            start_request(0x6896_115a, traverse_srvid(0x1985, 0), false),
+            hex("5a1196680000000085190000000000be0000000000000000")
+        );
+        assert_eq!(start_request(1, 2, true)[16], 1);
     }
 
     #[test]
