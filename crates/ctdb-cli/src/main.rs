@@ -41,7 +41,11 @@ pub(crate) fn err(s: &str) {
 }
 
 fn main() -> ExitCode {
-    let opts = match options::parse(std::env::args().skip(1)) {
+    // `args()` panics on an argument that is not UTF-8; read such bytes lossily.
+    let argv = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned());
+    let opts = match options::parse(argv) {
         Ok(o) => o,
         Err(e) => {
             err(&format!("{e}\n"));
