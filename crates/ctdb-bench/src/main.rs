@@ -1,37 +1,61 @@
-//! ctdb-bench: CTDB workloads against any socket, and a compare mode that runs the
-//! same workloads against a ctdb-rs node and a Samba ctdbd in one go.
+//! ctdb-bench: CTDB workloads against any socket(s), ours or Samba's, and a compare
+//! mode that runs them on a ctdb-rs cluster and a Samba cluster in one go.
 
 #![forbid(unsafe_code)]
 
-mod nodes;
-mod workload;
+mod cluster;
+mod compare;
+mod procs;
+mod stats;
+mod workloads;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::workload::{Report, Workload};
+use crate::compare::{CompareArgs, Spec};
+use crate::workloads::{message_ring::DEFAULT_IN_FLIGHT, Options, Workload};
 
 #[derive(Parser)]
 #[command(name = "ctdb-bench", about = "CTDB benchmarks, ours beside Samba's")]
 struct Args {
-    /// Concurrent clients, one connection each.
-    #[arg(long, default_value_t = 16)]
+    /// Concurrent clients (one connection each) of ping, fetch, transaction_loop and
+    /// the memory check.
+    #[arg(long, default_value_t = 16, global = true)]
     clients: usize,
     /// Seconds each measurement runs.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, global = true)]
     seconds: u64,
+    /// Messages in flight around the ring (message_ring).
+    #[arg(long, default_value_t = DEFAULT_IN_FLIGHT, global = true)]
+    in_flight: usize,
+    /// transaction_loop: the clients commit one at a time (Samba's ctdbd refuses a
+    /// commit while another one on the database is in progress).
+    #[arg(long, global = true)]
+    one_commit_at_a_time: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs one workload against a socket (ours or Samba's).
+    /// Runs one workload: ping | fetch | fetch_ring | message_ring | transaction_loop.
+    /// The ring workloads take one socket per node (`--socket A --socket B ...`); the
+    /// others use the first socket.
     Run {
-        /// ping | fetch
         workload: String,
+        #[arg(long = "socket", default_value = "/tmp/ctdb.socket")]
+        sockets: Vec<PathBuf>,
+    },
+    /// Measures the node's memory (its processes' VmRSS/VmHWM) before and after
+    /// `--fetches` fetches of records that were never written.
+    Memory {
+        #[arg(long, default_value_t = 2_000_000)]
+        fetches: u64,
+        /// Seconds to wait after the fetches before measuring again.
+        #[arg(long, default_value_t = 10)]
+        settle: u64,
         #[arg(long, default_value = "/tmp/ctdb.socket")]
         socket: PathBuf,
     },
@@ -43,12 +67,6 @@ enum Command {
         #[arg(long, default_value = "/tmp/ctdb.socket")]
         socket: PathBuf,
     },
-    /// Fetches one record in turn through each socket (one per node), migrating it on
-    /// every call.
-    Ring {
-        #[arg(long, num_args = 2.., required = true)]
-        sockets: Vec<PathBuf>,
-    },
     /// Kills node `--victim` (every pid given) and reports how long the node at
     /// `--socket` took to notice and to finish recovering without it.
     Detect {
@@ -59,91 +77,127 @@ enum Command {
         #[arg(long, default_value = "/tmp/ctdb.socket")]
         socket: PathBuf,
     },
-    /// Starts a one-node ctdb-rs and a one-node Samba ctdbd, runs the workloads on
-    /// both (alternating, `--rounds` times) and prints the ratios.
+    /// Starts a ctdb-rs cluster and a Samba ctdbd cluster on loopback addresses, runs
+    /// the workloads on both (alternating, `--rounds` times), the memory check on node
+    /// 0 of each, prints one table, and stops both clusters.
     Compare {
-        /// Comma-separated workloads.
-        #[arg(long, default_value = "ping,fetch")]
+        /// Comma-separated workloads; `name:N` runs it with N clients.
+        #[arg(
+            long,
+            default_value = "fetch,fetch_ring,message_ring,transaction_loop:1,transaction_loop:16"
+        )]
         workloads: String,
         #[arg(long, default_value_t = 2)]
         rounds: usize,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// First three octets of our nodes' addresses (scripts/cluster.sh uses
+        /// 127.0.0, the tests 127.100-199).
+        #[arg(long, default_value = "127.0.9")]
+        our_addresses: String,
+        #[arg(long, default_value = "127.0.8")]
+        samba_addresses: String,
         /// Samba's cluster script (shared/tools/samba-cluster.sh).
         #[arg(long, default_value = "../shared/tools/samba-cluster.sh")]
         samba_script: PathBuf,
+        /// Run our database component inside transport's process.
+        #[arg(long)]
+        db_in_transport: bool,
+        /// Fetches of never-written records in the memory check (0: skip it).
+        #[arg(long, default_value_t = 2_000_000)]
+        memory_fetches: u64,
+        /// Seconds to wait after the memory check's fetches before measuring again.
+        #[arg(long, default_value_t = 10)]
+        settle: u64,
     },
 }
 
-fn print_report(who: &str, workload: Workload, r: &Report) {
-    println!(
-        "{who:<8} {:<8} {:>10.0} ops/s   p50 {:>6} us   p99 {:>6} us   ({} ops in {:.1} s)",
-        workload.name(),
-        r.ops_per_sec(),
-        r.percentile_us(0.50),
-        r.percentile_us(0.99),
-        r.ops,
-        r.elapsed.as_secs_f64()
-    );
-}
-
-fn parse_workloads(list: &str) -> Result<Vec<Workload>, String> {
-    list.split(',')
-        .map(|w| Workload::parse(w.trim()).ok_or_else(|| format!("unknown workload {w}")))
-        .collect()
+async fn run(args: Args) -> Result<(), String> {
+    let duration = Duration::from_secs(args.seconds);
+    let text = |e: workloads::BenchError| e.to_string();
+    match args.command {
+        Command::Run { workload, sockets } => {
+            let w = Workload::parse(&workload).ok_or(format!("unknown workload {workload}"))?;
+            let opts = Options {
+                sockets,
+                clients: args.clients,
+                in_flight: args.in_flight,
+                one_commit_at_a_time: args.one_commit_at_a_time,
+                duration,
+            };
+            let r = workloads::run(w, &opts).await.map_err(text)?;
+            compare::print_run("node", w.name(), w.unit(), &r);
+        }
+        Command::Memory {
+            fetches,
+            settle,
+            socket,
+        } => {
+            let settle = Duration::from_secs(settle);
+            let check = workloads::memory::run(&socket, args.clients, fetches, settle)
+                .await
+                .map_err(text)?;
+            compare::print_check("node", &check);
+        }
+        Command::Recovery { records, socket } => {
+            let name = format!("ctdb_bench_recovery_{records}.tdb");
+            let d = workloads::recovery::recovery(&socket, records, args.clients, &name)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("recovery of {records} records: {:.3} s", d.as_secs_f64());
+        }
+        Command::Detect {
+            victim,
+            pids,
+            socket,
+        } => {
+            let (d, r) = workloads::detect::failure_detection(&socket, victim, &pids)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "node {victim} killed: marked disconnected after {:.3} s, recovered after {:.3} s",
+                d.as_secs_f64(),
+                r.as_secs_f64()
+            );
+        }
+        Command::Compare {
+            workloads,
+            rounds,
+            nodes,
+            our_addresses,
+            samba_addresses,
+            samba_script,
+            db_in_transport,
+            memory_fetches,
+            settle,
+        } => {
+            let args = CompareArgs {
+                specs: Spec::parse_list(&workloads)?,
+                rounds,
+                nodes,
+                clients: args.clients,
+                in_flight: args.in_flight,
+                duration,
+                our_prefix: our_addresses,
+                samba_prefix: samba_addresses,
+                samba_script,
+                db_in_transport,
+                memory_fetches,
+                settle: Duration::from_secs(settle),
+            };
+            compare::compare(args).await?;
+        }
+    }
+    Ok(())
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let duration = Duration::from_secs(args.seconds);
-    let result = match args.command {
-        Command::Run { workload, socket } => match Workload::parse(&workload) {
-            Some(w) => workload::run(&socket, w, args.clients, duration)
-                .await
-                .map(|r| print_report("node", w, &r))
-                .map_err(|e| e.to_string()),
-            None => Err(format!("unknown workload {workload}")),
-        },
-        Command::Recovery { records, socket } => {
-            let name = format!("ctdb_bench_recovery_{records}.tdb");
-            workload::recovery(&socket, records, args.clients, &name)
-                .await
-                .map(|d| println!("recovery of {records} records: {:.3} s", d.as_secs_f64()))
-                .map_err(|e| e.to_string())
-        }
-        Command::Ring { sockets } => workload::migrate_ring(&sockets, duration)
-            .await
-            .map(|r| {
-                println!(
-                    "ring over {} nodes: {:.0} migrations/s, p50 {} us, p99 {} us",
-                    sockets.len(),
-                    r.ops_per_sec(),
-                    r.percentile_us(0.5),
-                    r.percentile_us(0.99)
-                )
-            })
-            .map_err(|e| e.to_string()),
-        Command::Detect {
-            victim,
-            pids,
-            socket,
-        } => workload::failure_detection(&socket, victim, &pids)
-            .await
-            .map(|(d, r)| {
-                println!(
-                    "node {victim} killed: marked disconnected after {:.3} s, recovered after {:.3} s",
-                    d.as_secs_f64(),
-                    r.as_secs_f64()
-                )
-            })
-            .map_err(|e| e.to_string()),
-        Command::Compare {
-            workloads,
-            rounds,
-            samba_script,
-        } => match parse_workloads(&workloads) {
-            Ok(list) => compare(&list, rounds, &samba_script, args.clients, duration).await,
-            Err(e) => Err(e),
-        },
+    // On Ctrl-C the run is dropped, and with it any cluster `compare` started.
+    let result = tokio::select! {
+        r = run(args) => r,
+        _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -152,58 +206,4 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-async fn compare(
-    workloads: &[Workload],
-    rounds: usize,
-    samba_script: &std::path::Path,
-    clients: usize,
-    duration: Duration,
-) -> Result<(), String> {
-    // Ours twice: four processes (the default), and db inside transport's process.
-    let split = nodes::OurNode::start(false)?;
-    let colocated = nodes::OurNode::start(true)?;
-    let samba = nodes::SambaNode::start(samba_script)?;
-    split.wait_ready().await?;
-    colocated.wait_ready().await?;
-    let targets = [
-        ("ctdb-rs", &split.socket),
-        ("rs-colo", &colocated.socket),
-        ("samba", &samba.socket),
-    ];
-    println!(
-        "clients: {clients}, {} s per run, {rounds} rounds (alternating)",
-        duration.as_secs()
-    );
-    let mut summary = Vec::new();
-    for &w in workloads {
-        let mut best = [0f64; 3];
-        for _ in 0..rounds {
-            for (i, (who, socket)) in targets.iter().enumerate() {
-                let r = workload::run(socket, w, clients, duration)
-                    .await
-                    .map_err(|e| format!("{who}: {e}"))?;
-                print_report(who, w, &r);
-                best[i] = best[i].max(r.ops_per_sec());
-            }
-        }
-        summary.push((w, best));
-    }
-    println!(
-        "\nbest of {rounds}: ops/s and ratio to Samba\n\
-         workload    ctdb-rs   rs-colo     samba   ctdb-rs/samba  rs-colo/samba"
-    );
-    for (w, [split, colo, samba]) in summary {
-        println!(
-            "{:<8} {:>10.0} {:>9.0} {:>9.0} {:>15.2} {:>14.2}",
-            w.name(),
-            split,
-            colo,
-            samba,
-            split / samba,
-            colo / samba
-        );
-    }
-    Ok(())
 }
