@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::compare::{CompareArgs, Spec};
 use crate::workloads::{message_ring::DEFAULT_IN_FLIGHT, Options, Workload};
@@ -194,10 +195,19 @@ async fn run(args: Args) -> Result<(), String> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    // On Ctrl-C the run is dropped, and with it any cluster `compare` started.
+    // On SIGINT or SIGTERM the run is dropped, and with it any cluster `compare`
+    // started.
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ctdb-bench: cannot handle SIGTERM: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let result = tokio::select! {
         r = run(args) => r,
         _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+        _ = term.recv() => Err("terminated".into()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
