@@ -4,8 +4,12 @@ use bytes::Bytes;
 use ctdb_protocol::control::{self, ControlData};
 use ctdb_protocol::{Body, Opcode, Packet, ReplyControl, ReqControl, Wire};
 use ctdb_rpc::component::{Outbox, PacketHandler};
+use ctdb_rpc::eventd_client::EventdClient;
 use ctdb_rpc::Envelope;
+use tonic::transport::Channel;
 use tracing::warn;
+
+use crate::events::run_event;
 
 /// State of the recovery daemon that its controls read and change.
 #[derive(Debug)]
@@ -16,6 +20,8 @@ pub struct Recoverd {
     pub leader_role: bool,
     pub lmaster_role: bool,
     pub reclock: Option<String>,
+    /// The node's event daemon, for the events a control runs (IPREALLOCATED).
+    pub eventd: Option<Channel>,
 }
 
 impl Recoverd {
@@ -26,7 +32,13 @@ impl Recoverd {
             leader_role: true,
             lmaster_role: true,
             reclock,
+            eventd: None,
         }
+    }
+
+    pub fn with_eventd(mut self, eventd: Channel) -> Self {
+        self.eventd = Some(eventd);
+        self
     }
 
     fn answer(&mut self, control: &ReqControl) -> Result<ReplyControl, String> {
@@ -63,6 +75,7 @@ impl Recoverd {
                 }
                 other => return Err(format!("unexpected payload {other:?}")),
             },
+            // IPREALLOCATED runs its event in `handle` when there is an event daemon.
             RecdPing | Ipreallocated | ReloadPublicIps => status(0),
             RecdReclockLatency => status(0),
             GetIfaces => ok(control::IfaceList::default().to_bytes()),
@@ -104,21 +117,55 @@ impl PacketHandler for Recoverd {
             warn!(operation = ?packet.operation(), "recoverd only takes controls");
             return;
         };
-        let reply = self
-            .answer(control)
-            .unwrap_or_else(|e| ReplyControl::error(-1, &e));
-        if control.flags & ctdb_protocol::flags::control::NOREPLY != 0 {
-            return;
-        }
-        let reply = Packet {
+        let to = ReplyTo {
             generation: packet.generation,
             destnode: packet.srcnode,
             srcnode: self.pnn,
             reqid: packet.reqid,
+            client: envelope.client,
+            wanted: control.flags & ctdb_protocol::flags::control::NOREPLY == 0,
+        };
+        // The event takes as long as its scripts: answer when it is done, meanwhile
+        // serve the other controls.
+        if let (Opcode::Ipreallocated, Some(eventd)) = (control.opcode, self.eventd.clone()) {
+            let out = out.clone();
+            tokio::spawn(async move {
+                let code = run_event(&mut EventdClient::new(eventd), "ipreallocated").await;
+                to.send(&out, status(code));
+            });
+            return;
+        }
+        let reply = self
+            .answer(control)
+            .unwrap_or_else(|e| ReplyControl::error(-1, &e));
+        to.send(out, reply);
+    }
+}
+
+/// Where a control's reply goes.
+struct ReplyTo {
+    generation: u32,
+    destnode: u32,
+    srcnode: u32,
+    reqid: u32,
+    client: u64,
+    wanted: bool,
+}
+
+impl ReplyTo {
+    fn send(&self, out: &Outbox, reply: ReplyControl) {
+        if !self.wanted {
+            return;
+        }
+        let reply = Packet {
+            generation: self.generation,
+            destnode: self.destnode,
+            srcnode: self.srcnode,
+            reqid: self.reqid,
             body: Body::ReplyControl(reply),
         };
         out.send(Envelope {
-            client: envelope.client,
+            client: self.client,
             from_node: u32::MAX,
             packet: reply.to_bytes(),
         });

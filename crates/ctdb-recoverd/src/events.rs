@@ -83,16 +83,28 @@ pub async fn watch(client: Client, mut eventd: EventdClient<Channel>) {
     }
 }
 
-pub async fn run_event(eventd: &mut EventdClient<Channel>, event: &str) {
+/// Runs `event` on the node's event daemon: its status (0: every script succeeded),
+/// -1 when the daemon cannot be asked.
+pub async fn run_event(eventd: &mut EventdClient<Channel>, event: &str) -> i32 {
     let request = RunEventRequest {
         event: event.to_string(),
         args: Vec::new(),
         timeout_secs: 0,
     };
     match eventd.run_event(request).await {
-        Ok(reply) if reply.get_ref().status == 0 => info!(event, "event ran"),
-        Ok(reply) => warn!(event, status = reply.get_ref().status, "event failed"),
-        Err(e) => warn!(event, "event daemon not reachable: {e}"),
+        Ok(reply) if reply.get_ref().status == 0 => {
+            info!(event, "event ran");
+            0
+        }
+        Ok(reply) => {
+            let status = reply.get_ref().status;
+            warn!(event, status, "event failed");
+            status
+        }
+        Err(e) => {
+            warn!(event, "event daemon not reachable: {e}");
+            -1
+        }
     }
 }
 

@@ -22,15 +22,14 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let state = Arc::new(Mutex::new(Recoverd::new(
-        pnn,
-        config.cluster.recovery_lock.clone(),
-    )));
+    let eventd = ctdb_rpc::uds::channel(ctdb_rpc::uds::socket_path(&config.run_dir, "eventd"));
+    let state = Arc::new(Mutex::new(
+        Recoverd::new(pnn, config.cluster.recovery_lock.clone()).with_eventd(eventd.clone()),
+    ));
     let (outbox, rx) = Outbox::new();
     let component = PacketComponent::with_outbox("recoverd", state.clone(), outbox, rx);
     let router = tonic::transport::Server::builder().add_service(component.into_server());
     let path = ctdb_rpc::uds::socket_path(&config.run_dir, "recoverd");
-    let eventd = ctdb_rpc::uds::channel(ctdb_rpc::uds::socket_path(&config.run_dir, "eventd"));
     let monitor = Monitor::new(config.socket.clone(), eventd, state);
     tokio::spawn(monitor.run());
 
