@@ -1,6 +1,8 @@
 //! The recovery daemon's main loop, driven through the node's client socket like
 //! Samba's recovery daemon: every RecoverInterval it learns the leader, takes part in
-//! the election, and, when it leads, announces itself, checks the cluster and recovers.
+//! the election, and, when it leads, announces itself, checks the cluster, recovers and
+//! runs takeover runs. Its other srvids are served beside the loop (`messages`), which
+//! wakes it early when a message needs a round.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -14,22 +16,27 @@ use ctdb_protocol::flags::{capability, dest, node};
 use ctdb_protocol::{srvid, Opcode, Wire};
 use ctdb_rpc::eventd_client::EventdClient;
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::Notify;
 use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
 use crate::banning::Culprits;
 use crate::election::{choose_leader, is_active, ElectionMessage, Roles};
+use crate::messages::{self, answer, failure, Requests, Takeover};
 use crate::monitor::{assess, gather};
 use crate::nodes::ok;
 use crate::reclock::{self, Attempt, LockSpec, RecoveryLock};
 use crate::recovery::{recover, Plan};
-use crate::{events, Recoverd};
+use crate::{events, takeover, Recoverd};
 
 /// How the loop reaches the rest of its node.
 pub struct Monitor {
     pub socket: PathBuf,
     pub eventd: Channel,
     pub state: Arc<Mutex<Recoverd>>,
+    /// What the srvids asked; kept across connections, like a disable's deadline.
+    pub requests: Arc<Mutex<Requests>>,
+    wake: Arc<Notify>,
 }
 
 impl Monitor {
@@ -38,6 +45,8 @@ impl Monitor {
             socket,
             eventd,
             state,
+            requests: Arc::default(),
+            wake: Arc::default(),
         }
     }
 
@@ -58,12 +67,27 @@ impl Monitor {
                 EventdClient::new(self.eventd.clone()),
             ));
             let announcer = tokio::spawn(announce_leadership(client.clone(), self.state.clone()));
-            match Session::start(client, self.state.clone()).await {
+            let server = match messages::register(&client).await {
+                Ok(inbox) => Some(tokio::spawn(messages::serve(
+                    inbox,
+                    client.clone(),
+                    self.requests.clone(),
+                    self.wake.clone(),
+                ))),
+                Err(e) => {
+                    warn!("cannot register the recovery daemon's srvids: {e}");
+                    None
+                }
+            };
+            match Session::start(client, self.state.clone(), self.shared()).await {
                 Ok(mut session) => session.run().await,
                 Err(e) => warn!("cannot start monitoring: {e}"),
             }
             watcher.abort();
             announcer.abort();
+            if let Some(server) = server {
+                server.abort();
+            }
             {
                 let mut state = ctdb_rpc::component::lock(&self.state);
                 state.leader = None;
@@ -71,6 +95,19 @@ impl Monitor {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+
+    fn shared(&self) -> Shared {
+        Shared {
+            requests: self.requests.clone(),
+            wake: self.wake.clone(),
+        }
+    }
+}
+
+/// What the loop shares with the message task.
+struct Shared {
+    requests: Arc<Mutex<Requests>>,
+    wake: Arc<Notify>,
 }
 
 /// While this node leads, tells every connected node so every second (the LEADER
@@ -100,6 +137,7 @@ struct Settings {
     interval: Duration,
     recover_timeout: Duration,
     election_timeout: Duration,
+    takeover_timeout: Duration,
     ban_period: u32,
     grace: Duration,
     enable_bans: bool,
@@ -123,10 +161,11 @@ impl Settings {
                     .unwrap_or(fallback)
             }
         };
-        let (interval, timeout, election, ban, grace, bans) = tokio::join!(
+        let (interval, timeout, election, takeover, ban, grace, bans) = tokio::join!(
             get("RecoverInterval"),
             get("RecoverTimeout"),
             get("ElectionTimeout"),
+            get("TakeoverTimeout"),
             get("RecoveryBanPeriod"),
             get("RecoveryGracePeriod"),
             get("EnableBans"),
@@ -136,6 +175,7 @@ impl Settings {
             interval: secs(interval),
             recover_timeout: secs(timeout),
             election_timeout: secs(election),
+            takeover_timeout: secs(takeover),
             ban_period: ban,
             grace: Duration::from_secs(u64::from(grace)),
             enable_bans: bans != 0,
@@ -159,10 +199,20 @@ struct Session {
     announced: Option<(Instant, u32)>,
     leading: bool,
     last_recovery_failed: bool,
+    shared: Shared,
+    /// A failed takeover run is to be retried.
+    need_takeover_run: bool,
+    /// Whether we already said that a disable holds back a recovery / takeover run.
+    said_recovery_deferred: bool,
+    said_takeover_deferred: bool,
 }
 
 impl Session {
-    async fn start(client: Client, state: Arc<Mutex<Recoverd>>) -> Result<Self, ClientError> {
+    async fn start(
+        client: Client,
+        state: Arc<Mutex<Recoverd>>,
+        shared: Shared,
+    ) -> Result<Self, ClientError> {
         let leaders = client.register_srvid(srvid::samba::LEADER).await?;
         let elections = client.register_srvid(srvid::samba::ELECTION).await?;
         let pnn = client.pnn();
@@ -179,6 +229,10 @@ impl Session {
             announced: None,
             leading: false,
             last_recovery_failed: false,
+            shared,
+            need_takeover_run: false,
+            said_recovery_deferred: false,
+            said_takeover_deferred: false,
         })
     }
 
@@ -194,7 +248,10 @@ impl Session {
                 }
                 Err(e) => warn!("monitoring round failed: {e}"),
             }
-            tokio::time::sleep(settings.interval).await;
+            tokio::select! {
+                () = tokio::time::sleep(settings.interval) => {}
+                () = self.shared.wake.notified() => {}
+            }
         }
     }
 
@@ -232,12 +289,21 @@ impl Session {
         };
         let leading = leader == Some(self.pnn) && eligible;
         ctdb_rpc::component::lock(&self.state).leader = leader;
+        {
+            let mut requests = ctdb_rpc::component::lock(&self.shared.requests);
+            if leading {
+                requests.leading = true;
+            } else {
+                requests.not_leading();
+            }
+        }
         if leading != self.leading {
             if leading {
                 info!(pnn = self.pnn, "this node is the leader now");
                 self.culprits = Culprits::default();
             } else {
                 info!(?leader, "this node no longer leads");
+                self.need_takeover_run = false;
             }
             self.leading = leading;
         }
@@ -426,8 +492,26 @@ impl Session {
             }
         }
         let Some(why) = a.recovery else {
+            self.takeover(&connected, s).await;
             return;
         };
+        // Disabled recoveries (Samba's tool, around reloadnodes): wait, and look again
+        // next round.
+        let begun = ctdb_rpc::component::lock(&self.shared.requests)
+            .recoveries
+            .begin(Instant::now());
+        if let Err(left) = begun {
+            if !self.said_recovery_deferred {
+                info!(
+                    reason = %why,
+                    seconds_left = left.as_secs(),
+                    "recovery needed, but recoveries are disabled: waiting"
+                );
+                self.said_recovery_deferred = true;
+            }
+            return;
+        }
+        self.said_recovery_deferred = false;
         info!(reason = %why, "recovery needed");
         if let Some(culprit) = a.culprit.filter(|_| !self.last_recovery_failed) {
             self.culprits.add(culprit, Instant::now(), s.grace);
@@ -439,7 +523,16 @@ impl Session {
             old_generations: states.iter().map(|s| s.vnnmap.generation).collect(),
             timeout: s.recover_timeout,
         };
-        match recover(client, &plan).await {
+        let result = recover(client, &plan).await;
+        ctdb_rpc::component::lock(&self.shared.requests)
+            .recoveries
+            .end();
+        match result {
+            // Samba's leader follows each recovery with a takeover run, after every
+            // node ran `recovered`. Here each node's daemon runs `recovered` when it
+            // sees the new generation, later than the leader could know; and with no
+            // public IPs to place, that run would only put `ipreallocated` before
+            // `recovered`. So runs happen when asked (or to retry a failed one).
             Ok(_) => self.last_recovery_failed = false,
             Err(f) => {
                 warn!("{f}");
@@ -448,6 +541,60 @@ impl Session {
             }
         }
         self.ban_culprits(mine, s).await;
+    }
+
+    /// The leader's takeover run, when one is needed or asked for and takeover runs
+    /// are not disabled; answers the requests that were waiting with the result.
+    async fn takeover(&mut self, connected: &[u32], s: &Settings) {
+        let start = ctdb_rpc::component::lock(&self.shared.requests)
+            .start_takeover(Instant::now(), self.need_takeover_run);
+        let (waiting, rebalance) = match start {
+            Takeover::Idle => return,
+            Takeover::Deferred(left) => {
+                if !self.said_takeover_deferred {
+                    info!(
+                        seconds_left = left.as_secs(),
+                        "takeover run due, but takeover runs are disabled: waiting"
+                    );
+                    self.said_takeover_deferred = true;
+                }
+                return;
+            }
+            Takeover::Run { waiting, rebalance } => (waiting, rebalance),
+        };
+        self.said_takeover_deferred = false;
+        let run = takeover::Run {
+            leader: self.pnn,
+            connected,
+            rebalance: &rebalance,
+            timeout: s.takeover_timeout,
+        };
+        let result = takeover::run(&self.client, &run).await;
+        let value = {
+            let mut requests = ctdb_rpc::component::lock(&self.shared.requests);
+            requests.takeover_runs.end();
+            match &result {
+                Ok(()) => self.pnn as i32,
+                Err(_) => {
+                    // Keep the nodes to rebalance for the retry.
+                    requests.rebalance.extend(rebalance.iter().copied());
+                    failure(nix::errno::Errno::EIO)
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                info!(answered = waiting.len(), "takeover run done");
+                self.need_takeover_run = false;
+            }
+            Err(e) => {
+                warn!("takeover run failed, retrying next round: {e}");
+                self.need_takeover_run = true;
+            }
+        }
+        for w in waiting {
+            answer(&self.client, w.pnn, w.srvid, value);
+        }
     }
 
     async fn ban_culprits(&mut self, mine: &NodeMap, s: &Settings) {

@@ -6,6 +6,8 @@
 //! - `election`: who may lead and who leads without a lock; `reclock`: the recovery lock;
 //! - `monitor`: the leader's check of every node; `recovery`: the recovery itself;
 //! - `banning`: nodes that keep causing recoveries; `events`: recovery events per node;
+//! - `takeover`: the leader's takeover runs; `messages`: the srvids Samba's tool and
+//!   other daemons send it (takeover run, disable takeover runs/recoveries, ...);
 //! - `daemon`: the loop that ties them together; `nodes`: how it reaches the nodes.
 
 #![forbid(unsafe_code)]
@@ -15,9 +17,11 @@ mod controls;
 pub mod daemon;
 pub mod election;
 pub mod events;
+pub mod messages;
 pub mod monitor;
 pub mod nodes;
 pub mod reclock;
 pub mod recovery;
+pub mod takeover;
 
 pub use controls::Recoverd;

@@ -1,6 +1,7 @@
 //! How the leader reaches the nodes: controls to a pnn, answered by that node's owner
-//! of the control (transport forwards them over the node mesh). A trait, so that the
-//! monitoring and recovery rules run against an in-memory cluster in tests.
+//! of the control (transport forwards them over the node mesh), and messages to a
+//! srvid there. Traits, so that the monitoring, recovery and takeover rules run against
+//! an in-memory cluster in tests.
 
 use std::future::Future;
 use std::time::Duration;
@@ -37,6 +38,18 @@ impl Nodes for Client {
         };
         self.control_raw(destnode, opcode, 0, data, timeout)
             .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Messages to a srvid on a node (no answer at the protocol level).
+pub trait Messenger: Sync {
+    fn message(&self, pnn: u32, srvid: u64, data: Bytes) -> Result<(), String>;
+}
+
+impl Messenger for Client {
+    fn message(&self, pnn: u32, srvid: u64, data: Bytes) -> Result<(), String> {
+        self.send_message(pnn, srvid, data)
             .map_err(|e| e.to_string())
     }
 }
