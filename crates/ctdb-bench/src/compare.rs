@@ -186,7 +186,7 @@ async fn node_memory(socket: &std::path::Path) -> Result<Memory, String> {
 
 pub fn print_check(who: &str, c: &MemoryCheck) {
     println!(
-        "{who:<8} memory check: {} empty fetches at {:.0}/s (p50 {} us); RSS {:.1} -> {:.1} MiB, {:.1} MiB {} s later; processes: {}",
+        "{who:<8} memory check: {} empty fetches at {:.0}/s (p50 {} us); RSS {:.1} -> {:.1} MiB, {:.1} MiB {} s later (anonymous {:.1} -> {:.1} -> {:.1}); processes: {}",
         c.fetches.ops,
         c.fetches.ops_per_sec(),
         c.fetches.p50(),
@@ -194,6 +194,9 @@ pub fn print_check(who: &str, c: &MemoryCheck) {
         Memory::mib(c.after.rss_kib),
         Memory::mib(c.settled.rss_kib),
         c.settle.as_secs(),
+        Memory::mib(c.before.anon_kib),
+        Memory::mib(c.after.anon_kib),
+        Memory::mib(c.settled.anon_kib),
         procs::describe(&c.pids),
     );
 }
@@ -236,28 +239,34 @@ fn print_memory(after: &[Memory; 2], checks: &[Option<MemoryCheck>; 2], settle: 
         after[0].processes, after[1].processes
     );
     println!(
-        "| RSS after the workloads: now / peak (VmRSS / VmHWM, summed) | {} / {} | {} / {} |",
+        "| RSS after the workloads: now / peak / anonymous (VmRSS / VmHWM / RssAnon, summed) | {} / {} / {} | {} / {} / {} |",
         mib(after[0].rss_kib),
         mib(after[0].hwm_kib),
+        mib(after[0].anon_kib),
         mib(after[1].rss_kib),
-        mib(after[1].hwm_kib)
+        mib(after[1].hwm_kib),
+        mib(after[1].anon_kib)
     );
     if let [Some(a), Some(b)] = checks {
-        let cell = |c: &MemoryCheck| {
-            format!(
-                "{} → {} → {}",
-                mib(c.before.rss_kib),
-                mib(c.after.rss_kib),
-                mib(c.settled.rss_kib)
-            )
+        let fetches = thousands(a.fetches.ops as f64);
+        let secs = settle.as_secs();
+        let row = |what: &str, f: fn(&Memory) -> u64| {
+            let cell = |c: &MemoryCheck| {
+                format!(
+                    "{} → {} → {}",
+                    mib(f(&c.before)),
+                    mib(f(&c.after)),
+                    mib(f(&c.settled))
+                )
+            };
+            println!(
+                "| {what} before → after {fetches} fetches of never-written records → {secs} s later | {} | {} |",
+                cell(a),
+                cell(b)
+            );
         };
-        println!(
-            "| RSS before → after {} fetches of never-written records → {} s later | {} | {} |",
-            thousands(a.fetches.ops as f64),
-            settle.as_secs(),
-            cell(a),
-            cell(b)
-        );
+        row("RSS", |m| m.rss_kib);
+        row("anonymous RSS", |m| m.anon_kib);
         println!(
             "| peak (VmHWM) after those fetches | {} | {} |",
             mib(a.settled.hwm_kib),

@@ -13,6 +13,9 @@ pub struct Memory {
     /// VmHWM: each process's peak resident size (summed: an upper bound of the peak
     /// of the sum).
     pub hwm_kib: u64,
+    /// RssAnon: the part of VmRSS that is heap and stacks, not mapped files (Samba's
+    /// ctdbd maps its tdb files, which count in VmRSS).
+    pub anon_kib: u64,
     pub processes: usize,
 }
 
@@ -90,6 +93,7 @@ pub fn memory(pids: &[u32]) -> Memory {
         if let Some(status) = read(pid, "status") {
             m.rss_kib += status_kib(&status, "VmRSS").unwrap_or(0);
             m.hwm_kib += status_kib(&status, "VmHWM").unwrap_or(0);
+            m.anon_kib += status_kib(&status, "RssAnon").unwrap_or(0);
             m.processes += 1;
         }
     }
@@ -116,12 +120,14 @@ mod tests {
     use super::*;
 
     const STATUS: &str = "Name:\tctdb-db\nUmask:\t0022\nState:\tS (sleeping)\n\
-        VmPeak:\t  123456 kB\nVmHWM:\t    9876 kB\nVmRSS:\t    5432 kB\nThreads:\t3\n";
+        VmPeak:\t  123456 kB\nVmHWM:\t    9876 kB\nVmRSS:\t    5432 kB\n\
+        RssAnon:\t    4000 kB\nThreads:\t3\n";
 
     #[test]
     fn status_fields() {
         assert_eq!(status_kib(STATUS, "VmRSS"), Some(5432));
         assert_eq!(status_kib(STATUS, "VmHWM"), Some(9876));
+        assert_eq!(status_kib(STATUS, "RssAnon"), Some(4000));
         assert_eq!(status_kib(STATUS, "VmSwap"), None);
         // A prefix of another field name is not that field.
         assert_eq!(status_kib(STATUS, "Vm"), None);
@@ -143,6 +149,6 @@ mod tests {
         assert_eq!(pids.first(), Some(&me));
         let m = memory(&pids);
         assert!(m.processes >= 1);
-        assert!(m.rss_kib > 0 && m.hwm_kib >= m.rss_kib);
+        assert!(m.rss_kib > 0 && m.hwm_kib >= m.rss_kib && m.anon_kib <= m.rss_kib);
     }
 }
