@@ -344,7 +344,7 @@ pub fn lmaster(key: &[u8], map: &ctdb_protocol::control::VnnMap) -> u32 {
     map.map[(ctdb_db::hash::ctdb_hash(key) as usize) % map.map.len()]
 }
 
-/// Creates one record per key with a NULL_FUNC call on the key's lmaster node.
+/// Creates one record per key, holding the key as its data, on the key's lmaster node.
 pub async fn create_records(clients: &[Option<Client>], db_id: u32, keys: &[Vec<u8>]) {
     let here = ctdb_protocol::flags::dest::CURRENT_NODE;
     let any = clients.iter().flatten().next().expect("a client");
@@ -353,14 +353,7 @@ pub async fn create_records(clients: &[Option<Client>], db_id: u32, keys: &[Vec<
         let node = lmaster(key, &map) as usize;
         let client = clients[node].as_ref().expect("client of the lmaster");
         client
-            .call(ctdb_protocol::ReqCall {
-                flags: 0,
-                db_id,
-                callid: ctdb_protocol::flags::call::NULL_FUNC,
-                hopcount: 0,
-                key: bytes::Bytes::copy_from_slice(key),
-                calldata: bytes::Bytes::new(),
-            })
+            .store(db_id, key, key)
             .await
             .unwrap_or_else(|e| panic!("creating a record on node {node}: {e}"));
     }

@@ -104,8 +104,11 @@ async fn a_node_serves_controls_and_calls() {
         .expect("path")
         .contains("persistent"));
 
-    // Every local call stores the record back with a higher RSN, as ctdbd does.
+    // A read of a missing record stores nothing; once a record exists, every local
+    // call stores it back with a higher RSN, as ctdbd does.
     assert!(client.fetch(vol, b"k").await.expect("fetch").is_empty());
+    assert_eq!(header_of(&client, vol, b"k").await.rsn, 0);
+    client.store(vol, b"k", b"").await.expect("store");
     client.call(null_call(vol, b"k")).await.expect("null call");
     let first = header_of(&client, vol, b"k").await;
     let second = header_of(&client, vol, b"k").await;
@@ -130,7 +133,7 @@ async fn every_component_comes_back_after_a_kill_and_records_survive() {
         .expect("attach");
     for i in 0..20u32 {
         client
-            .call(null_call(db, &i.to_le_bytes()))
+            .store(db, &i.to_le_bytes(), b"value")
             .await
             .expect("write");
     }
@@ -257,7 +260,7 @@ async fn db_in_transport_serves_calls_and_survives_a_transport_restart() {
         .attach(HERE, "colo.tdb", false)
         .await
         .expect("attach");
-    client.call(null_call(db, b"k")).await.expect("call");
+    client.store(db, b"k", b"value").await.expect("store");
     let before = header_of(&client, db, b"k").await;
     tokio::time::sleep(Duration::from_millis(600)).await;
 

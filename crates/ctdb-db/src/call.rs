@@ -5,8 +5,9 @@
 //! record's current header (a missing record gets an initial header: rsn 0, dmaster =
 //! lmaster, flags AUTOMATIC), and the record is stored back afterwards; a volatile
 //! record whose dmaster is this node and that has no read-only delegations gets
-//! `rsn + 1` on every call. Unlike Samba, nothing is queued for an empty record
-//! (Samba schedules each one for deletion and its memory grows with every fetch).
+//! `rsn + 1` on every call. Unlike Samba, a read of a record that does not exist
+//! stores nothing, and nothing is queued for an empty record (Samba stores one for
+//! every key read and schedules each for deletion: its memory grows with every fetch).
 //!
 //! Migration, as Samba's `ctdb_call.c`: a call for a record held elsewhere goes to the
 //! key's lmaster (REQ_CALL), which sends it on to the dmaster it has on record; the
@@ -175,13 +176,15 @@ impl DbDaemon {
         record: &Record,
         changed: bool,
     ) -> Result<(), String> {
+        if !record.exists && !changed {
+            // A read of a record that is not there leaves nothing behind (Samba stores
+            // an empty record, and its memory grows with every key ever read).
+            return Ok(());
+        }
         let mut header = record.header;
         if db.is_volatile() && header.dmaster == self.pnn && header.flags & REC_RO_FLAGS == 0 {
             header.rsn += 1;
         } else if record.exists && !changed {
-            return Ok(());
-        } else if !db.is_volatile() {
-            // Do not create records in persistent or replicated databases on a read.
             return Ok(());
         }
         header.flags &= !(REC_FLAG_AUTOMATIC | REC_FLAG_VACUUM_MIGRATED);

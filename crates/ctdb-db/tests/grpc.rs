@@ -26,16 +26,27 @@ fn control(reqid: u32, opcode: Opcode, data: &[u8]) -> Vec<u8> {
 }
 
 fn call(reqid: u32, db_id: u32, id: u32, key: &[u8]) -> Vec<u8> {
+    call_with(reqid, db_id, id, key, Bytes::new())
+}
+
+fn call_with(reqid: u32, db_id: u32, id: u32, key: &[u8], calldata: Bytes) -> Vec<u8> {
     let mut p = Packet::new(Body::ReqCall(ReqCall {
         flags: 0,
         db_id,
         callid: id,
         hopcount: 0,
         key: Bytes::copy_from_slice(key),
-        calldata: Bytes::new(),
+        calldata,
     }));
     p.reqid = reqid;
     p.to_bytes()
+}
+
+/// COMPARE_STORE_FUNC data that stores `value` whatever the record holds.
+fn store_anyway(value: &[u8]) -> Bytes {
+    let mut d = callid::STORE_ANYWAY.to_le_bytes().to_vec();
+    d.extend_from_slice(value);
+    Bytes::from(d)
 }
 
 /// Serves a daemon on `dir`, sends `packets` as client 9 in one batch, returns the
@@ -139,7 +150,13 @@ async fn served_over_grpc_and_durable_across_restarts() {
         dir.path(),
         vec![
             control(1, Opcode::DbAttach, b"capture_vol.tdb\0"),
-            call(2, 0x6896_115a, callid::NULL_FUNC, b"k"),
+            call_with(
+                2,
+                0x6896_115a,
+                callid::COMPARE_STORE_FUNC,
+                b"k",
+                store_anyway(b"v"),
+            ),
             call(3, 0x6896_115a, callid::NULL_FUNC, b"k"),
         ],
     )

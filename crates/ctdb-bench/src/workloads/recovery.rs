@@ -9,7 +9,7 @@ use ctdb_protocol::flags::{call, dest};
 use ctdb_protocol::ReqCall;
 
 /// Creates `records` records in a fresh volatile database through `clients`
-/// connections (NULL_FUNC calls create them on any CTDB), then asks the node for a
+/// connections, then asks the node for a
 /// recovery the way `ctdb recover` does (SET_RECMODE active) and measures how long
 /// until the node is back in normal mode with a new generation.
 pub async fn recovery(
@@ -37,11 +37,22 @@ pub async fn recovery(
         .collect();
     let keys = std::sync::Arc::new(keys);
     let per = records.div_ceil(conns.len() as u32) as usize;
+    // Samba's daemon creates an empty record on any call; ours stores nothing for a
+    // read of a missing record, so on ours the records are written (empty) with
+    // COMPARE_STORE_FUNC, which Samba's does not know.
+    let by_store = match keys.first() {
+        Some(key) => conns[0].store(db_id, key, b"").await.is_ok(),
+        None => false,
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for (i, c) in conns.iter().cloned().enumerate() {
         let keys = keys.clone();
         tasks.spawn(async move {
             for key in keys.iter().skip(i * per).take(per) {
+                if by_store {
+                    c.store(db_id, key, b"").await?;
+                    continue;
+                }
                 c.call(ReqCall {
                     flags: 0,
                     db_id,
