@@ -4,6 +4,7 @@
 //! first; `scripts/test.sh` does). Every node lives in its own temporary CTDB_BASE and
 //! is stopped when its handle drops, also when a test fails.
 
+pub mod compose;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
