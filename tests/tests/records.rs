@@ -221,7 +221,11 @@ async fn a_transaction_cut_by_a_node_kill_is_on_every_node_or_none() {
     let victim = db % 3;
     let survivors: Vec<u32> = (0..3).filter(|&n| n != victim).collect();
     let mut tasks = Vec::new();
-    for c in clients.iter().filter(|c| c.pnn() != victim).cloned() {
+    for c in &clients {
+        if c.pnn() == victim {
+            continue;
+        }
+        let c = c.clone();
         tasks.push(tokio::spawn(async move {
             let mut failures = 0;
             for i in 0..60u32 {
