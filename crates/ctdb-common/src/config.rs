@@ -279,7 +279,14 @@ impl Config {
             path: file.to_path_buf(),
             message: e.to_string(),
         };
-        let sections = config::File::from_str(text, config::FileFormat::Ini)
+        // Samba's files indent comments inside sections; the INI parser would take such
+        // a line as part of the next key, so comments go before it sees the text.
+        let text: String = text
+            .lines()
+            .filter(|l| !matches!(l.trim_start().chars().next(), Some('#' | ';')))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let sections = config::File::from_str(&text, config::FileFormat::Ini)
             .collect()
             .map_err(parse_error)?;
         for (section, table) in sections {
@@ -450,7 +457,9 @@ mod tests {
     location = file:/var/log/log.ctdb
     log level = INFO
 [cluster]
+    # Samba's stock file indents its comments
     transport = tcp
+    ; and may use semicolons
     node address = 10.1.1.2
     recovery lock = /shared/.reclock
     leader capability = true
