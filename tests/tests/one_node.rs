@@ -269,3 +269,31 @@ async fn db_in_transport_serves_calls_and_survives_a_transport_restart() {
     let after = header_of(&client, db, b"k").await;
     assert!(after.rsn > before.rsn, "{before:?} -> {after:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_an_immediate_kill_of_db() {
+    let node = TestNode::start("");
+    let client = node.ready().await;
+    let db = client
+        .attach(HERE, "durable.tdb", false)
+        .await
+        .expect("attach");
+    for i in 0..5u32 {
+        client
+            .store(db, &i.to_le_bytes(), format!("value {i}").as_bytes())
+            .await
+            .expect("store");
+    }
+    // No pause: the writes were acknowledged, so they must be on disk already. (One
+    // kill only: a node that keeps causing recoveries gets banned.)
+    node.kill_and_wait_restart("ctdb-db").await;
+    let client = node.ready().await;
+    for i in 0..5u32 {
+        let data = eventually("fetch", || {
+            let client = client.clone();
+            async move { client.fetch(db, &i.to_le_bytes()).await }
+        })
+        .await;
+        assert_eq!(data, format!("value {i}").as_bytes(), "record {i}");
+    }
+}

@@ -468,6 +468,13 @@ impl DbDaemon {
         }
         let outcome = run_call_function(call.callid, &mut record, &call.calldata)?;
         self.store_after_call(db, &call.key, &record, outcome.changed)?;
+        if outcome.changed {
+            // A write the client is told about survives a crash of this process, as
+            // DESIGN.md promises (RSN bumps of reads reach disk within FLUSH_EVERY_MS).
+            self.store
+                .flush()
+                .map_err(|e| format!("flushing {}: {e}", db.name))?;
+        }
         self.stats.total_calls += 1;
         Ok(outcome.reply)
     }
