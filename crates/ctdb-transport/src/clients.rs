@@ -95,17 +95,21 @@ impl Clients {
     /// `CTDB_SRVID_ALL`); returns how many got it.
     pub fn deliver(&self, srvid: u64, packet: &Bytes) -> usize {
         let inner = self.read();
+        let exact = inner.srvids.get(&srvid);
+        // A client registered for both gets the message once (no allocation per message).
+        let catch_all = inner
+            .srvids
+            .get(&ctdb_protocol::srvid::ALL)
+            .into_iter()
+            .flatten()
+            .filter(|id| {
+                srvid != ctdb_protocol::srvid::ALL && !exact.is_some_and(|e| e.contains(id))
+            });
         let mut delivered = 0;
-        let targets = [srvid, ctdb_protocol::srvid::ALL];
-        let mut seen = HashSet::new();
-        for s in targets {
-            for id in inner.srvids.get(&s).into_iter().flatten() {
-                if seen.insert(*id) {
-                    if let Some(c) = inner.clients.get(id) {
-                        if c.tx.send(packet.clone()).is_ok() {
-                            delivered += 1;
-                        }
-                    }
+        for id in exact.into_iter().flatten().chain(catch_all) {
+            if let Some(c) = inner.clients.get(id) {
+                if c.tx.send(packet.clone()).is_ok() {
+                    delivered += 1;
                 }
             }
         }
@@ -116,6 +120,28 @@ impl Clients {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn catch_all_clients_get_each_message_once() {
+        let clients = Clients::default();
+        let (tx1, mut rx1) = mpsc::unbounded_channel();
+        let (tx2, mut rx2) = mpsc::unbounded_channel();
+        clients.add(1, ClientHandle { tx: tx1, pid: 10 });
+        clients.add(2, ClientHandle { tx: tx2, pid: 20 });
+        let all = ctdb_protocol::srvid::ALL;
+        clients.register_srvid(1, 0xabc);
+        clients.register_srvid(1, all);
+        clients.register_srvid(2, all);
+        let m = Bytes::from_static(b"m");
+        // Client 1 by its srvid and by ALL: once; client 2 by ALL.
+        assert_eq!(clients.deliver(0xabc, &m), 2);
+        assert_eq!(clients.deliver(0xdef, &m), 2);
+        assert_eq!(clients.deliver(all, &m), 2);
+        let count = |rx: &mut mpsc::UnboundedReceiver<Bytes>| {
+            std::iter::from_fn(|| rx.try_recv().ok()).count()
+        };
+        assert_eq!((count(&mut rx1), count(&mut rx2)), (3, 3));
+    }
 
     #[test]
     fn messages_reach_registered_clients_only() {

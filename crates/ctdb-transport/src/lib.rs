@@ -246,7 +246,7 @@ impl Node {
                 self.stats
                     .client_req_message
                     .fetch_add(1, Ordering::Relaxed);
-                self.send_message(frame, &format!("client {client}"));
+                self.send_message(frame, &|| format!("client {client}"));
             }
             _ => warn!(
                 client,
@@ -258,7 +258,7 @@ impl Node {
 
     /// Sends a REQ_MESSAGE (from a client or a component of this node) to the node(s)
     /// of its destnode; the local part goes to this node's clients.
-    fn send_message(&self, frame: Frame, from: &str) {
+    fn send_message(&self, frame: Frame, from: &dyn Fn() -> String) {
         let srvid = match frame.packet() {
             Ok(Packet {
                 body: Body::ReqMessage(m),
@@ -266,7 +266,7 @@ impl Node {
             }) => m.srvid,
             Ok(_) => return,
             Err(e) => {
-                warn!("bad message packet from {from}: {e}");
+                warn!("bad message packet from {}: {e}", from());
                 return;
             }
         };
@@ -548,7 +548,7 @@ impl Node {
                     self.forward_control(asker, flags, &frame.bytes, pnn);
                 }
             }
-            Some(Operation::ReqMessage) => self.send_message(frame, owner.name()),
+            Some(Operation::ReqMessage) => self.send_message(frame, &|| owner.name().to_string()),
             _ => {
                 for pnn in self.targets(header.destnode) {
                     let mut p = frame.bytes.to_vec();
