@@ -94,6 +94,21 @@ async fn three_nodes_form_one_cluster_with_one_leader() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    // Every node ran its startup event once, however quick its first recovery was.
+    for node in &cluster.nodes {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let startups = || node.log().matches("event ran event=\"startup\"").count();
+        while startups() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "node {} never ran startup:\n{}",
+                node.pnn,
+                node.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(startups(), 1, "node {}", node.pnn);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,7 @@ pub struct Monitor {
     /// What the srvids asked; kept across connections, like a disable's deadline.
     pub requests: Arc<Mutex<Requests>>,
     wake: Arc<Notify>,
+    startup_marker: Option<PathBuf>,
 }
 
 impl Monitor {
@@ -47,7 +48,15 @@ impl Monitor {
             state,
             requests: Arc::default(),
             wake: Arc::default(),
+            startup_marker: None,
         }
+    }
+
+    /// Where the events watcher notes that the node's `startup` event ran (see
+    /// [`events::watch`]).
+    pub fn with_startup_marker(mut self, path: PathBuf) -> Self {
+        self.startup_marker = Some(path);
+        self
     }
 
     /// Runs forever: (re)connects to the node and runs the loop while connected.
@@ -65,6 +74,7 @@ impl Monitor {
             let watcher = tokio::spawn(events::watch(
                 client.clone(),
                 EventdClient::new(self.eventd.clone()),
+                self.startup_marker.clone(),
             ));
             let announcer = tokio::spawn(announce_leadership(client.clone(), self.state.clone()));
             let server = match messages::register(&client).await {

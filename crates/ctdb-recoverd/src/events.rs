@@ -2,7 +2,13 @@
 //! its own node's recovery mode and generation every second, and runs `startrecovery`
 //! when recovery begins, `recovered` when the node is back to normal with a new
 //! generation, and `startup` once after the first of those.
+//!
+//! A recovery daemon that first looks at a node already recovered cannot tell by itself
+//! whether the node just started (its first recovery was quick) or only the daemon
+//! restarted. A marker file in the run directory holds the node's start time once
+//! `startup` has run for it: without a matching one the node is new and gets its events.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ctdb_client::Client;
@@ -15,6 +21,9 @@ use tracing::{debug, info, warn};
 /// The rules, apart from any socket.
 #[derive(Debug, Default)]
 pub struct EventWatch {
+    /// The node started after its `startup` last ran (no matching marker): a first
+    /// look at a recovered generation runs the events all the same.
+    fresh_node: bool,
     seen: bool,
     in_recovery: bool,
     recovered_generation: Option<u32>,
@@ -22,6 +31,17 @@ pub struct EventWatch {
 }
 
 impl EventWatch {
+    /// Rules for a node whose `startup` is known to have run for its current start
+    /// (`Some(true)`), known not to have (`Some(false)`), or unknown (`None`: a first
+    /// look at a recovered generation is taken for a restarted daemon).
+    pub fn for_node(startup_ran: Option<bool>) -> Self {
+        Self {
+            fresh_node: startup_ran == Some(false),
+            started_up: startup_ran == Some(true),
+            ..Self::default()
+        }
+    }
+
     /// The events to run after seeing the node in `mode` with `generation`.
     ///
     /// A daemon that starts (or restarts) on a node already in a recovered generation
@@ -41,7 +61,7 @@ impl EventWatch {
             self.in_recovery = false;
             return events;
         }
-        if first {
+        if first && !self.fresh_node {
             self.recovered_generation = Some(generation);
             self.started_up = true;
             return events;
@@ -61,11 +81,22 @@ impl EventWatch {
     }
 }
 
-/// Watches the node behind `client` until the connection goes.
-pub async fn watch(client: Client, mut eventd: EventdClient<Channel>) {
-    let mut rules = EventWatch::default();
+/// Watches the node behind `client` until the connection goes. `marker` notes the
+/// node's start time once its `startup` event has run.
+pub async fn watch(client: Client, mut eventd: EventdClient<Channel>, marker: Option<PathBuf>) {
+    let here = dest::CURRENT_NODE;
+    let started = match client.uptime(here).await {
+        Ok(u) => format!(
+            "{}.{:06}\n",
+            u.ctdbd_start_time.sec, u.ctdbd_start_time.usec
+        ),
+        Err(_) => String::new(),
+    };
+    let startup_ran = marker
+        .as_ref()
+        .map(|m| std::fs::read_to_string(m).ok().as_deref() == Some(started.as_str()));
+    let mut rules = EventWatch::for_node(startup_ran);
     loop {
-        let here = dest::CURRENT_NODE;
         let (mode, vnnmap) = match tokio::join!(client.get_recmode(here), client.get_vnnmap(here)) {
             (Ok(m), Ok(v)) => (m, v),
             (Err(ctdb_client::ClientError::Disconnected), _)
@@ -78,6 +109,13 @@ pub async fn watch(client: Client, mut eventd: EventdClient<Channel>) {
         };
         for event in rules.observe(mode, vnnmap.generation) {
             run_event(&mut eventd, event).await;
+            if event == "startup" {
+                if let Some(m) = &marker {
+                    if let Err(e) = std::fs::write(m, &started) {
+                        warn!("cannot write {}: {e}", m.display());
+                    }
+                }
+            }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -133,6 +171,22 @@ mod tests {
     fn a_restarted_daemon_runs_nothing_for_the_current_generation() {
         let mut w = EventWatch::default();
         assert!(w.observe(N, 100).is_empty());
+        assert!(w.observe(N, 100).is_empty());
+        assert_eq!(w.observe(A, 100), vec!["startrecovery"]);
+        assert_eq!(w.observe(N, 200), vec!["recovered"]);
+    }
+
+    #[test]
+    fn a_new_node_recovered_before_the_first_look_still_gets_its_events() {
+        let mut w = EventWatch::for_node(Some(false));
+        assert_eq!(
+            w.observe(N, 100),
+            vec!["startrecovery", "recovered", "startup"]
+        );
+        assert!(w.observe(N, 100).is_empty());
+        // Its startup ran already: a restarted daemon runs nothing now, and no second
+        // startup after the next recovery.
+        let mut w = EventWatch::for_node(Some(true));
         assert!(w.observe(N, 100).is_empty());
         assert_eq!(w.observe(A, 100), vec!["startrecovery"]);
         assert_eq!(w.observe(N, 200), vec!["recovered"]);
