@@ -340,3 +340,74 @@ async fn messages_reach_clients_on_other_nodes() {
         .expect("message");
     assert_eq!(&m.data[..], b"anyone?");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn increments_running_through_recoveries_are_neither_lost_nor_doubled() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let cluster = TestCluster::start(3);
+    let clients: Vec<Client> = cluster
+        .healthy(&[0, 1, 2])
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut db = 0;
+    for c in &clients {
+        db = c.attach(HERE, "through.tdb", false).await.expect("attach");
+    }
+    // Every node's client increments until both recoveries are over, counting its
+    // acknowledged increments.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for node in &cluster.nodes {
+        let c = Client::connect(&node.socket).await.expect("connect");
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                increment(&c, db, b"through-recovery").await;
+                done += 1;
+            }
+            done
+        }));
+    }
+    // Two recoveries while they run: calls wait while the databases are frozen and go
+    // on after the thaw.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let generation = clients[0]
+            .get_vnnmap(HERE)
+            .await
+            .expect("vnn map")
+            .generation;
+        clients[0]
+            .set_recmode(HERE, ctdb_protocol::flags::recmode::ACTIVE)
+            .await
+            .expect("ask for a recovery");
+        within("the recovery", &cluster, async {
+            while clients[0].get_vnnmap(HERE).await.map(|m| m.generation).ok() == Some(generation) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let total = within("increments through recoveries", &cluster, async {
+        let mut n = 0;
+        for t in tasks {
+            n += t.await.expect("increment task");
+        }
+        n
+    })
+    .await;
+    eprintln!("{total} increments through two recoveries");
+    assert!(total > 0);
+    let (_, data) = clients[2]
+        .fetch_with_header(db, b"through-recovery")
+        .await
+        .expect("fetch");
+    assert_eq!(counter(&data), total);
+}
