@@ -348,6 +348,11 @@ fn commits_that_arrive_during_a_round_share_the_next_one() {
     assert_eq!(updates, 6);
     for node in 0..3 {
         assert_eq!(net.nodes[node].contents(PERS_ID).len(), 4);
+        assert_eq!(
+            net.nodes[node].daemon.commits_in_progress(),
+            0,
+            "nothing left over"
+        );
     }
 }
 
@@ -388,6 +393,7 @@ fn commits_wait_for_a_thaw_and_failures_are_reported() {
     let replies = control_replies(&clients);
     assert_eq!(replies.len(), 1);
     assert_eq!(replies[0].2, -1);
+    assert_eq!(net.nodes[c].daemon.commits_in_progress(), 0);
 }
 
 #[test]
