@@ -9,7 +9,8 @@ use crate::DbDaemon;
 use ctdb_protocol::Wire;
 
 /// The key of the sequence number record: Samba stores it with its NUL.
-fn seqnum_key() -> Vec<u8> {
+/// The key of a persistent database's sequence number record (with its NUL).
+pub(crate) fn seqnum_key() -> Vec<u8> {
     payload::cstring(DB_SEQNUM_KEY)
 }
 

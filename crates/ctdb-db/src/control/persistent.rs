@@ -10,7 +10,9 @@
 //! takes every commit queued since the last one, refuses those with a record whose RSN
 //! is not above the stored one (or one an earlier commit of the round wrote): status
 //! [`TRANS3_CONFLICT`], nothing of it applied, the client may run its transaction
-//! again. The rest become one UPDATE_RECORD to every node of the vnn map, itself
+//! again. The sequence number record is not checked but numbered here: each commit
+//! that carries it gets the next number, so commits that share nothing else do not
+//! conflict over it (Samba's clients serialise all of them with a lock instead). The rest become one UPDATE_RECORD to every node of the vnn map, itself
 //! included; each node writes the records and flushes sled before it answers. When
 //! every node has answered, each commit of the round is answered: several clients
 //! committing together share one flush per node (group commit).
@@ -30,7 +32,7 @@ use bytes::Bytes;
 use ctdb_protocol::control::{RecBuffer, RecData};
 use ctdb_protocol::flags::TRANS3_CONFLICT;
 use ctdb_protocol::ltdb::split_record;
-use ctdb_protocol::{Body, Opcode, Packet, ReplyControl, ReqControl, Wire};
+use ctdb_protocol::{Body, LtdbHeader, Opcode, Packet, ReplyControl, ReqControl, Wire};
 use ctdb_rpc::component::Outbox;
 
 use super::{done, fail, ControlResult};
@@ -83,6 +85,18 @@ struct Round {
     failure: Option<String>,
 }
 
+/// `record` (a sequence number record) with the RSN and value the round gives it; the
+/// rest of its header as the client sent it.
+fn numbered(record: &RecData, (rsn, value): (u64, u64)) -> RecData {
+    let header = split_record(&record.data).map_or_else(|_| LtdbHeader::default(), |(h, _)| h);
+    RecData::with_header(
+        record.reqid,
+        &record.key,
+        &LtdbHeader { rsn, ..header },
+        &value.to_le_bytes(),
+    )
+}
+
 /// The RSN in a record's ltdb header, or why it has none.
 fn rsn_of(record: &RecData) -> Result<u64, String> {
     split_record(&record.data)
@@ -117,6 +131,9 @@ impl DbDaemon {
     /// Answers later (or now when it fails at once).
     pub(crate) fn trans3_commit(&mut self, origin: Origin, data: &[u8], out: &Outbox) {
         let buffer = match self.commit_target(data) {
+            Ok(b) if b.records.is_empty() => {
+                return self.send_control_error(out, &origin, "empty commit");
+            }
             Ok(b) => b,
             Err(e) => return self.send_control_error(out, &origin, &e.0),
         };
@@ -155,29 +172,43 @@ impl DbDaemon {
             return;
         };
         let queued = self.commits.queued.remove(&db_id).unwrap_or_default();
+        let seqnum_key = Bytes::from(super::db::seqnum_key());
         let mut written: HashMap<Bytes, u64> = HashMap::new();
         let mut merged: BTreeMap<Bytes, RecData> = BTreeMap::new();
         let mut origins = Vec::new();
-        for commit in queued {
-            match self.validate(&db, &commit.records, &written) {
-                Ok(()) => {
-                    for r in commit.records {
-                        if let Ok(rsn) = rsn_of(&r) {
-                            written.insert(r.key.clone(), rsn);
-                        }
-                        merged.insert(r.key.clone(), RecData { reqid: 0, ..r });
-                    }
-                    origins.push(commit.origin);
-                }
-                Err((status, msg)) => {
-                    tracing::debug!(db = %db.name, "commit refused: {msg}");
-                    self.send(
-                        out,
-                        &commit.origin,
-                        Body::ReplyControl(ReplyControl::error(status, &msg)),
-                    );
+        // The sequence number record as the round leaves it: (rsn, value).
+        let mut seqnum: Option<(u64, u64)> = None;
+        for mut commit in queued {
+            let checked: Vec<RecData> = commit
+                .records
+                .iter()
+                .filter(|r| r.key != seqnum_key)
+                .cloned()
+                .collect();
+            if let Err((status, msg)) = self.validate(&db, &checked, &written) {
+                tracing::debug!(db = %db.name, "commit refused: {msg}");
+                let reply = ReplyControl::error(status, &msg);
+                self.send(out, &commit.origin, Body::ReplyControl(reply));
+                continue;
+            }
+            for r in &mut commit.records {
+                if r.key == seqnum_key {
+                    let (rsn, value) = match seqnum {
+                        Some(s) => s,
+                        None => self.stored_seqnum(&db, &seqnum_key),
+                    };
+                    let next = (rsn + 1, value + 1);
+                    *r = numbered(r, next);
+                    seqnum = Some(next);
                 }
             }
+            for r in commit.records {
+                if let Ok(rsn) = rsn_of(&r) {
+                    written.insert(r.key.clone(), rsn);
+                }
+                merged.insert(r.key.clone(), RecData { reqid: 0, ..r });
+            }
+            origins.push(commit.origin);
         }
         if origins.is_empty() {
             return;
@@ -219,9 +250,6 @@ impl DbDaemon {
         records: &[RecData],
         written: &HashMap<Bytes, u64>,
     ) -> Result<(), (i32, String)> {
-        if records.is_empty() {
-            return Err((-1, "empty commit".into()));
-        }
         for r in records {
             let rsn = rsn_of(r).map_err(|m| (-1, m))?;
             let current = match written.get(&r.key) {
@@ -247,6 +275,17 @@ impl DbDaemon {
             }
         }
         Ok(())
+    }
+
+    /// The stored sequence number record of `db`: (rsn, value), zeros without one.
+    fn stored_seqnum(&self, db: &crate::DbInfo, key: &[u8]) -> (u64, u64) {
+        match self.fetch_record(db, key) {
+            Ok(r) if r.exists => {
+                let value = <[u8; 8]>::try_from(r.data.as_slice()).map_or(0, u64::from_le_bytes);
+                (r.header.rsn, value)
+            }
+            _ => (0, 0),
+        }
     }
 
     /// UPDATE_RECORD: write the records whose RSN is above the stored one, durably.

@@ -357,6 +357,41 @@ fn commits_that_arrive_during_a_round_share_the_next_one() {
 }
 
 #[test]
+fn commits_sharing_only_the_sequence_number_share_a_round_and_get_one_each() {
+    let mut net = pers_net();
+    let c = net.nodes[0].daemon.coordinator(PERS_ID) as usize;
+    // Four clients read seqnum 0 and commit their own key with seqnum 1, as Samba's
+    // clients would without the lock between them.
+    for i in 0..4u64 {
+        let key = format!("own-{i}");
+        let data = commit(&[(key.as_bytes(), 1, b"v")], 1);
+        let bytes = net.nodes[c].control_packet(Opcode::Trans3Commit, &data, 0);
+        net.nodes[c].send_raw(CLIENT, LOCAL, bytes);
+    }
+    let (clients, _) = net.pump();
+    let replies = control_replies(&clients);
+    assert_eq!(replies.len(), 4);
+    assert!(replies.iter().all(|r| r.2 == 0), "{replies:?}");
+    for node in 0..3 {
+        assert_eq!(seqnum_on(&mut net, node), 4, "one number per commit");
+        let rows = net.nodes[node].contents(PERS_ID);
+        let seq = rows.iter().find(|r| r.0 == seqnum_key()).unwrap();
+        assert_eq!((seq.1, seq.3.as_slice()), (4, &4u64.to_le_bytes()[..]));
+    }
+    // An empty commit is refused.
+    let empty = RecBuffer {
+        db_id: PERS_ID,
+        records: vec![],
+    };
+    assert_eq!(
+        net.nodes[c]
+            .control(Opcode::Trans3Commit, &empty.to_bytes())
+            .status,
+        -1
+    );
+}
+
+#[test]
 fn commits_wait_for_a_thaw_and_failures_are_reported() {
     let mut net = pers_net();
     let c = net.nodes[0].daemon.coordinator(PERS_ID) as usize;
