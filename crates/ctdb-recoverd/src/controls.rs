@@ -1,6 +1,9 @@
 //! The controls recoverd owns.
 
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
+use ctdb_common::nodes::PublicAddress;
 use ctdb_protocol::control::{self, ControlData};
 use ctdb_protocol::{Body, Opcode, Packet, ReplyControl, ReqControl, Wire};
 use ctdb_rpc::component::{Outbox, PacketHandler};
@@ -9,7 +12,8 @@ use ctdb_rpc::Envelope;
 use tonic::transport::Channel;
 use tracing::warn;
 
-use crate::events::run_event;
+use crate::events::{run_event, run_event_with};
+use crate::ips::{self, ip_of, Action, PublicIps};
 
 /// State of the recovery daemon that its controls read and change.
 #[derive(Debug)]
@@ -22,6 +26,9 @@ pub struct Recoverd {
     pub reclock: Option<String>,
     /// The node's event daemon, for the events a control runs (IPREALLOCATED).
     pub eventd: Option<Channel>,
+    /// This node's public addresses; shared with the tasks that run `takeip` and
+    /// `releaseip` and record the result when the event is done.
+    pub ips: Arc<Mutex<PublicIps>>,
 }
 
 impl Recoverd {
@@ -33,7 +40,14 @@ impl Recoverd {
             lmaster_role: true,
             reclock,
             eventd: None,
+            ips: Arc::new(Mutex::new(PublicIps::new(pnn, &[]))),
         }
+    }
+
+    /// The addresses of the public_addresses file.
+    pub fn with_public_addresses(self, addresses: &[PublicAddress]) -> Self {
+        *ctdb_rpc::component::lock(&self.ips) = PublicIps::new(self.pnn, addresses);
+        self
     }
 
     pub fn with_eventd(mut self, eventd: Channel) -> Self {
@@ -78,14 +92,76 @@ impl Recoverd {
             // IPREALLOCATED runs its event in `handle` when there is an event daemon.
             RecdPing | Ipreallocated | ReloadPublicIps => status(0),
             RecdReclockLatency => status(0),
-            GetIfaces => ok(control::IfaceList::default().to_bytes()),
-            GetPublicIps => ok(control::PublicIpList::default().to_bytes()),
-            other => {
-                return Err(format!(
-                    "{other} is not supported: no public addresses here"
-                ))
+            GetIfaces => ok(self.ips().ifaces().to_bytes()),
+            GetPublicIps => {
+                let only_available = control.flags & ips::ONLY_AVAILABLE != 0;
+                ok(self.ips().list(only_available).to_bytes())
             }
+            GetPublicIpInfo => match decoded()? {
+                ControlData::SockAddr(addr) => {
+                    let info = ip_of(&addr).and_then(|a| self.ips().info(a));
+                    match info {
+                        Some(info) => ok(info.to_bytes()),
+                        None => return Err("not a public address of this node".into()),
+                    }
+                }
+                other => return Err(format!("unexpected payload {other:?}")),
+            },
+            AddPublicIp => match decoded()? {
+                ControlData::AddrInfo(info) => {
+                    let addr = ip_of(&info.addr).ok_or("not an IP address")?;
+                    let prefix = u8::try_from(info.mask).map_err(|_| "bad mask bits")?;
+                    let ifaces = info
+                        .iface
+                        .map(|i| i.split(',').map(str::to_owned).collect())
+                        .unwrap_or_default();
+                    self.ips().add(PublicAddress {
+                        addr,
+                        prefix,
+                        ifaces,
+                    })?;
+                    status(0)
+                }
+                other => return Err(format!("unexpected payload {other:?}")),
+            },
+            DelPublicIp => match decoded()? {
+                ControlData::AddrInfo(info) => {
+                    let addr = ip_of(&info.addr).ok_or("not an IP address")?;
+                    self.ips().delete(addr)?;
+                    status(0)
+                }
+                other => return Err(format!("unexpected payload {other:?}")),
+            },
+            other => return Err(format!("{other} is not supported here")),
         })
+    }
+}
+
+impl Recoverd {
+    fn ips(&self) -> std::sync::MutexGuard<'_, PublicIps> {
+        ctdb_rpc::component::lock(&self.ips)
+    }
+
+    /// TAKEOVER_IP / RELEASE_IP: the action to take, or an error reply.
+    fn ip_action(&self, control: &ReqControl) -> Result<(std::net::IpAddr, u32, Action), String> {
+        let ip = match control::decode_request(control.opcode, &control.data) {
+            Ok(ControlData::PublicIp(ip)) => ip,
+            Ok(other) => return Err(format!("unexpected payload {other:?}")),
+            Err(e) => return Err(format!("bad {} request: {e}", control.opcode)),
+        };
+        let addr = ip_of(&ip.addr).ok_or("not an IP address")?;
+        let action = if control.opcode == Opcode::TakeoverIp {
+            if ip.pnn != self.pnn {
+                return Err(format!(
+                    "TAKEOVER_IP for node {} sent to {}",
+                    ip.pnn, self.pnn
+                ));
+            }
+            self.ips().takeover(addr)?
+        } else {
+            self.ips().release(addr, ip.pnn)
+        };
+        Ok((addr, ip.pnn, action))
     }
 }
 
@@ -131,6 +207,30 @@ impl PacketHandler for Recoverd {
             let out = out.clone();
             tokio::spawn(async move {
                 let code = run_event(&mut EventdClient::new(eventd), "ipreallocated").await;
+                to.send(&out, status(code));
+            });
+            return;
+        }
+        if matches!(control.opcode, Opcode::TakeoverIp | Opcode::ReleaseIp) {
+            let (addr, holder, action) = match self.ip_action(control) {
+                Ok(a) => a,
+                Err(e) => return to.send(out, ReplyControl::error(-1, &e)),
+            };
+            let event = match action {
+                Action::Record => None,
+                Action::Run(event) => Some(event),
+            };
+            let (Some(event), Some(eventd)) = (event, self.eventd.clone()) else {
+                self.ips().record(addr, holder);
+                return to.send(out, status(0));
+            };
+            let (ips, out) = (self.ips.clone(), out.clone());
+            tokio::spawn(async move {
+                let mut eventd = EventdClient::new(eventd);
+                let code = run_event_with(&mut eventd, event.event, event.args).await;
+                if code == 0 {
+                    ctdb_rpc::component::lock(&ips).record(addr, holder);
+                }
                 to.send(&out, status(code));
             });
             return;
