@@ -23,6 +23,7 @@ use crate::format::stats::{statistics_machine, statistics_text, StatsView};
 use crate::options::Options;
 use crate::{err, localtime, out, usage, VERSION};
 
+mod ips;
 mod nodectl;
 mod records;
 
@@ -774,6 +775,9 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
         }
         // Samba's reloadnodes ignores its arguments.
         "reloadnodes" => nodectl::reloadnodes(&mut ctx).await,
+        "ip" => ips::ip(&mut ctx, &args).await,
+        "ipinfo" => ips::ipinfo(&mut ctx, &args).await,
+        "ifaces" => ips::ifaces(&mut ctx, &args).await,
         other => Err(Fail::new(format!("Unknown command '{other}'"), 1)),
     }
 }
