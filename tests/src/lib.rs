@@ -233,6 +233,12 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub fn start(n: usize) -> Self {
+        Self::start_with(n, "")
+    }
+
+    /// As [`Self::start`], with `public_addresses` (Samba's format) written into every
+    /// node's directory first, when not empty.
+    pub fn start_with(n: usize, public_addresses: &str) -> Self {
         let root = tempfile::Builder::new()
             .prefix("ctdb-rs-cluster")
             .tempdir()
@@ -248,6 +254,11 @@ impl TestCluster {
                     reclock.display()
                 );
                 let dir = root.path().join(format!("node.{i}"));
+                if !public_addresses.is_empty() {
+                    std::fs::create_dir_all(&dir).expect("node dir");
+                    std::fs::write(dir.join("public_addresses"), public_addresses)
+                        .expect("public_addresses file");
+                }
                 TestNode::start_in(&dir, i as u32, &addrs, &conf)
             })
             .collect();

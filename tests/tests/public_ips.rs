@@ -1,0 +1,128 @@
+//! Public addresses on a 3-node cluster of real processes: the leader's takeover runs
+//! place every address on exactly one node, every node agrees on who holds what, and
+//! a crashed node's addresses move to the others.
+//!
+//! The addresses are in a private range on an interface that need not exist: the
+//! events directory is empty, so `takeip` / `releaseip` configure nothing on the host.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ctdb_client::Client;
+use ctdb_protocol::control::PublicIpList;
+use ctdb_protocol::flags::dest;
+use ctdb_protocol::{Opcode, Wire};
+use ctdb_tests::{bin, samba_ctdb, TestCluster};
+
+const ADDRESSES: &str = "10.77.0.1/24 ctdbtest0\n10.77.0.2/24 ctdbtest0\n\
+                         10.77.0.3/24 ctdbtest0\n10.77.0.4/24 ctdbtest0\n\
+                         10.77.0.5/24 ctdbtest0\n10.77.0.6/24 ctdbtest0\n";
+
+/// One node's view: each address and the node it says holds it.
+async fn view(client: &Client) -> Result<BTreeMap<IpAddr, u32>, String> {
+    let data = client
+        .control(dest::CURRENT_NODE, Opcode::GetPublicIps, 0, Bytes::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    let list = PublicIpList::from_bytes(&data).map_err(|e| e.to_string())?;
+    Ok(list
+        .ips
+        .iter()
+        .filter_map(|ip| ip.addr.socket_addr().map(|a| (a.ip(), ip.pnn)))
+        .collect())
+}
+
+/// Waits until the nodes behind `clients` agree on one holder for each of the six
+/// addresses, every holder in `holders`, no holder with two more than another;
+/// returns the placement.
+async fn placed(clients: &[&Client], holders: &[u32]) -> BTreeMap<IpAddr, u32> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut views = Vec::new();
+        for c in clients {
+            views.push(view(c).await);
+        }
+        let why = match views.first() {
+            Some(Ok(first)) if views.iter().all(|v| v.as_ref() == Ok(first)) => {
+                let mut load: BTreeMap<u32, usize> = holders.iter().map(|&p| (p, 0)).collect();
+                for p in first.values() {
+                    if let Some(n) = load.get_mut(p) {
+                        *n += 1;
+                    }
+                }
+                let (min, max) = (load.values().min(), load.values().max());
+                if first.len() == 6
+                    && first.values().all(|p| holders.contains(p))
+                    && max.zip(min).is_some_and(|(a, b)| a - b <= 1)
+                {
+                    return first.clone();
+                }
+                format!("placement {first:?}")
+            }
+            _ => format!("views differ: {views:?}"),
+        };
+        assert!(Instant::now() < deadline, "addresses not placed: {why}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_address_has_one_holder_and_a_crashed_node_s_move() {
+    let mut cluster = TestCluster::start_with(3, ADDRESSES);
+    let clients = cluster.healthy(&[0, 1, 2]).await;
+    let all: Vec<&Client> = clients.iter().flatten().collect();
+    let first = placed(&all, &[0, 1, 2]).await;
+    // Each holder claims its addresses on its own interface list.
+    let ours = bin("ctdb");
+    let node0 = &cluster.nodes[0];
+    let out = node0.tool(&ours, &["ip", "all"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut expected = String::from("Public IPs on ALL nodes\n");
+    for (addr, pnn) in &first {
+        expected.push_str(&format!("{addr} {pnn}\n"));
+    }
+    assert_eq!(text, expected);
+    let out = node0.tool(&ours, &["ifaces"]);
+    let ifaces = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        ifaces,
+        format!(
+            "Interfaces on node 0\nname:ctdbtest0 link:up references:{}\n",
+            first.values().filter(|&&p| p == 0).count()
+        )
+    );
+    if let Some(samba) = samba_ctdb() {
+        for args in [
+            &["ip"][..],
+            &["ip", "all"],
+            &["-v", "ip"],
+            &["-v", "ip", "all"],
+            &["-X", "ip", "all"],
+            &["ifaces"],
+            &["ipinfo", "10.77.0.1"],
+        ] {
+            let a = node0.tool(&ours, args);
+            let b = node0.tool(&samba, args);
+            assert_eq!(
+                String::from_utf8_lossy(&a.stdout),
+                String::from_utf8_lossy(&b.stdout),
+                "ctdb {args:?}"
+            );
+            assert_eq!(a.status.code(), b.status.code(), "ctdb {args:?}");
+        }
+    }
+    drop(clients);
+
+    // Node 2 crashes: its addresses go to nodes 0 and 1, three each.
+    cluster.nodes[2].crash();
+    let clients = cluster.healthy(&[0, 1]).await;
+    let rest: Vec<&Client> = clients.iter().flatten().collect();
+    let after = placed(&rest, &[0, 1]).await;
+    for (addr, pnn) in &first {
+        if *pnn != 2 {
+            assert_eq!(after[addr], *pnn, "{addr} moved though its holder stayed");
+        }
+    }
+}
