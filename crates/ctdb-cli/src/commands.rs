@@ -75,6 +75,7 @@ const LOCAL_ONLY: &[&str] = &[
     "wipedb",
     "backupdb",
     "restoredb",
+    "moveip",
 ];
 
 /// Runs `command` with `opts`; returns the exit code.
@@ -778,6 +779,7 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
         "ip" => ips::ip(&mut ctx, &args).await,
         "ipinfo" => ips::ipinfo(&mut ctx, &args).await,
         "ifaces" => ips::ifaces(&mut ctx, &args).await,
+        "moveip" => ips::moveip(&mut ctx, &args).await,
         other => Err(Fail::new(format!("Unknown command '{other}'"), 1)),
     }
 }

@@ -48,6 +48,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("listnodes", "", "list nodes in the cluster"),
     ("reloadnodes", "", "reload the nodes file all nodes"),
     (
+        "moveip",
+        "<ip> <node>",
+        "move an ip address to another node",
+    ),
+    (
         "backupdb",
         "<dbname|dbid> <file>",
         "backup a database into a file",

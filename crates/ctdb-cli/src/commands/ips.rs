@@ -1,15 +1,21 @@
-//! Public address commands: `ip [all]`, `ipinfo`, `ifaces`.
+//! Public address commands: `ip [all]`, `ipinfo`, `ifaces`, `moveip`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
-use ctdb_protocol::control::{IfaceList, PublicIpInfo, PublicIpList, SockAddr};
+use bytes::Bytes;
+use ctdb_protocol::control::{IfaceList, PublicIp, PublicIpInfo, PublicIpList, SockAddr};
 use ctdb_protocol::flags::{dest, node};
-use ctdb_protocol::{Opcode, Wire};
+use ctdb_protocol::{srvid, Opcode, Wire};
 
 use super::{usage_fail, CmdResult, Ctx, Fail};
 use crate::format::ips::{ifaces_text, ip_text, ipinfo_text, sort_key, IpLine};
-use crate::out;
+use crate::{err, out};
+
+/// Samba's `moveip` tries five times, three seconds apart.
+const MOVE_TRIES: u32 = 5;
+const MOVE_PAUSE: Duration = Duration::from_secs(3);
 
 fn ip_of(addr: &SockAddr) -> Option<IpAddr> {
     addr.socket_addr().map(|a| a.ip())
@@ -115,5 +121,88 @@ pub(super) async fn ifaces(ctx: &mut Ctx<'_>, args: &[String]) -> CmdResult {
         .typed(ctx.cmd_pnn, Opcode::GetIfaces, Vec::new())
         .await?;
     out(&ifaces_text(&list.ifaces, ctx.cmd_pnn, ctx.machine()));
+    Ok(0)
+}
+
+pub(super) async fn moveip(ctx: &mut Ctx<'_>, args: &[String]) -> CmdResult {
+    let [ip_arg, pnn_arg] = args else {
+        return Err(usage_fail("moveip"));
+    };
+    let Ok(addr) = ip_arg.parse::<IpAddr>() else {
+        return Err(Fail::new(format!("Invalid IP address {ip_arg}"), 1));
+    };
+    let pnn = match pnn_arg.parse::<u32>() {
+        Ok(p) if p != dest::UNKNOWN_PNN => p,
+        _ => return Err(Fail::new(format!("Invalid PNN {pnn_arg}"), 1)),
+    };
+    let mut result = Ok(0);
+    for attempt in 0..MOVE_TRIES {
+        if attempt > 0 {
+            tokio::time::sleep(MOVE_PAUSE).await;
+        }
+        result = move_once(ctx, addr, pnn).await;
+        match &result {
+            Ok(_) => return Ok(0),
+            // Each failed try says why, as Samba's does.
+            Err(f) if !f.msg.is_empty() => err(&format!("{}\n", f.msg)),
+            Err(_) => {}
+        }
+    }
+    let code = result.err().map_or(1, |f| f.code);
+    Err(Fail::new(
+        format!("Failed to move IP {ip_arg} to node {pnn}"),
+        code,
+    ))
+}
+
+/// One try: the target must list the address; every other active node releases it
+/// to the target, then the target takes it over.
+async fn move_once(ctx: &mut Ctx<'_>, addr: IpAddr, pnn: u32) -> CmdResult {
+    // Samba stops the nodes' address checks for twice the time limit meanwhile.
+    let secs = (2 * ctx.opts.timelimit.max(1)) as u32;
+    ctx.client
+        .send_message(
+            dest::BROADCAST_CONNECTED,
+            srvid::DISABLE_IP_CHECK,
+            Bytes::from(secs.to_le_bytes().to_vec()),
+        )
+        .map_err(|_| Fail::new("Failed to disable IP check", 1))?;
+    let list: PublicIpList = ctx
+        .typed(pnn, Opcode::GetPublicIps, Vec::new())
+        .await
+        .map_err(|f| {
+            Fail::new(
+                format!("{}\nFailed to get Public IPs from node {pnn}", f.msg),
+                f.code,
+            )
+        })?;
+    if !list.ips.iter().any(|ip| ip_of(&ip.addr) == Some(addr)) {
+        return Err(Fail::new(
+            format!("Node {pnn} CANNOT host IP address {addr}"),
+            1,
+        ));
+    }
+    let map = ctx.nodemap().await?;
+    let ip = PublicIp {
+        pnn,
+        addr: SocketAddr::new(addr, 0).into(),
+    };
+    for n in map
+        .nodes
+        .iter()
+        .filter(|n| n.pnn != pnn && n.flags & node::INACTIVE == 0)
+    {
+        ctx.control(n.pnn, Opcode::ReleaseIp, ip.to_bytes())
+            .await
+            .map_err(|f| Fail::new(format!("{}\nFailed to release IP on nodes", f.msg), f.code))?;
+    }
+    ctx.control(pnn, Opcode::TakeoverIp, ip.to_bytes())
+        .await
+        .map_err(|f| {
+            Fail::new(
+                format!("{}\nFailed to takeover IP on node {pnn}", f.msg),
+                f.code,
+            )
+        })?;
     Ok(0)
 }
