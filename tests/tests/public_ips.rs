@@ -113,6 +113,19 @@ async fn every_address_has_one_holder_and_a_crashed_node_s_move() {
             assert_eq!(a.status.code(), b.status.code(), "ctdb {args:?}");
         }
     }
+    // A restarted recovery daemon starts knowing no holders: the leader notices and
+    // its node gets its addresses back.
+    let leader = all[0]
+        .control_status(dest::CURRENT_NODE, Opcode::GetRecmaster, Bytes::new())
+        .await
+        .expect("GET_RECMASTER") as u32;
+    let other = (0..3).find(|&p| p != leader).expect("a non-leader");
+    cluster.nodes[other as usize]
+        .kill_and_wait_restart("ctdb-recoverd")
+        .await;
+    let again = placed(&all, &[0, 1, 2]).await;
+    assert_eq!(again, first, "a restarted recovery daemon moved addresses");
+
     // moveip: an address of node 0 goes to node 1, and every node knows it at once.
     let (moved, _) = first
         .iter()

@@ -584,6 +584,17 @@ impl Session {
         if eligible != self.last_eligible {
             self.need_takeover_run = true;
         }
+        if !self.need_takeover_run {
+            match takeover::in_order(&self.client, connected, &eligible, s.monitor_timeout()).await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    info!("public addresses are not where they belong: takeover run");
+                    self.need_takeover_run = true;
+                }
+                Err(e) => debug!("cannot check the public addresses: {e}"),
+            }
+        }
         let now = Instant::now();
         let due = self.need_takeover_run && self.takeover_not_before.is_none_or(|t| now >= t);
         let start = ctdb_rpc::component::lock(&self.shared.requests).start_takeover(now, due);

@@ -86,6 +86,48 @@ pub fn assign(nodes: &[NodeIps], failback: bool) -> BTreeMap<IpAddr, u32> {
     out
 }
 
+/// Whether the reports show a placement a run would keep as it is (apart from
+/// rebalancing): every address held by exactly one node, that node eligible, an
+/// address nobody holds only when no eligible node lists it, and every node naming
+/// the same holder.
+pub fn consistent(nodes: &[NodeIps]) -> bool {
+    let mut claimant: BTreeMap<IpAddr, Vec<u32>> = BTreeMap::new();
+    let mut hostable: BTreeMap<IpAddr, bool> = BTreeMap::new();
+    for n in nodes {
+        for ip in &n.ips.ips {
+            let Some(addr) = ip_of(&ip.addr) else {
+                continue;
+            };
+            let claims = claimant.entry(addr).or_default();
+            if ip.pnn == n.pnn {
+                if !n.eligible {
+                    return false;
+                }
+                claims.push(n.pnn);
+            }
+            *hostable.entry(addr).or_default() |= n.eligible;
+        }
+    }
+    for (addr, claims) in &claimant {
+        let holder = match claims.as_slice() {
+            [] if hostable.get(addr).copied().unwrap_or(false) => return false,
+            [] => UNKNOWN_PNN,
+            [one] => *one,
+            _ => return false,
+        };
+        let agreed = nodes.iter().all(|n| {
+            n.ips
+                .ips
+                .iter()
+                .all(|ip| ip_of(&ip.addr) != Some(*addr) || ip.pnn == holder)
+        });
+        if !agreed {
+            return false;
+        }
+    }
+    true
+}
+
 /// Moves one address at a time, always the move between the most and least loaded
 /// nodes possible, while some node holds two more than another that can take one of
 /// its addresses. Each move lowers the sum of squared loads, so this ends.
@@ -231,6 +273,43 @@ mod tests {
             (out[&a(1)], out[&a(2)], out[&a(3)]),
             (0, UNKNOWN_PNN, UNKNOWN_PNN)
         );
+    }
+
+    /// Node `pnn` listing addresses 1..=n, each with the holder `holders[i-1]`.
+    fn seen(pnn: u32, eligible: bool, holders: &[u32]) -> NodeIps {
+        NodeIps {
+            pnn,
+            eligible,
+            ips: PublicIpList {
+                ips: holders
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &p)| PublicIp {
+                        pnn: p,
+                        addr: SocketAddr::new(a(i as u8 + 1), 0).into(),
+                    })
+                    .collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn consistency_needs_one_eligible_holder_that_everyone_names() {
+        const U: u32 = UNKNOWN_PNN;
+        let good = [seen(0, true, &[0, 1]), seen(1, true, &[0, 1])];
+        assert!(consistent(&good));
+        // A restarted daemon forgot that it holds address 2.
+        let forgot = [seen(0, true, &[0, 1]), seen(1, true, &[0, U])];
+        assert!(!consistent(&forgot));
+        // Node 0 names a stale holder.
+        let stale = [seen(0, true, &[0, 0]), seen(1, true, &[0, 1])];
+        assert!(!consistent(&stale));
+        // An unhealthy node still holds an address.
+        let unhealthy = [seen(0, true, &[0, 1]), seen(1, false, &[0, 1])];
+        assert!(!consistent(&unhealthy));
+        // Nobody can host address 2: unheld is right.
+        let nobody = [seen(0, true, &[0]), seen(1, false, &[0, U])];
+        assert!(consistent(&nobody));
     }
 
     #[test]

@@ -78,28 +78,52 @@ pub async fn run<N: Nodes + Messenger>(nodes: &N, run: &Run<'_>) -> Result<(), N
     result
 }
 
-/// The placement step: gather, assign, release, take over.
-async fn place<N: Nodes>(nodes: &N, run: &Run<'_>) -> Result<(), NodeError> {
+/// GET_PUBLIC_IPS from every connected node.
+async fn gather<N: Nodes>(
+    nodes: &N,
+    connected: &[u32],
+    eligible: &[u32],
+    timeout: Duration,
+) -> Result<Vec<NodeIps>, NodeError> {
     let lists = on_all(
         nodes,
-        run.connected,
+        connected,
         Opcode::GetPublicIps,
         Bytes::new(),
-        run.timeout,
+        timeout,
     )
     .await?;
     let mut reports = Vec::new();
-    for (&pnn, data) in run.connected.iter().zip(&lists) {
+    for (&pnn, data) in connected.iter().zip(&lists) {
         let ips = PublicIpList::from_bytes(data).map_err(|e| NodeError {
             pnn,
             error: format!("bad GET_PUBLIC_IPS answer: {e}"),
         })?;
         reports.push(NodeIps {
             pnn,
-            eligible: run.eligible.contains(&pnn),
+            eligible: eligible.contains(&pnn),
             ips,
         });
     }
+    Ok(reports)
+}
+
+/// Whether the addresses are where they should be without a run: checked by the
+/// leader between runs, so that a node that lost its state (a restarted recovery
+/// daemon starts knowing no holders) or an address nobody holds gets a run.
+pub async fn in_order<N: Nodes>(
+    nodes: &N,
+    connected: &[u32],
+    eligible: &[u32],
+    timeout: Duration,
+) -> Result<bool, NodeError> {
+    let reports = gather(nodes, connected, eligible, timeout).await?;
+    Ok(crate::ipalloc::consistent(&reports))
+}
+
+/// The placement step: gather, assign, release, take over.
+async fn place<N: Nodes>(nodes: &N, run: &Run<'_>) -> Result<(), NodeError> {
+    let reports = gather(nodes, run.connected, run.eligible, run.timeout).await?;
     let placed = assign(&reports, run.failback);
     if placed.is_empty() {
         return Ok(());
