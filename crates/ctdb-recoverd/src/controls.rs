@@ -271,3 +271,78 @@ impl ReplyTo {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The public address controls, fed what Samba 4.17's tool sent to a Samba node
+    //! (vectors/samba-4.17/client.jsonl), answer what that node answered.
+
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+        let at = line.find(&format!("\"{key}\": "))? + key.len() + 4;
+        let rest = &line[at..];
+        if let Some(s) = rest.strip_prefix('"') {
+            s.find('"').map(|end| &s[..end])
+        } else {
+            let end = rest.find([',', '}']).unwrap_or(rest.len());
+            Some(rest[..end].trim())
+        }
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len() / 2)
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// The packet captured as record `i` of client.jsonl.
+    fn packet(i: u32) -> Packet {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/vectors/samba-4.17/client.jsonl");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("the Samba 4.17 vectors are missing at {path:?}: {e}"));
+        let line = text
+            .lines()
+            .find(|l| field(l, "i") == Some(&i.to_string()))
+            .unwrap_or_else(|| panic!("no i={i}"));
+        Packet::from_slice(&unhex(field(line, "hex").expect("hex"))).expect("decodes")
+    }
+
+    /// Feeds request `i` to `state` and checks the answer against reply `i + 1`.
+    fn same_answer(state: &mut Recoverd, i: u32) {
+        let Body::ReqControl(request) = packet(i).body else {
+            panic!("i={i} is not a control");
+        };
+        let Body::ReplyControl(samba) = packet(i + 1).body else {
+            panic!("i={} is not a reply", i + 1);
+        };
+        let ours = state
+            .answer(&request)
+            .unwrap_or_else(|e| panic!("{}: {e}", request.opcode));
+        assert_eq!(
+            (ours.status, ours.data.to_vec()),
+            (samba.status, samba.data.to_vec()),
+            "{} (i={i})",
+            request.opcode
+        );
+    }
+
+    #[test]
+    fn public_address_controls_answer_as_samba_did() {
+        let mut node0 = Recoverd::new(0, None);
+        // `ip`, `ifaces` with no public addresses.
+        same_answer(&mut node0, 990);
+        same_answer(&mut node0, 1008);
+        // `addip 10.250.0.1/24 lo`, then `ipinfo 10.250.0.1`.
+        same_answer(&mut node0, 1565);
+        same_answer(&mut node0, 1584);
+        // `delip`: the list it reads first, then the delete.
+        same_answer(&mut node0, 1676);
+        same_answer(&mut node0, 1678);
+        let after = node0.ips().list(false);
+        assert!(after.ips.is_empty());
+    }
+}
