@@ -156,4 +156,29 @@ async fn every_address_has_one_holder_and_a_crashed_node_s_move() {
             assert_eq!(after[addr], *pnn, "{addr} moved though its holder stayed");
         }
     }
+
+    // addip on node 0: only node 0 can host the new address, and gets it; delip
+    // releases it and forgets it.
+    let node0 = &cluster.nodes[0];
+    let out = node0.tool(&ours, &["addip", "10.77.0.7/24", "ctdbtest0"]);
+    assert!(out.status.success(), "addip: {out:?}");
+    let new: IpAddr = "10.77.0.7".parse().expect("ip");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while view(rest[0]).await.expect("view").get(&new) != Some(&0) {
+        assert!(
+            Instant::now() < deadline,
+            "the added address was not placed"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let out = node0.tool(&ours, &["ip"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\n10.77.0.7 0\n"));
+    let out = node0.tool(&ours, &["delip", "10.77.0.7"]);
+    assert!(out.status.success(), "delip: {out:?}");
+    assert!(!view(rest[0]).await.expect("view").contains_key(&new));
+    let out = node0.tool(&ours, &["delip", "10.77.0.7"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Node does not know about IP address 10.77.0.7\n"
+    );
 }

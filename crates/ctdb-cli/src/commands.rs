@@ -780,6 +780,8 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
         "ipinfo" => ips::ipinfo(&mut ctx, &args).await,
         "ifaces" => ips::ifaces(&mut ctx, &args).await,
         "moveip" => ips::moveip(&mut ctx, &args).await,
+        "addip" => ips::addip(&mut ctx, &args).await,
+        "delip" => ips::delip(&mut ctx, &args).await,
         other => Err(Fail::new(format!("Unknown command '{other}'"), 1)),
     }
 }

@@ -52,6 +52,8 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "<ip> <node>",
         "move an ip address to another node",
     ),
+    ("addip", "<ip/mask> <iface>", "add an ip address to a node"),
+    ("delip", "<ip>", "delete an ip address from a node"),
     (
         "backupdb",
         "<dbname|dbid> <file>",

@@ -142,6 +142,28 @@ impl Recoverd {
         ctdb_rpc::component::lock(&self.ips)
     }
 
+    /// For a DEL_PUBLIC_IP of an address held here: the address, its `releaseip` event
+    /// and the event daemon to run it.
+    fn release_to_delete(
+        &self,
+        control: &ReqControl,
+    ) -> Option<(std::net::IpAddr, ips::IpEvent, Channel)> {
+        let eventd = self.eventd.clone()?;
+        let Ok(ControlData::AddrInfo(info)) =
+            control::decode_request(control.opcode, &control.data)
+        else {
+            return None;
+        };
+        let addr = ip_of(&info.addr)?;
+        match self
+            .ips()
+            .release(addr, ctdb_protocol::flags::dest::UNKNOWN_PNN)
+        {
+            Action::Run(event) => Some((addr, event, eventd)),
+            Action::Record => None,
+        }
+    }
+
     /// TAKEOVER_IP / RELEASE_IP: the action to take, or an error reply.
     fn ip_action(&self, control: &ReqControl) -> Result<(std::net::IpAddr, u32, Action), String> {
         let ip = match control::decode_request(control.opcode, &control.data) {
@@ -210,6 +232,29 @@ impl PacketHandler for Recoverd {
                 to.send(&out, status(code));
             });
             return;
+        }
+        // DEL_PUBLIC_IP of an address held here: released first (its `releaseip`
+        // event), then forgotten.
+        if control.opcode == Opcode::DelPublicIp {
+            if let Some((addr, event, eventd)) = self.release_to_delete(control) {
+                let (ips, out) = (self.ips.clone(), out.clone());
+                tokio::spawn(async move {
+                    let mut eventd = EventdClient::new(eventd);
+                    let code = run_event_with(&mut eventd, event.event, event.args).await;
+                    let reply = if code == 0 {
+                        let mut ips = ctdb_rpc::component::lock(&ips);
+                        ips.record(addr, ctdb_protocol::flags::dest::UNKNOWN_PNN);
+                        match ips.delete(addr) {
+                            Ok(()) => status(0),
+                            Err(e) => ReplyControl::error(-1, &e),
+                        }
+                    } else {
+                        status(code)
+                    };
+                    to.send(&out, reply);
+                });
+                return;
+            }
         }
         if matches!(control.opcode, Opcode::TakeoverIp | Opcode::ReleaseIp) {
             let (addr, holder, action) = match self.ip_action(control) {

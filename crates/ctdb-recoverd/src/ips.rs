@@ -207,8 +207,8 @@ impl PublicIps {
         Ok(())
     }
 
-    /// DEL_PUBLIC_IP: refused while the address is held here (Samba's tool moves it
-    /// away first).
+    /// DEL_PUBLIC_IP: refused while the address is held here (the control handler
+    /// releases it first).
     pub fn delete(&mut self, addr: IpAddr) -> Result<(), String> {
         match self.find(addr) {
             None => Ok(()),

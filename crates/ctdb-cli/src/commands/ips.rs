@@ -1,11 +1,11 @@
-//! Public address commands: `ip [all]`, `ipinfo`, `ifaces`, `moveip`.
+//! Public address commands: `ip [all]`, `ipinfo`, `ifaces`, `moveip`, `addip`, `delip`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ctdb_protocol::control::{IfaceList, PublicIp, PublicIpInfo, PublicIpList, SockAddr};
+use ctdb_protocol::control::{AddrInfo, IfaceList, PublicIp, PublicIpInfo, PublicIpList, SockAddr};
 use ctdb_protocol::flags::{dest, node};
 use ctdb_protocol::{srvid, Opcode, Wire};
 
@@ -201,6 +201,96 @@ async fn move_once(ctx: &mut Ctx<'_>, addr: IpAddr, pnn: u32) -> CmdResult {
         .map_err(|f| {
             Fail::new(
                 format!("{}\nFailed to takeover IP on node {pnn}", f.msg),
+                f.code,
+            )
+        })?;
+    Ok(0)
+}
+
+/// Whether node `pnn` lists `addr` among its public addresses.
+async fn knows(ctx: &Ctx<'_>, pnn: u32, addr: IpAddr) -> Result<bool, Fail> {
+    let list: PublicIpList = ctx
+        .typed(pnn, Opcode::GetPublicIps, Vec::new())
+        .await
+        .map_err(|f| {
+            Fail::new(
+                format!("{}\nFailed to get Public IPs from node {pnn}", f.msg),
+                1,
+            )
+        })?;
+    Ok(list.ips.iter().any(|ip| ip_of(&ip.addr) == Some(addr)))
+}
+
+pub(super) async fn addip(ctx: &mut Ctx<'_>, args: &[String]) -> CmdResult {
+    let [spec, iface] = args else {
+        return Err(usage_fail("addip"));
+    };
+    let parsed = spec
+        .split_once('/')
+        .and_then(|(a, m)| Some((a.parse::<IpAddr>().ok()?, m.parse::<u32>().ok()?)));
+    let Some((addr, mask)) = parsed else {
+        return Err(Fail::new(format!("Invalid IP/Mask {spec}"), 1));
+    };
+    let pnn = ctx.cmd_pnn;
+    if knows(ctx, pnn, addr).await? {
+        err(&format!("Node already knows about IP {addr}\n"));
+        return Ok(0);
+    }
+    let info = AddrInfo {
+        addr: SocketAddr::new(addr, 0).into(),
+        mask,
+        iface: Some(iface.clone()),
+    };
+    let mut added = Err(Fail::quiet(1));
+    for attempt in 0..MOVE_TRIES {
+        if attempt > 0 {
+            tokio::time::sleep(MOVE_PAUSE).await;
+        }
+        added = ctx.control(pnn, Opcode::AddPublicIp, info.to_bytes()).await;
+        match &added {
+            Ok(_) => break,
+            Err(f) => err(&format!("{}\n", f.msg)),
+        }
+    }
+    if let Err(f) = added {
+        return Err(Fail::new(
+            format!("Failed to add public IP to node {pnn}. Giving up"),
+            f.code,
+        ));
+    }
+    // Samba's tool then asks the leader to give the node its share.
+    ctx.client
+        .send_message(
+            dest::BROADCAST_CONNECTED,
+            srvid::samba::REBALANCE_NODE,
+            Bytes::from(pnn.to_le_bytes().to_vec()),
+        )
+        .map_err(|_| Fail::new("Failed to ask recovery master to distribute IPs", 1))?;
+    Ok(0)
+}
+
+pub(super) async fn delip(ctx: &mut Ctx<'_>, args: &[String]) -> CmdResult {
+    let [arg] = args else {
+        return Err(usage_fail("delip"));
+    };
+    let Ok(addr) = arg.parse::<IpAddr>() else {
+        return Err(Fail::new(format!("Invalid IP address {arg}"), 1));
+    };
+    let pnn = ctx.cmd_pnn;
+    if !knows(ctx, pnn, addr).await? {
+        err(&format!("Node does not know about IP address {addr}\n"));
+        return Ok(0);
+    }
+    let info = AddrInfo {
+        addr: SocketAddr::new(addr, 0).into(),
+        mask: 0,
+        iface: None,
+    };
+    ctx.control(pnn, Opcode::DelPublicIp, info.to_bytes())
+        .await
+        .map_err(|f| {
+            Fail::new(
+                format!("{}\nFailed to delete public IP from node {pnn}", f.msg),
                 f.code,
             )
         })?;
