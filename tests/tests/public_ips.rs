@@ -182,3 +182,78 @@ async fn every_address_has_one_holder_and_a_crashed_node_s_move() {
         "Node does not know about IP address 10.77.0.7\n"
     );
 }
+
+/// An event script that notes every event but `monitor` with its arguments in
+/// `events.log` beside the events directory.
+const RECORDER: &str = "#!/bin/sh\n\
+    [ \"$1\" = monitor ] && exit 0\n\
+    echo \"$@\" >> \"$(dirname \"$0\")/../events.log\"\n\
+    exit 0\n";
+
+fn events(cluster: &TestCluster, pnn: usize) -> Vec<String> {
+    std::fs::read_to_string(cluster.nodes[pnn].dir().join("events.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeip_gets_samba_s_arguments_and_recovered_comes_before_ipreallocated() {
+    let mut cluster = TestCluster::start_with_files(
+        3,
+        &[
+            ("public_addresses", ADDRESSES),
+            ("events/10.recorder", RECORDER),
+        ],
+    );
+    let clients = cluster.healthy(&[0, 1, 2]).await;
+    let all: Vec<&Client> = clients.iter().flatten().collect();
+    let first = placed(&all, &[0, 1, 2]).await;
+    drop(clients);
+    // Each node ran `takeip IFACE ADDR BITS` for what it holds.
+    for pnn in 0..3u32 {
+        let log = events(&cluster, pnn as usize);
+        for (addr, _) in first.iter().filter(|(_, &p)| p == pnn) {
+            let line = format!("takeip ctdbtest0 {addr} 24");
+            assert!(log.contains(&line), "node {pnn} has no '{line}': {log:?}");
+        }
+    }
+    cluster.nodes[2].crash();
+    let clients = cluster.healthy(&[0, 1]).await;
+    let rest: Vec<&Client> = clients.iter().flatten().collect();
+    let after = placed(&rest, &[0, 1]).await;
+    // The recovery after the crash, then the takeover run: on each survivor, the
+    // `takeip` of an address node 2 had comes after the last `recovered`, and an
+    // `ipreallocated` after both.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for pnn in 0..2u32 {
+        let gained: Vec<String> = first
+            .iter()
+            .filter(|(a, &p)| p == 2 && after[a] == pnn)
+            .map(|(a, _)| format!("takeip ctdbtest0 {a} 24"))
+            .collect();
+        loop {
+            let log = events(&cluster, pnn as usize);
+            let last = |word: &str| log.iter().rposition(|l| l.starts_with(word));
+            let recovered = last("recovered");
+            let realloc = last("ipreallocated");
+            let took: Vec<Option<usize>> = gained
+                .iter()
+                .map(|g| log.iter().rposition(|l| l == g))
+                .collect();
+            let ordered = recovered.is_some()
+                && took.iter().all(|t| t.is_some() && *t > recovered)
+                && took.iter().all(|t| realloc > *t)
+                && realloc > recovered;
+            if ordered {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {pnn}: events out of order: {log:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
