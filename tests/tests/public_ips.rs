@@ -210,7 +210,6 @@ async fn takeip_gets_samba_s_arguments_and_recovered_comes_before_ipreallocated(
     let clients = cluster.healthy(&[0, 1, 2]).await;
     let all: Vec<&Client> = clients.iter().flatten().collect();
     let first = placed(&all, &[0, 1, 2]).await;
-    drop(clients);
     // Each node ran `takeip IFACE ADDR BITS` for what it holds.
     for pnn in 0..3u32 {
         let log = events(&cluster, pnn as usize);
@@ -219,6 +218,21 @@ async fn takeip_gets_samba_s_arguments_and_recovered_comes_before_ipreallocated(
             assert!(log.contains(&line), "node {pnn} has no '{line}': {log:?}");
         }
     }
+    // A disabled node releases its addresses to the others, and gets its share back
+    // when enabled again (failback).
+    let ours = bin("ctdb");
+    let out = cluster.nodes[0].tool(&ours, &["-n", "1", "disable"]);
+    assert!(out.status.success(), "disable: {out:?}");
+    placed(&all, &[0, 2]).await;
+    let log = events(&cluster, 1);
+    for (addr, _) in first.iter().filter(|(_, &p)| p == 1) {
+        let line = format!("releaseip ctdbtest0 {addr} 24");
+        assert!(log.contains(&line), "node 1 has no '{line}': {log:?}");
+    }
+    let out = cluster.nodes[0].tool(&ours, &["-n", "1", "enable"]);
+    assert!(out.status.success(), "enable: {out:?}");
+    let first = placed(&all, &[0, 1, 2]).await;
+    drop(clients);
     cluster.nodes[2].crash();
     let clients = cluster.healthy(&[0, 1]).await;
     let rest: Vec<&Client> = clients.iter().flatten().collect();
