@@ -13,7 +13,7 @@ use bytes::Bytes;
 use ctdb_client::Client;
 use ctdb_protocol::control::PublicIpList;
 use ctdb_protocol::flags::dest;
-use ctdb_protocol::{Opcode, Wire};
+use ctdb_protocol::{srvid, Opcode, Wire};
 use ctdb_tests::{bin, samba_ctdb, TestCluster};
 
 const ADDRESSES: &str = "10.77.0.1/24 ctdbtest0\n10.77.0.2/24 ctdbtest0\n\
@@ -131,10 +131,27 @@ async fn every_address_has_one_holder_and_a_crashed_node_s_move() {
         .iter()
         .find(|(_, &p)| p == 0)
         .expect("node 0 holds an address");
+    let mut released = all[0]
+        .register_srvid(srvid::RELEASE_IP)
+        .await
+        .expect("register RELEASE_IP");
+    let mut taken = all[1]
+        .register_srvid(srvid::TAKE_IP)
+        .await
+        .expect("register TAKE_IP");
     let out = node0.tool(&ours, &["moveip", &moved.to_string(), "1"]);
     assert!(out.status.success(), "moveip: {out:?}");
     for c in &all {
         assert_eq!(view(c).await.expect("view")[moved], 1);
+    }
+    // Clients of the two nodes heard of it, as Samba's smbd does.
+    let said = format!("{moved}\0").into_bytes();
+    for (rx, what) in [(&mut released, "RELEASE_IP"), (&mut taken, "TAKE_IP")] {
+        let m = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} message"))
+            .expect("message");
+        assert_eq!(m.data.to_vec(), said, "{what}");
     }
     // Not a public address of node 1: five tries, then Samba's words.
     let out = node0.tool(&ours, &["moveip", "10.77.9.9", "1"]);

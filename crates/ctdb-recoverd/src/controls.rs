@@ -242,6 +242,7 @@ impl PacketHandler for Recoverd {
                     let mut eventd = EventdClient::new(eventd);
                     let code = run_event_with(&mut eventd, event.event, event.args).await;
                     let reply = if code == 0 {
+                        to.tell_clients(&out, event.event, addr);
                         let mut ips = ctdb_rpc::component::lock(&ips);
                         ips.record(addr, ctdb_protocol::flags::dest::UNKNOWN_PNN);
                         match ips.delete(addr) {
@@ -275,6 +276,7 @@ impl PacketHandler for Recoverd {
                 let code = run_event_with(&mut eventd, event.event, event.args).await;
                 if code == 0 {
                     ctdb_rpc::component::lock(&ips).record(addr, holder);
+                    to.tell_clients(&out, event.event, addr);
                 }
                 to.send(&out, status(code));
             });
@@ -298,6 +300,30 @@ struct ReplyTo {
 }
 
 impl ReplyTo {
+    /// After `takeip` / `releaseip` ran, Samba's daemon tells its own clients (smbd
+    /// closes its connections on a released address): TAKE_IP / RELEASE_IP with the
+    /// address as a NUL-terminated string.
+    fn tell_clients(&self, out: &Outbox, event: &str, addr: std::net::IpAddr) {
+        let srvid = match event {
+            "takeip" => ctdb_protocol::srvid::TAKE_IP,
+            "releaseip" => ctdb_protocol::srvid::RELEASE_IP,
+            _ => return,
+        };
+        let mut data = addr.to_string().into_bytes();
+        data.push(0);
+        let packet = Packet {
+            generation: self.generation,
+            destnode: self.srcnode,
+            srcnode: self.srcnode,
+            reqid: 0,
+            body: Body::ReqMessage(ctdb_protocol::ReqMessage {
+                srvid,
+                data: Bytes::from(data),
+            }),
+        };
+        out.to_client(0, packet.to_bytes());
+    }
+
     fn send(&self, out: &Outbox, reply: ReplyControl) {
         if !self.wanted {
             return;
