@@ -132,6 +132,13 @@ impl Recoverd {
                 }
                 other => return Err(format!("unexpected payload {other:?}")),
             },
+            SetIfaceLinkState => match decoded()? {
+                ControlData::Iface(iface) => {
+                    self.ips().set_link(&iface.name, iface.link_state != 0)?;
+                    status(0)
+                }
+                other => return Err(format!("unexpected payload {other:?}")),
+            },
             other => return Err(format!("{other} is not supported here")),
         })
     }

@@ -47,6 +47,8 @@ pub enum Action {
 pub struct PublicIps {
     entries: Vec<Entry>,
     pnn: u32,
+    /// Interfaces whose link was set down (SET_IFACE_LINK_STATE); all others are up.
+    down: Vec<String>,
 }
 
 fn sock(addr: IpAddr) -> SockAddr {
@@ -63,6 +65,7 @@ impl PublicIps {
     pub fn new(pnn: u32, addresses: &[PublicAddress]) -> Self {
         Self {
             pnn,
+            down: Vec::new(),
             entries: addresses
                 .iter()
                 .map(|a| Entry {
@@ -80,14 +83,23 @@ impl PublicIps {
         self.entries.iter().find(|e| e.addr == addr)
     }
 
-    /// GET_PUBLIC_IPS. Every interface's link is taken as up (nothing here watches
-    /// links), so every address with an interface is available.
+    fn up(&self, name: &str) -> bool {
+        !self.down.iter().any(|d| d == name)
+    }
+
+    /// The first interface of `e` whose link is up.
+    fn usable(&self, e: &Entry) -> Option<usize> {
+        e.ifaces.iter().position(|n| self.up(n))
+    }
+
+    /// GET_PUBLIC_IPS; `only_available`: the addresses with an interface whose link is
+    /// up (links are up unless SET_IFACE_LINK_STATE said otherwise).
     pub fn list(&self, only_available: bool) -> PublicIpList {
         PublicIpList {
             ips: self
                 .entries
                 .iter()
-                .filter(|e| !only_available || !e.ifaces.is_empty())
+                .filter(|e| !only_available || self.usable(e).is_some())
                 .map(|e| PublicIp {
                     pnn: e.pnn,
                     addr: sock(e.addr),
@@ -107,7 +119,7 @@ impl PublicIps {
     fn iface(&self, name: &str) -> Iface {
         Iface {
             name: name.to_string(),
-            link_state: 1,
+            link_state: u16::from(self.up(name)),
             references: self.references(name),
         }
     }
@@ -154,13 +166,12 @@ impl PublicIps {
         if e.pnn == self.pnn && e.active.is_some() {
             return Ok(Action::Record);
         }
-        if e.ifaces.is_empty() {
-            return Err(format!("no interface to take {addr} on"));
-        }
-        // The first interface named: links are not watched, so all are up.
+        let Some(i) = self.usable(e) else {
+            return Err(format!("no interface with its link up to take {addr} on"));
+        };
         Ok(Action::Run(IpEvent {
             event: "takeip",
-            args: Self::args(e, 0),
+            args: Self::args(e, i),
         }))
     }
 
@@ -179,17 +190,37 @@ impl PublicIps {
         }
     }
 
-    /// Records that `holder` now holds `addr` (on the first interface when here).
+    /// Records that `holder` now holds `addr` (on its first interface with the link up
+    /// when here, the one `takeip` was given).
     pub fn record(&mut self, addr: IpAddr, holder: u32) {
         let here = self.pnn;
-        if let Some(e) = self.entries.iter_mut().find(|e| e.addr == addr) {
-            e.pnn = holder;
-            e.active = if holder == here {
-                e.active.or((!e.ifaces.is_empty()).then_some(0))
-            } else {
-                None
-            };
+        let Some(at) = self.entries.iter().position(|e| e.addr == addr) else {
+            return;
+        };
+        let usable = self.usable(&self.entries[at]);
+        let e = &mut self.entries[at];
+        e.pnn = holder;
+        e.active = if holder == here {
+            e.active.or(usable)
+        } else {
+            None
+        };
+    }
+
+    /// SET_IFACE_LINK_STATE: an interface of the public addresses goes up or down.
+    pub fn set_link(&mut self, name: &str, up: bool) -> Result<(), String> {
+        if !self
+            .entries
+            .iter()
+            .any(|e| e.ifaces.iter().any(|n| n == name))
+        {
+            return Err(format!("interface '{name}' not found"));
         }
+        self.down.retain(|d| d != name);
+        if !up {
+            self.down.push(name.to_string());
+        }
+        Ok(())
     }
 
     /// ADD_PUBLIC_IP: a new address, held by nobody until a takeover run places it.
@@ -306,6 +337,33 @@ mod tests {
         assert_eq!(
             ips.release("10.9.9.9".parse().expect("ip"), 0),
             Action::Record
+        );
+    }
+
+    #[test]
+    fn a_link_down_makes_its_addresses_unavailable() {
+        let mut ips = PublicIps::new(0, &addrs());
+        ips.set_link("lo", false).expect("known");
+        assert!(ips.set_link("eth9", false).is_err());
+        let available: Vec<IpAddr> = ips
+            .list(true)
+            .ips
+            .iter()
+            .filter_map(|ip| ip_of(&ip.addr))
+            .collect();
+        // 10.250.0.2 still has eth1.
+        assert_eq!(available, ["10.250.0.2".parse::<IpAddr>().expect("ip")]);
+        assert_eq!(ips.list(false).ips.len(), 2);
+        assert!(ips.takeover("10.250.0.1".parse().expect("ip")).is_err());
+        assert_eq!(ips.ifaces().ifaces[0].link_state, 0);
+        ips.set_link("eth1", false).expect("known");
+        ips.set_link("lo", true).expect("known");
+        assert_eq!(
+            ips.takeover("10.250.0.2".parse().expect("ip")),
+            Ok(Action::Run(IpEvent {
+                event: "takeip",
+                args: vec!["lo".into(), "10.250.0.2".into(), "24".into()]
+            }))
         );
     }
 
