@@ -287,4 +287,28 @@ async fn takeip_gets_samba_s_arguments_and_recovered_comes_before_ipreallocated(
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+    // Node 1's interface link goes down: its addresses are no longer available there,
+    // and the leader moves them to node 0. Samba's tool (when installed) sets it up
+    // again.
+    let ours = bin("ctdb");
+    let out = cluster.nodes[1].tool(&ours, &["setifacelink", "ctdbtest0", "down"]);
+    assert!(out.status.success(), "setifacelink: {out:?}");
+    let out = cluster.nodes[1].tool(&ours, &["ifaces"]);
+    // (references: however many it still holds at this moment)
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .starts_with("Interfaces on node 1\nname:ctdbtest0 link:down references:"));
+    placed(&rest, &[0]).await;
+    let tool = samba_ctdb().unwrap_or(ours);
+    let out = cluster.nodes[1].tool(&tool, &["setifacelink", "ctdbtest0", "up"]);
+    assert!(out.status.success(), "setifacelink: {out:?}");
+    let out = cluster.nodes[1].tool(&tool, &["ifaces"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Interfaces on node 1\nname:ctdbtest0 link:up references:0\n"
+    );
+    let out = cluster.nodes[1].tool(&tool, &["setifacelink", "eth9", "up"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Interface eth9 not configured on node 1\n"
+    );
 }

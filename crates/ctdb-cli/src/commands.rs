@@ -779,6 +779,7 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
         "ip" => ips::ip(&mut ctx, &args).await,
         "ipinfo" => ips::ipinfo(&mut ctx, &args).await,
         "ifaces" => ips::ifaces(&mut ctx, &args).await,
+        "setifacelink" => ips::setifacelink(&mut ctx, &args).await,
         "moveip" => ips::moveip(&mut ctx, &args).await,
         "addip" => ips::addip(&mut ctx, &args).await,
         "delip" => ips::delip(&mut ctx, &args).await,

@@ -19,6 +19,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("ip", "[all]", "show public ips"),
     ("ipinfo", "<ip>", "show public ip details"),
     ("ifaces", "", "show interfaces"),
+    (
+        "setifacelink",
+        "<iface> up|down",
+        "set interface link status",
+    ),
     ("getdbmap", "", "show attached databases"),
     ("getdbstatus", "<dbname|dbid>", "show database status"),
     ("catdb", "<dbname|dbid>", "dump cluster-wide ctdb database"),

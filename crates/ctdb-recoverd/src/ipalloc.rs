@@ -24,9 +24,17 @@ pub struct NodeIps {
     pub pnn: u32,
     /// May host addresses now (not banned, stopped, disabled, unhealthy, ...).
     pub eligible: bool,
-    /// Its GET_PUBLIC_IPS answer: the addresses it can host, each with the holder as
-    /// it knows it.
+    /// Its GET_PUBLIC_IPS answer: its addresses, each with the holder as it knows it.
     pub ips: PublicIpList,
+    /// Those of its addresses it cannot host now (no interface with its link up:
+    /// missing from its "available only" answer).
+    pub unavailable: Vec<IpAddr>,
+}
+
+impl NodeIps {
+    fn can_host(&self, addr: &IpAddr) -> bool {
+        self.eligible && !self.unavailable.contains(addr)
+    }
 }
 
 /// The holder of every address any node knows (UNKNOWN_PNN: no node can host it).
@@ -42,7 +50,7 @@ pub fn assign(nodes: &[NodeIps], failback: bool) -> BTreeMap<IpAddr, u32> {
                 continue;
             };
             let can = hosts.entry(addr).or_default();
-            if n.eligible && !can.contains(&n.pnn) {
+            if n.can_host(&addr) && !can.contains(&n.pnn) {
                 can.push(n.pnn);
             }
             if ip.pnn == n.pnn {
@@ -100,12 +108,12 @@ pub fn consistent(nodes: &[NodeIps]) -> bool {
             };
             let claims = claimant.entry(addr).or_default();
             if ip.pnn == n.pnn {
-                if !n.eligible {
+                if !n.can_host(&addr) {
                     return false;
                 }
                 claims.push(n.pnn);
             }
-            *hostable.entry(addr).or_default() |= n.eligible;
+            *hostable.entry(addr).or_default() |= n.can_host(&addr);
         }
     }
     for (addr, claims) in &claimant {
@@ -178,6 +186,7 @@ mod tests {
         NodeIps {
             pnn,
             eligible,
+            unavailable: Vec::new(),
             ips: PublicIpList {
                 ips: (1..=n)
                     .map(|i| PublicIp {
@@ -280,6 +289,7 @@ mod tests {
         NodeIps {
             pnn,
             eligible,
+            unavailable: Vec::new(),
             ips: PublicIpList {
                 ips: holders
                     .iter()
@@ -310,6 +320,16 @@ mod tests {
         // Nobody can host address 2: unheld is right.
         let nobody = [seen(0, true, &[0]), seen(1, false, &[0, U])];
         assert!(consistent(&nobody));
+    }
+
+    #[test]
+    fn an_address_without_a_link_up_leaves_its_node() {
+        let mut down = node(1, true, 2, &[1, 2]);
+        down.unavailable = vec![a(2)];
+        let nodes = [node(0, true, 2, &[]), down];
+        assert!(!consistent(&nodes));
+        let out = assign(&nodes, true);
+        assert_eq!((out[&a(1)], out[&a(2)]), (1, 0));
     }
 
     #[test]

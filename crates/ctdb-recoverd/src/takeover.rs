@@ -93,16 +93,47 @@ async fn gather<N: Nodes>(
         timeout,
     )
     .await?;
+    let available = join_all(connected.iter().map(|&pnn| async move {
+        let reply = nodes
+            .control_flagged(
+                pnn,
+                Opcode::GetPublicIps,
+                crate::ips::ONLY_AVAILABLE,
+                Bytes::new(),
+                timeout,
+            )
+            .await
+            .map_err(|error| NodeError { pnn, error })?;
+        if reply.status != 0 {
+            return Err(NodeError {
+                pnn,
+                error: format!("GET_PUBLIC_IPS (available) failed: {}", reply.status),
+            });
+        }
+        Ok(reply.data)
+    }))
+    .await;
     let mut reports = Vec::new();
-    for (&pnn, data) in connected.iter().zip(&lists) {
-        let ips = PublicIpList::from_bytes(data).map_err(|e| NodeError {
-            pnn,
-            error: format!("bad GET_PUBLIC_IPS answer: {e}"),
-        })?;
+    for ((&pnn, data), avail) in connected.iter().zip(&lists).zip(available) {
+        let decode = |data: &[u8]| {
+            PublicIpList::from_bytes(data).map_err(|e| NodeError {
+                pnn,
+                error: format!("bad GET_PUBLIC_IPS answer: {e}"),
+            })
+        };
+        let ips = decode(data)?;
+        let avail = decode(&avail?)?;
+        let unavailable = ips
+            .ips
+            .iter()
+            .filter(|ip| !avail.ips.iter().any(|a| a.addr == ip.addr))
+            .filter_map(|ip| crate::ips::ip_of(&ip.addr))
+            .collect();
         reports.push(NodeIps {
             pnn,
             eligible: eligible.contains(&pnn),
             ips,
+            unavailable,
         });
     }
     Ok(reports)
@@ -333,7 +364,11 @@ mod tests {
         assert!(fake.messages.lock().expect("lock").is_empty());
         assert_eq!(
             *fake.controls.lock().expect("lock"),
-            [(0, Opcode::GetPublicIps), (0, Opcode::Ipreallocated)]
+            [
+                (0, Opcode::GetPublicIps),
+                (0, Opcode::GetPublicIps),
+                (0, Opcode::Ipreallocated)
+            ]
         );
     }
 

@@ -1,4 +1,5 @@
-//! Public address commands: `ip [all]`, `ipinfo`, `ifaces`, `moveip`, `addip`, `delip`.
+//! Public address commands: `ip [all]`, `ipinfo`, `ifaces`, `setifacelink`, `moveip`,
+//! `addip`, `delip`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -8,6 +9,8 @@ use bytes::Bytes;
 use ctdb_protocol::control::{AddrInfo, IfaceList, PublicIp, PublicIpInfo, PublicIpList, SockAddr};
 use ctdb_protocol::flags::{dest, node};
 use ctdb_protocol::{srvid, Opcode, Wire};
+
+use ctdb_protocol::control::ip::IFACE_SIZE;
 
 use super::{usage_fail, CmdResult, Ctx, Fail};
 use crate::format::ips::{ifaces_text, ip_text, ipinfo_text, sort_key, IpLine};
@@ -294,5 +297,40 @@ pub(super) async fn delip(ctx: &mut Ctx<'_>, args: &[String]) -> CmdResult {
                 f.code,
             )
         })?;
+    Ok(0)
+}
+
+pub(super) async fn setifacelink(ctx: &mut Ctx<'_>, args: &[String]) -> CmdResult {
+    let [name, state] = args else {
+        return Err(usage_fail("setifacelink"));
+    };
+    if name.len() > IFACE_SIZE {
+        return Err(Fail::new(format!("Interface name '{name}' too long"), 1));
+    }
+    let pnn = ctx.cmd_pnn;
+    let list: IfaceList = ctx
+        .typed(pnn, Opcode::GetIfaces, Vec::new())
+        .await
+        .map_err(|f| {
+            Fail::new(
+                format!(
+                    "{}\nFailed to get interface information from node {pnn}",
+                    f.msg
+                ),
+                f.code,
+            )
+        })?;
+    let Some(mut iface) = list.ifaces.into_iter().find(|i| &i.name == name) else {
+        out(&format!("Interface {name} not configured on node {pnn}\n"));
+        return Err(Fail::quiet(1));
+    };
+    iface.link_state = match state.as_str() {
+        "up" => 1,
+        "down" => 0,
+        _ => return Err(usage_fail("setifacelink")),
+    };
+    iface.references = 0;
+    ctx.control(pnn, Opcode::SetIfaceLinkState, iface.to_bytes())
+        .await?;
     Ok(0)
 }
