@@ -29,6 +29,10 @@ use crate::reclock::{self, Attempt, LockSpec, RecoveryLock};
 use crate::recovery::{recover, Plan};
 use crate::{events, takeover, Recoverd};
 
+/// How long the takeover run that follows a recovery waits (see
+/// `Session::takeover_not_before`).
+const AFTER_RECOVERY: Duration = Duration::from_secs(3);
+
 /// How the loop reaches the rest of its node.
 pub struct Monitor {
     pub socket: PathBuf,
@@ -218,8 +222,8 @@ struct Session {
     need_takeover_run: bool,
     /// No takeover run for a recovery before this: every node's events watcher sees
     /// the new generation within a second and queues `recovered` in its eventd, which
-    /// runs one event at a time; waiting two seconds puts `recovered` before the run's
-    /// `takeip` and `ipreallocated`, Samba's order.
+    /// runs one event at a time; waiting [`AFTER_RECOVERY`] puts `recovered` before the
+    /// run's `takeip` and `ipreallocated`, Samba's order, with room for a busy host.
     takeover_not_before: Option<Instant>,
     /// The nodes that could host addresses at the last takeover run.
     last_eligible: Vec<u32>,
@@ -560,7 +564,7 @@ impl Session {
             Ok(_) => {
                 self.last_recovery_failed = false;
                 self.need_takeover_run = true;
-                self.takeover_not_before = Some(Instant::now() + Duration::from_secs(2));
+                self.takeover_not_before = Some(Instant::now() + AFTER_RECOVERY);
             }
             Err(f) => {
                 warn!("{f}");
