@@ -101,7 +101,13 @@ async fn every_address_has_one_holder_and_a_crashed_node_s_move() {
             &["-v", "ip", "all"],
             &["-X", "ip", "all"],
             &["ifaces"],
+            &["-X", "ifaces"],
+            &["-n", "2", "ifaces"],
+            &["-n", "1", "ip"],
+            &["-X", "-v", "ip"],
             &["ipinfo", "10.77.0.1"],
+            &["-n", "1", "ipinfo", "10.77.0.2"],
+            &["ipinfo", "10.77.9.9"],
         ] {
             let a = node0.tool(&ours, args);
             let b = node0.tool(&samba, args);
