@@ -304,7 +304,7 @@ async fn takeip_gets_samba_s_arguments_and_recovered_comes_before_ipreallocated(
     assert!(String::from_utf8_lossy(&out.stdout)
         .starts_with("Interfaces on node 1\nname:ctdbtest0 link:down references:"));
     placed(&rest, &[0]).await;
-    let tool = samba_ctdb().unwrap_or(ours);
+    let tool = samba_ctdb().unwrap_or_else(|| ours.clone());
     let out = cluster.nodes[1].tool(&tool, &["setifacelink", "ctdbtest0", "up"]);
     assert!(out.status.success(), "setifacelink: {out:?}");
     let out = cluster.nodes[1].tool(&tool, &["ifaces"]);
@@ -317,4 +317,9 @@ async fn takeip_gets_samba_s_arguments_and_recovered_comes_before_ipreallocated(
         String::from_utf8_lossy(&out.stdout),
         "Interface eth9 not configured on node 1\n"
     );
+    // Link up again: node 1 gets its share at the next takeover run, which
+    // `ctdb ipreallocate` asks for.
+    let out = cluster.nodes[1].tool(&ours, &["ipreallocate"]);
+    assert!(out.status.success(), "ipreallocate: {out:?}");
+    placed(&rest, &[0, 1]).await;
 }

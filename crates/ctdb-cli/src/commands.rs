@@ -760,6 +760,10 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
             no_args(0)?;
             nodectl::recover(&mut ctx).await
         }
+        "ipreallocate" | "sync" => {
+            no_args(0)?;
+            nodectl::ipreallocate(&mut ctx).await
+        }
         "getreclock" => {
             no_args(0)?;
             let data = ctx

@@ -50,6 +50,8 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("unban", "", "unban a node"),
     ("shutdown", "", "shutdown ctdb daemon"),
     ("recover", "", "force recovery"),
+    ("sync", "", "run ip reallocation (deprecated)"),
+    ("ipreallocate", "", "run ip reallocation"),
     ("listnodes", "", "list nodes in the cluster"),
     ("reloadnodes", "", "reload the nodes file all nodes"),
     (
