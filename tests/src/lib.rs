@@ -233,6 +233,24 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub fn start(n: usize) -> Self {
+        Self::start_with(n, "")
+    }
+
+    /// As [`Self::start`], with `public_addresses` (Samba's format) written into every
+    /// node's directory first, when not empty.
+    pub fn start_with(n: usize, public_addresses: &str) -> Self {
+        let files: &[(&str, &str)] = if public_addresses.is_empty() {
+            &[]
+        } else {
+            &[("public_addresses", public_addresses)]
+        };
+        Self::start_with_files(n, files)
+    }
+
+    /// As [`Self::start`], with `files` (a path in the node's directory, its contents)
+    /// written into every node's directory first; those under `events/` are made
+    /// executable (enabled event scripts).
+    pub fn start_with_files(n: usize, files: &[(&str, &str)]) -> Self {
         let root = tempfile::Builder::new()
             .prefix("ctdb-rs-cluster")
             .tempdir()
@@ -248,6 +266,18 @@ impl TestCluster {
                     reclock.display()
                 );
                 let dir = root.path().join(format!("node.{i}"));
+                for (name, contents) in files {
+                    let path = dir.join(name);
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent).expect("node dir");
+                    }
+                    std::fs::write(&path, contents).expect("node file");
+                    if name.starts_with("events/") {
+                        use std::os::unix::fs::PermissionsExt;
+                        let mode = std::fs::Permissions::from_mode(0o755);
+                        std::fs::set_permissions(&path, mode).expect("chmod");
+                    }
+                }
                 TestNode::start_in(&dir, i as u32, &addrs, &conf)
             })
             .collect();

@@ -23,6 +23,7 @@ use crate::format::stats::{statistics_machine, statistics_text, StatsView};
 use crate::options::Options;
 use crate::{err, localtime, out, usage, VERSION};
 
+mod ips;
 mod nodectl;
 mod records;
 
@@ -74,6 +75,7 @@ const LOCAL_ONLY: &[&str] = &[
     "wipedb",
     "backupdb",
     "restoredb",
+    "moveip",
 ];
 
 /// Runs `command` with `opts`; returns the exit code.
@@ -758,6 +760,10 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
             no_args(0)?;
             nodectl::recover(&mut ctx).await
         }
+        "ipreallocate" | "sync" => {
+            no_args(0)?;
+            nodectl::ipreallocate(&mut ctx).await
+        }
         "getreclock" => {
             no_args(0)?;
             let data = ctx
@@ -774,6 +780,13 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
         }
         // Samba's reloadnodes ignores its arguments.
         "reloadnodes" => nodectl::reloadnodes(&mut ctx).await,
+        "ip" => ips::ip(&mut ctx, &args).await,
+        "ipinfo" => ips::ipinfo(&mut ctx, &args).await,
+        "ifaces" => ips::ifaces(&mut ctx, &args).await,
+        "setifacelink" => ips::setifacelink(&mut ctx, &args).await,
+        "moveip" => ips::moveip(&mut ctx, &args).await,
+        "addip" => ips::addip(&mut ctx, &args).await,
+        "delip" => ips::delip(&mut ctx, &args).await,
         other => Err(Fail::new(format!("Unknown command '{other}'"), 1)),
     }
 }

@@ -223,11 +223,26 @@ impl Client {
         data: Bytes,
         timeout: Duration,
     ) -> Result<ReplyControl> {
+        self.control_with_flags(destnode, opcode, srvid, 0, data, timeout)
+            .await
+    }
+
+    /// As [`Self::control_raw`], with the control's flags word (some controls give
+    /// its upper half a meaning, e.g. GET_PUBLIC_IPS's "available only").
+    pub async fn control_with_flags(
+        &self,
+        destnode: u32,
+        opcode: Opcode,
+        srvid: u64,
+        flags: u32,
+        data: Bytes,
+        timeout: Duration,
+    ) -> Result<ReplyControl> {
         let body = Body::ReqControl(ReqControl {
             opcode,
             srvid,
             client_id: 0,
-            flags: 0,
+            flags,
             data,
         });
         match self.request(destnode, body, timeout).await? {

@@ -1,6 +1,9 @@
 //! The controls recoverd owns.
 
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
+use ctdb_common::nodes::PublicAddress;
 use ctdb_protocol::control::{self, ControlData};
 use ctdb_protocol::{Body, Opcode, Packet, ReplyControl, ReqControl, Wire};
 use ctdb_rpc::component::{Outbox, PacketHandler};
@@ -9,7 +12,8 @@ use ctdb_rpc::Envelope;
 use tonic::transport::Channel;
 use tracing::warn;
 
-use crate::events::run_event;
+use crate::events::{run_event, run_event_with};
+use crate::ips::{self, ip_of, Action, PublicIps};
 
 /// State of the recovery daemon that its controls read and change.
 #[derive(Debug)]
@@ -22,6 +26,9 @@ pub struct Recoverd {
     pub reclock: Option<String>,
     /// The node's event daemon, for the events a control runs (IPREALLOCATED).
     pub eventd: Option<Channel>,
+    /// This node's public addresses; shared with the tasks that run `takeip` and
+    /// `releaseip` and record the result when the event is done.
+    pub ips: Arc<Mutex<PublicIps>>,
 }
 
 impl Recoverd {
@@ -33,7 +40,14 @@ impl Recoverd {
             lmaster_role: true,
             reclock,
             eventd: None,
+            ips: Arc::new(Mutex::new(PublicIps::new(pnn, &[]))),
         }
+    }
+
+    /// The addresses of the public_addresses file.
+    pub fn with_public_addresses(self, addresses: &[PublicAddress]) -> Self {
+        *ctdb_rpc::component::lock(&self.ips) = PublicIps::new(self.pnn, addresses);
+        self
     }
 
     pub fn with_eventd(mut self, eventd: Channel) -> Self {
@@ -78,14 +92,105 @@ impl Recoverd {
             // IPREALLOCATED runs its event in `handle` when there is an event daemon.
             RecdPing | Ipreallocated | ReloadPublicIps => status(0),
             RecdReclockLatency => status(0),
-            GetIfaces => ok(control::IfaceList::default().to_bytes()),
-            GetPublicIps => ok(control::PublicIpList::default().to_bytes()),
-            other => {
-                return Err(format!(
-                    "{other} is not supported: no public addresses here"
-                ))
+            GetIfaces => ok(self.ips().ifaces().to_bytes()),
+            GetPublicIps => {
+                let only_available = control.flags & ips::ONLY_AVAILABLE != 0;
+                ok(self.ips().list(only_available).to_bytes())
             }
+            GetPublicIpInfo => match decoded()? {
+                ControlData::SockAddr(addr) => {
+                    let info = ip_of(&addr).and_then(|a| self.ips().info(a));
+                    match info {
+                        Some(info) => ok(info.to_bytes()),
+                        None => return Err("not a public address of this node".into()),
+                    }
+                }
+                other => return Err(format!("unexpected payload {other:?}")),
+            },
+            AddPublicIp => match decoded()? {
+                ControlData::AddrInfo(info) => {
+                    let addr = ip_of(&info.addr).ok_or("not an IP address")?;
+                    let prefix = u8::try_from(info.mask).map_err(|_| "bad mask bits")?;
+                    let ifaces = info
+                        .iface
+                        .map(|i| i.split(',').map(str::to_owned).collect())
+                        .unwrap_or_default();
+                    self.ips().add(PublicAddress {
+                        addr,
+                        prefix,
+                        ifaces,
+                    })?;
+                    status(0)
+                }
+                other => return Err(format!("unexpected payload {other:?}")),
+            },
+            DelPublicIp => match decoded()? {
+                ControlData::AddrInfo(info) => {
+                    let addr = ip_of(&info.addr).ok_or("not an IP address")?;
+                    self.ips().delete(addr)?;
+                    status(0)
+                }
+                other => return Err(format!("unexpected payload {other:?}")),
+            },
+            SetIfaceLinkState => match decoded()? {
+                ControlData::Iface(iface) => {
+                    self.ips().set_link(&iface.name, iface.link_state != 0)?;
+                    status(0)
+                }
+                other => return Err(format!("unexpected payload {other:?}")),
+            },
+            other => return Err(format!("{other} is not supported here")),
         })
+    }
+}
+
+impl Recoverd {
+    fn ips(&self) -> std::sync::MutexGuard<'_, PublicIps> {
+        ctdb_rpc::component::lock(&self.ips)
+    }
+
+    /// For a DEL_PUBLIC_IP of an address held here: the address, its `releaseip` event
+    /// and the event daemon to run it.
+    fn release_to_delete(
+        &self,
+        control: &ReqControl,
+    ) -> Option<(std::net::IpAddr, ips::IpEvent, Channel)> {
+        let eventd = self.eventd.clone()?;
+        let Ok(ControlData::AddrInfo(info)) =
+            control::decode_request(control.opcode, &control.data)
+        else {
+            return None;
+        };
+        let addr = ip_of(&info.addr)?;
+        match self
+            .ips()
+            .release(addr, ctdb_protocol::flags::dest::UNKNOWN_PNN)
+        {
+            Action::Run(event) => Some((addr, event, eventd)),
+            Action::Record => None,
+        }
+    }
+
+    /// TAKEOVER_IP / RELEASE_IP: the action to take, or an error reply.
+    fn ip_action(&self, control: &ReqControl) -> Result<(std::net::IpAddr, u32, Action), String> {
+        let ip = match control::decode_request(control.opcode, &control.data) {
+            Ok(ControlData::PublicIp(ip)) => ip,
+            Ok(other) => return Err(format!("unexpected payload {other:?}")),
+            Err(e) => return Err(format!("bad {} request: {e}", control.opcode)),
+        };
+        let addr = ip_of(&ip.addr).ok_or("not an IP address")?;
+        let action = if control.opcode == Opcode::TakeoverIp {
+            if ip.pnn != self.pnn {
+                return Err(format!(
+                    "TAKEOVER_IP for node {} sent to {}",
+                    ip.pnn, self.pnn
+                ));
+            }
+            self.ips().takeover(addr)?
+        } else {
+            self.ips().release(addr, ip.pnn)
+        };
+        Ok((addr, ip.pnn, action))
     }
 }
 
@@ -135,6 +240,55 @@ impl PacketHandler for Recoverd {
             });
             return;
         }
+        // DEL_PUBLIC_IP of an address held here: released first (its `releaseip`
+        // event), then forgotten.
+        if control.opcode == Opcode::DelPublicIp {
+            if let Some((addr, event, eventd)) = self.release_to_delete(control) {
+                let (ips, out) = (self.ips.clone(), out.clone());
+                tokio::spawn(async move {
+                    let mut eventd = EventdClient::new(eventd);
+                    let code = run_event_with(&mut eventd, event.event, event.args).await;
+                    let reply = if code == 0 {
+                        to.tell_clients(&out, event.event, addr);
+                        let mut ips = ctdb_rpc::component::lock(&ips);
+                        ips.record(addr, ctdb_protocol::flags::dest::UNKNOWN_PNN);
+                        match ips.delete(addr) {
+                            Ok(()) => status(0),
+                            Err(e) => ReplyControl::error(-1, &e),
+                        }
+                    } else {
+                        status(code)
+                    };
+                    to.send(&out, reply);
+                });
+                return;
+            }
+        }
+        if matches!(control.opcode, Opcode::TakeoverIp | Opcode::ReleaseIp) {
+            let (addr, holder, action) = match self.ip_action(control) {
+                Ok(a) => a,
+                Err(e) => return to.send(out, ReplyControl::error(-1, &e)),
+            };
+            let event = match action {
+                Action::Record => None,
+                Action::Run(event) => Some(event),
+            };
+            let (Some(event), Some(eventd)) = (event, self.eventd.clone()) else {
+                self.ips().record(addr, holder);
+                return to.send(out, status(0));
+            };
+            let (ips, out) = (self.ips.clone(), out.clone());
+            tokio::spawn(async move {
+                let mut eventd = EventdClient::new(eventd);
+                let code = run_event_with(&mut eventd, event.event, event.args).await;
+                if code == 0 {
+                    ctdb_rpc::component::lock(&ips).record(addr, holder);
+                    to.tell_clients(&out, event.event, addr);
+                }
+                to.send(&out, status(code));
+            });
+            return;
+        }
         let reply = self
             .answer(control)
             .unwrap_or_else(|e| ReplyControl::error(-1, &e));
@@ -153,6 +307,30 @@ struct ReplyTo {
 }
 
 impl ReplyTo {
+    /// After `takeip` / `releaseip` ran, Samba's daemon tells its own clients (smbd
+    /// closes its connections on a released address): TAKE_IP / RELEASE_IP with the
+    /// address as a NUL-terminated string.
+    fn tell_clients(&self, out: &Outbox, event: &str, addr: std::net::IpAddr) {
+        let srvid = match event {
+            "takeip" => ctdb_protocol::srvid::TAKE_IP,
+            "releaseip" => ctdb_protocol::srvid::RELEASE_IP,
+            _ => return,
+        };
+        let mut data = addr.to_string().into_bytes();
+        data.push(0);
+        let packet = Packet {
+            generation: self.generation,
+            destnode: self.srcnode,
+            srcnode: self.srcnode,
+            reqid: 0,
+            body: Body::ReqMessage(ctdb_protocol::ReqMessage {
+                srvid,
+                data: Bytes::from(data),
+            }),
+        };
+        out.to_client(0, packet.to_bytes());
+    }
+
     fn send(&self, out: &Outbox, reply: ReplyControl) {
         if !self.wanted {
             return;
@@ -169,5 +347,80 @@ impl ReplyTo {
             from_node: u32::MAX,
             packet: reply.to_bytes(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The public address controls, fed what Samba 4.17's tool sent to a Samba node
+    //! (vectors/samba-4.17/client.jsonl), answer what that node answered.
+
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+        let at = line.find(&format!("\"{key}\": "))? + key.len() + 4;
+        let rest = &line[at..];
+        if let Some(s) = rest.strip_prefix('"') {
+            s.find('"').map(|end| &s[..end])
+        } else {
+            let end = rest.find([',', '}']).unwrap_or(rest.len());
+            Some(rest[..end].trim())
+        }
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len() / 2)
+            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// The packet captured as record `i` of client.jsonl.
+    fn packet(i: u32) -> Packet {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/vectors/samba-4.17/client.jsonl");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("the Samba 4.17 vectors are missing at {path:?}: {e}"));
+        let line = text
+            .lines()
+            .find(|l| field(l, "i") == Some(&i.to_string()))
+            .unwrap_or_else(|| panic!("no i={i}"));
+        Packet::from_slice(&unhex(field(line, "hex").expect("hex"))).expect("decodes")
+    }
+
+    /// Feeds request `i` to `state` and checks the answer against reply `i + 1`.
+    fn same_answer(state: &mut Recoverd, i: u32) {
+        let Body::ReqControl(request) = packet(i).body else {
+            panic!("i={i} is not a control");
+        };
+        let Body::ReplyControl(samba) = packet(i + 1).body else {
+            panic!("i={} is not a reply", i + 1);
+        };
+        let ours = state
+            .answer(&request)
+            .unwrap_or_else(|e| panic!("{}: {e}", request.opcode));
+        assert_eq!(
+            (ours.status, ours.data.to_vec()),
+            (samba.status, samba.data.to_vec()),
+            "{} (i={i})",
+            request.opcode
+        );
+    }
+
+    #[test]
+    fn public_address_controls_answer_as_samba_did() {
+        let mut node0 = Recoverd::new(0, None);
+        // `ip`, `ifaces` with no public addresses.
+        same_answer(&mut node0, 990);
+        same_answer(&mut node0, 1008);
+        // `addip 10.250.0.1/24 lo`, then `ipinfo 10.250.0.1`.
+        same_answer(&mut node0, 1565);
+        same_answer(&mut node0, 1584);
+        // `delip`: the list it reads first, then the delete.
+        same_answer(&mut node0, 1676);
+        same_answer(&mut node0, 1678);
+        let after = node0.ips().list(false);
+        assert!(after.ips.is_empty());
     }
 }

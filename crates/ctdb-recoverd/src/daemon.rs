@@ -29,6 +29,10 @@ use crate::reclock::{self, Attempt, LockSpec, RecoveryLock};
 use crate::recovery::{recover, Plan};
 use crate::{events, takeover, Recoverd};
 
+/// How long the takeover run that follows a recovery waits (see
+/// `Session::takeover_not_before`).
+const AFTER_RECOVERY: Duration = Duration::from_secs(3);
+
 /// How the loop reaches the rest of its node.
 pub struct Monitor {
     pub socket: PathBuf,
@@ -151,6 +155,7 @@ struct Settings {
     ban_period: u32,
     grace: Duration,
     enable_bans: bool,
+    no_ip_failback: bool,
 }
 
 impl Settings {
@@ -171,7 +176,7 @@ impl Settings {
                     .unwrap_or(fallback)
             }
         };
-        let (interval, timeout, election, takeover, ban, grace, bans) = tokio::join!(
+        let (interval, timeout, election, takeover, ban, grace, bans, no_failback) = tokio::join!(
             get("RecoverInterval"),
             get("RecoverTimeout"),
             get("ElectionTimeout"),
@@ -179,6 +184,7 @@ impl Settings {
             get("RecoveryBanPeriod"),
             get("RecoveryGracePeriod"),
             get("EnableBans"),
+            get("NoIPFailback"),
         );
         let secs = |s: u32| Duration::from_secs(u64::from(s.max(1)));
         Self {
@@ -189,6 +195,7 @@ impl Settings {
             ban_period: ban,
             grace: Duration::from_secs(u64::from(grace)),
             enable_bans: bans != 0,
+            no_ip_failback: no_failback != 0,
         }
     }
 }
@@ -210,8 +217,16 @@ struct Session {
     leading: bool,
     last_recovery_failed: bool,
     shared: Shared,
-    /// A failed takeover run is to be retried.
+    /// A takeover run is due: a failed one is to be retried, a recovery ended, this
+    /// node became leader, or the nodes that may host addresses changed.
     need_takeover_run: bool,
+    /// No takeover run for a recovery before this: every node's events watcher sees
+    /// the new generation within a second and queues `recovered` in its eventd, which
+    /// runs one event at a time; waiting [`AFTER_RECOVERY`] puts `recovered` before the
+    /// run's `takeip` and `ipreallocated`, Samba's order, with room for a busy host.
+    takeover_not_before: Option<Instant>,
+    /// The nodes that could host addresses at the last takeover run.
+    last_eligible: Vec<u32>,
     /// Whether we already said that a disable holds back a recovery / takeover run.
     said_recovery_deferred: bool,
     said_takeover_deferred: bool,
@@ -241,6 +256,8 @@ impl Session {
             last_recovery_failed: false,
             shared,
             need_takeover_run: false,
+            takeover_not_before: None,
+            last_eligible: Vec::new(),
             said_recovery_deferred: false,
             said_takeover_deferred: false,
         })
@@ -311,6 +328,8 @@ impl Session {
             if leading {
                 info!(pnn = self.pnn, "this node is the leader now");
                 self.culprits = Culprits::default();
+                // Place the addresses as this leader sees fit.
+                self.need_takeover_run = true;
             } else {
                 info!(?leader, "this node no longer leads");
                 self.need_takeover_run = false;
@@ -502,7 +521,7 @@ impl Session {
             }
         }
         let Some(why) = a.recovery else {
-            self.takeover(&connected, s).await;
+            self.takeover(mine, &connected, s).await;
             return;
         };
         // Disabled recoveries (Samba's tool, around reloadnodes): wait, and look again
@@ -540,10 +559,13 @@ impl Session {
         match result {
             // Samba's leader follows each recovery with a takeover run, after every
             // node ran `recovered`. Here each node's daemon runs `recovered` when it
-            // sees the new generation, later than the leader could know; and with no
-            // public IPs to place, that run would only put `ipreallocated` before
-            // `recovered`. So runs happen when asked (or to retry a failed one).
-            Ok(_) => self.last_recovery_failed = false,
+            // sees the new generation, later than the leader could know: the run
+            // waits a little (see `takeover_not_before`).
+            Ok(_) => {
+                self.last_recovery_failed = false;
+                self.need_takeover_run = true;
+                self.takeover_not_before = Some(Instant::now() + AFTER_RECOVERY);
+            }
             Err(f) => {
                 warn!("{f}");
                 self.last_recovery_failed = true;
@@ -555,9 +577,31 @@ impl Session {
 
     /// The leader's takeover run, when one is needed or asked for and takeover runs
     /// are not disabled; answers the requests that were waiting with the result.
-    async fn takeover(&mut self, connected: &[u32], s: &Settings) {
-        let start = ctdb_rpc::component::lock(&self.shared.requests)
-            .start_takeover(Instant::now(), self.need_takeover_run);
+    async fn takeover(&mut self, mine: &NodeMap, connected: &[u32], s: &Settings) {
+        let eligible: Vec<u32> = mine
+            .nodes
+            .iter()
+            .filter(|n| connected.contains(&n.pnn))
+            .filter(|n| n.flags & (node::INACTIVE | node::DISABLED) == 0)
+            .map(|n| n.pnn)
+            .collect();
+        if eligible != self.last_eligible {
+            self.need_takeover_run = true;
+        }
+        if !self.need_takeover_run {
+            match takeover::in_order(&self.client, connected, &eligible, s.monitor_timeout()).await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    info!("public addresses are not where they belong: takeover run");
+                    self.need_takeover_run = true;
+                }
+                Err(e) => debug!("cannot check the public addresses: {e}"),
+            }
+        }
+        let now = Instant::now();
+        let due = self.need_takeover_run && self.takeover_not_before.is_none_or(|t| now >= t);
+        let start = ctdb_rpc::component::lock(&self.shared.requests).start_takeover(now, due);
         let (waiting, rebalance) = match start {
             Takeover::Idle => return,
             Takeover::Deferred(left) => {
@@ -576,7 +620,9 @@ impl Session {
         let run = takeover::Run {
             leader: self.pnn,
             connected,
+            eligible: &eligible,
             rebalance: &rebalance,
+            failback: !s.no_ip_failback,
             timeout: s.takeover_timeout,
         };
         let result = takeover::run(&self.client, &run).await;
@@ -596,6 +642,8 @@ impl Session {
             Ok(()) => {
                 info!(answered = waiting.len(), "takeover run done");
                 self.need_takeover_run = false;
+                self.takeover_not_before = None;
+                self.last_eligible = eligible;
             }
             Err(e) => {
                 warn!("takeover run failed, retrying next round: {e}");

@@ -124,9 +124,18 @@ pub async fn watch(client: Client, mut eventd: EventdClient<Channel>, marker: Op
 /// Runs `event` on the node's event daemon: its status (0: every script succeeded),
 /// -1 when the daemon cannot be asked.
 pub async fn run_event(eventd: &mut EventdClient<Channel>, event: &str) -> i32 {
+    run_event_with(eventd, event, Vec::new()).await
+}
+
+/// [`run_event`] with arguments for the scripts (`takeip`: interface, address, bits).
+pub async fn run_event_with(
+    eventd: &mut EventdClient<Channel>,
+    event: &str,
+    args: Vec<String>,
+) -> i32 {
     let request = RunEventRequest {
         event: event.to_string(),
-        args: Vec::new(),
+        args,
         timeout_secs: 0,
     };
     match eventd.run_event(request).await {

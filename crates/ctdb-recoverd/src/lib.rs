@@ -17,6 +17,8 @@ mod controls;
 pub mod daemon;
 pub mod election;
 pub mod events;
+pub mod ipalloc;
+pub mod ips;
 pub mod messages;
 pub mod monitor;
 pub mod nodes;

@@ -24,7 +24,9 @@ async fn main() -> std::process::ExitCode {
     };
     let eventd = ctdb_rpc::uds::channel(ctdb_rpc::uds::socket_path(&config.run_dir, "eventd"));
     let state = Arc::new(Mutex::new(
-        Recoverd::new(pnn, config.cluster.recovery_lock.clone()).with_eventd(eventd.clone()),
+        Recoverd::new(pnn, config.cluster.recovery_lock.clone())
+            .with_eventd(eventd.clone())
+            .with_public_addresses(&config.public_addresses),
     ));
     let (outbox, rx) = Outbox::new();
     let component = PacketComponent::with_outbox("recoverd", state.clone(), outbox, rx);

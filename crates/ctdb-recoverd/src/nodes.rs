@@ -21,6 +21,19 @@ pub trait Nodes: Sync {
         data: Bytes,
         timeout: Duration,
     ) -> impl Future<Output = Result<ReplyControl, String>> + Send;
+
+    /// As [`Nodes::control`], with the control's flags word; by default the flags are
+    /// dropped (in-memory test clusters).
+    fn control_flagged(
+        &self,
+        pnn: u32,
+        opcode: Opcode,
+        _flags: u32,
+        data: Bytes,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<ReplyControl, String>> + Send {
+        self.control(pnn, opcode, data, timeout)
+    }
 }
 
 impl Nodes for Client {
@@ -37,6 +50,24 @@ impl Nodes for Client {
             pnn
         };
         self.control_raw(destnode, opcode, 0, data, timeout)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn control_flagged(
+        &self,
+        pnn: u32,
+        opcode: Opcode,
+        flags: u32,
+        data: Bytes,
+        timeout: Duration,
+    ) -> Result<ReplyControl, String> {
+        let destnode = if pnn == self.pnn() {
+            dest::CURRENT_NODE
+        } else {
+            pnn
+        };
+        self.control_with_flags(destnode, opcode, 0, flags, data, timeout)
             .await
             .map_err(|e| e.to_string())
     }

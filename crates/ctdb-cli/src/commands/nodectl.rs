@@ -210,7 +210,7 @@ fn send_message(ctx: &Ctx<'_>, destnode: u32, srvid: u64, data: Vec<u8>) -> Resu
 
 /// Samba's ipreallocate(): asks the leader for a takeover run (TAKEOVER_RUN to every
 /// connected node) and waits for its answer: its pnn, or a negative error.
-async fn ipreallocate(ctx: &mut Ctx<'_>) -> CmdResult {
+pub(super) async fn ipreallocate(ctx: &mut Ctx<'_>) -> CmdResult {
     let (id, mut rx) = reply_srvid(ctx).await?;
     let result = async {
         send_message(

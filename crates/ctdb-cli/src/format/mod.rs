@@ -7,6 +7,7 @@
 //! does); tests pass [`utc`].
 
 pub mod dbs;
+pub mod ips;
 pub mod misc;
 pub mod nodes;
 pub mod records;
