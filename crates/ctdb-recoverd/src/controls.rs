@@ -355,38 +355,11 @@ mod tests {
     //! The public address controls, fed what Samba 4.17's tool sent to a Samba node
     //! (vectors/samba-4.17/client.jsonl), answer what that node answered.
 
-    use std::path::PathBuf;
-
     use super::*;
-
-    fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-        let at = line.find(&format!("\"{key}\": "))? + key.len() + 4;
-        let rest = &line[at..];
-        if let Some(s) = rest.strip_prefix('"') {
-            s.find('"').map(|end| &s[..end])
-        } else {
-            let end = rest.find([',', '}']).unwrap_or(rest.len());
-            Some(rest[..end].trim())
-        }
-    }
-
-    fn unhex(s: &str) -> Vec<u8> {
-        (0..s.len() / 2)
-            .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
-            .collect()
-    }
 
     /// The packet captured as record `i` of client.jsonl.
     fn packet(i: u32) -> Packet {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/vectors/samba-4.17/client.jsonl");
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("the Samba 4.17 vectors are missing at {path:?}: {e}"));
-        let line = text
-            .lines()
-            .find(|l| field(l, "i") == Some(&i.to_string()))
-            .unwrap_or_else(|| panic!("no i={i}"));
-        Packet::from_slice(&unhex(field(line, "hex").expect("hex"))).expect("decodes")
+        crate::vectors::packet("client.jsonl", i)
     }
 
     /// Feeds request `i` to `state` and checks the answer against reply `i + 1`.

@@ -25,5 +25,7 @@ pub mod nodes;
 pub mod reclock;
 pub mod recovery;
 pub mod takeover;
+#[cfg(test)]
+mod vectors;
 
 pub use controls::Recoverd;
