@@ -12,6 +12,22 @@ use ctdb_tests::TestCluster;
 
 const HERE: u32 = dest::CURRENT_NODE;
 
+/// A healthy 3-node cluster, a client on each node, and `name` attached everywhere.
+async fn three_nodes_with(name: &str, persistent: bool) -> (TestCluster, Vec<Client>, u32) {
+    let cluster = TestCluster::start(3);
+    let clients: Vec<Client> = cluster
+        .healthy(&[0, 1, 2])
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut db = 0;
+    for c in &clients {
+        db = c.attach(HERE, name, persistent).await.expect("attach");
+    }
+    (cluster, clients, db)
+}
+
 fn counter(data: &[u8]) -> u64 {
     match <[u8; 8]>::try_from(data) {
         Ok(b) => u64::from_le_bytes(b),
@@ -58,17 +74,7 @@ async fn traverse(client: &Client, db_id: u32) -> BTreeMap<Vec<u8>, (u64, Vec<u8
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn volatile_records_count_exactly_and_traverse_once() {
-    let cluster = TestCluster::start(3);
-    let clients: Vec<Client> = cluster
-        .healthy(&[0, 1, 2])
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
-    let mut db = 0;
-    for c in &clients {
-        db = c.attach(HERE, "counters.tdb", false).await.expect("attach");
-    }
+    let (cluster, clients, db) = three_nodes_with("counters.tdb", false).await;
 
     // Two clients per node increment one shared counter concurrently.
     const EACH: u64 = 40;
@@ -153,17 +159,7 @@ async fn persistent_contents(client: &Client, db: u32) -> BTreeMap<Vec<u8>, Vec<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_databases_stay_identical_under_concurrent_transactions() {
-    let cluster = TestCluster::start(3);
-    let clients: Vec<Client> = cluster
-        .healthy(&[0, 1, 2])
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
-    let mut db = 0;
-    for c in &clients {
-        db = c.attach(HERE, "registry.tdb", true).await.expect("attach");
-    }
+    let (cluster, clients, db) = three_nodes_with("registry.tdb", true).await;
     const EACH: u64 = 15;
     let mut tasks = Vec::new();
     for c in &clients {
@@ -204,17 +200,7 @@ async fn persistent_databases_stay_identical_under_concurrent_transactions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_cut_by_a_node_kill_is_on_every_node_or_none() {
-    let mut cluster = TestCluster::start(3);
-    let clients: Vec<Client> = cluster
-        .healthy(&[0, 1, 2])
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
-    let mut db = 0;
-    for c in &clients {
-        db = c.attach(HERE, "locking.tdb", true).await.expect("attach");
-    }
+    let (mut cluster, clients, db) = three_nodes_with("locking.tdb", true).await;
     let keys: [&[u8]; 3] = [b"a", b"b", b"c"];
     // The node that coordinates this database's commits (vnn_map[db_id % 3]) is killed
     // while writers on the other two keep committing through it.
@@ -346,17 +332,7 @@ async fn increments_running_through_recoveries_are_neither_lost_nor_doubled() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    let cluster = TestCluster::start(3);
-    let clients: Vec<Client> = cluster
-        .healthy(&[0, 1, 2])
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
-    let mut db = 0;
-    for c in &clients {
-        db = c.attach(HERE, "through.tdb", false).await.expect("attach");
-    }
+    let (cluster, clients, db) = three_nodes_with("through.tdb", false).await;
     // Every node's client increments until both recoveries are over, counting its
     // acknowledged increments.
     let stop = Arc::new(AtomicBool::new(false));
