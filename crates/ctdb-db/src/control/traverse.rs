@@ -54,13 +54,12 @@ impl Traversals {
 }
 
 /// A record for a traverse, or its end (no key, no data).
-fn rec(reqid: u32, key: &[u8], value: &[u8]) -> Vec<u8> {
+fn rec(reqid: u32, key: &[u8], value: &[u8]) -> RecData {
     RecData {
         reqid,
         key: Bytes::copy_from_slice(key),
         data: Bytes::copy_from_slice(value),
     }
-    .to_bytes()
 }
 
 impl DbDaemon {
@@ -147,7 +146,8 @@ impl DbDaemon {
         };
         let Some(db) = self.registry.get(all.db_id).cloned() else {
             // Still end our part, so that the origin does not wait for us.
-            self.send_control_to(out, all.pnn, Opcode::TraverseData, rec(all.reqid, &[], &[]));
+            let end = rec(all.reqid, &[], &[]).to_bytes();
+            self.send_control_to(out, all.pnn, Opcode::TraverseData, end);
             return fail(format!("unknown database 0x{:08x}", all.db_id));
         };
         self.traverse_local(&db, &all, out);
@@ -176,24 +176,21 @@ impl DbDaemon {
         records.push(rec(all.reqid, &[], &[]));
         for record in records {
             if all.pnn == self.pnn {
-                self.traverse_record(self.pnn, &record, out);
+                self.traverse_record(self.pnn, record, out);
             } else {
-                self.send_control_to(out, all.pnn, Opcode::TraverseData, record);
+                self.send_control_to(out, all.pnn, Opcode::TraverseData, record.to_bytes());
             }
         }
     }
 
     /// TRAVERSE_DATA from node `from`: a record for one of our traverses, or its end.
     pub(crate) fn traverse_data(&mut self, from: u32, data: &[u8], out: &Outbox) -> ControlResult {
-        RecData::from_bytes(data)?;
-        self.traverse_record(from, data, out);
+        let record = RecData::from_bytes(data)?;
+        self.traverse_record(from, record, out);
         done()
     }
 
-    fn traverse_record(&mut self, from: u32, data: &[u8], out: &Outbox) {
-        let Ok(record) = RecData::from_bytes(data) else {
-            return;
-        };
+    fn traverse_record(&mut self, from: u32, record: RecData, out: &Outbox) {
         let Some(t) = self.traversals.active.get_mut(&record.reqid) else {
             tracing::debug!(reqid = record.reqid, from, "data for no traverse");
             return;
@@ -209,9 +206,12 @@ impl DbDaemon {
             self.traversals.active.remove(&record.reqid);
             rec(reqid, &[], &[])
         } else {
-            rec(t.client_reqid, &record.key, &record.data)
+            RecData {
+                reqid: t.client_reqid,
+                ..record
+            }
         };
-        self.message_to_srvid(out, srvid, message);
+        self.message_to_srvid(out, srvid, message.to_bytes());
     }
 
     /// TRAVERSE_KILL: the client no longer wants its traverse.
