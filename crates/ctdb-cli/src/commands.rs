@@ -312,6 +312,11 @@ impl Ctx<'_> {
             .filter(|&p| p != dest::UNKNOWN_PNN)
     }
 
+    /// Whether the node knows tunable `name` (Samba's tool asks before get/set).
+    async fn is_tunable(&self, name: &str) -> Result<bool, Fail> {
+        Ok(misc::find_var(&self.var_list().await?, name).is_some())
+    }
+
     async fn var_list(&self) -> Result<Vec<String>, Fail> {
         let list: VarList = self
             .typed(self.cmd_pnn, Opcode::ListTunables, Vec::new())
@@ -587,8 +592,7 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
             if argc != 1 {
                 return Err(usage_fail(command));
             }
-            let vars = ctx.var_list().await?;
-            if misc::find_var(&vars, &args[0]).is_none() {
+            if !ctx.is_tunable(&args[0]).await? {
                 out(&format!("No such tunable {}\n", args[0]));
                 return Ok(1);
             }
@@ -600,8 +604,7 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
             if argc != 2 {
                 return Err(usage_fail(command));
             }
-            let vars = ctx.var_list().await?;
-            if misc::find_var(&vars, &args[0]).is_none() {
+            if !ctx.is_tunable(&args[0]).await? {
                 out(&format!("No such tunable {}\n", args[0]));
                 return Ok(1);
             }

@@ -44,14 +44,7 @@ impl Nodes for Client {
         data: Bytes,
         timeout: Duration,
     ) -> Result<ReplyControl, String> {
-        let destnode = if pnn == self.pnn() {
-            dest::CURRENT_NODE
-        } else {
-            pnn
-        };
-        self.control_raw(destnode, opcode, 0, data, timeout)
-            .await
-            .map_err(|e| e.to_string())
+        self.control_flagged(pnn, opcode, 0, data, timeout).await
     }
 
     async fn control_flagged(

@@ -89,13 +89,17 @@ pub(super) async fn ip(ctx: &mut Ctx<'_>, args: &[String]) -> CmdResult {
     Ok(0)
 }
 
+/// An address argument, or Samba's complaint about it.
+fn ip_arg_of(arg: &str) -> Result<IpAddr, Fail> {
+    arg.parse::<IpAddr>()
+        .map_err(|_| Fail::new(format!("Invalid IP address {arg}"), 1))
+}
+
 pub(super) async fn ipinfo(ctx: &mut Ctx<'_>, args: &[String]) -> CmdResult {
     let [arg] = args else {
         return Err(usage_fail("ipinfo"));
     };
-    let Ok(addr) = arg.parse::<IpAddr>() else {
-        return Err(Fail::new(format!("Invalid IP address {arg}"), 1));
-    };
+    let addr = ip_arg_of(arg)?;
     let info = ctx
         .typed::<PublicIpInfo>(ctx.cmd_pnn, Opcode::GetPublicIpInfo, sock(addr))
         .await;
@@ -131,9 +135,7 @@ pub(super) async fn moveip(ctx: &mut Ctx<'_>, args: &[String]) -> CmdResult {
     let [ip_arg, pnn_arg] = args else {
         return Err(usage_fail("moveip"));
     };
-    let Ok(addr) = ip_arg.parse::<IpAddr>() else {
-        return Err(Fail::new(format!("Invalid IP address {ip_arg}"), 1));
-    };
+    let addr = ip_arg_of(ip_arg)?;
     let pnn = match pnn_arg.parse::<u32>() {
         Ok(p) if p != dest::UNKNOWN_PNN => p,
         _ => return Err(Fail::new(format!("Invalid PNN {pnn_arg}"), 1)),
@@ -276,9 +278,7 @@ pub(super) async fn delip(ctx: &mut Ctx<'_>, args: &[String]) -> CmdResult {
     let [arg] = args else {
         return Err(usage_fail("delip"));
     };
-    let Ok(addr) = arg.parse::<IpAddr>() else {
-        return Err(Fail::new(format!("Invalid IP address {arg}"), 1));
-    };
+    let addr = ip_arg_of(arg)?;
     let pnn = ctx.cmd_pnn;
     if !knows(ctx, pnn, addr).await? {
         err(&format!("Node does not know about IP address {addr}\n"));
