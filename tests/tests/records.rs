@@ -9,6 +9,7 @@ use bytes::Bytes;
 use ctdb_client::{Client, ClientError};
 use ctdb_protocol::flags::dest;
 use ctdb_tests::TestCluster;
+use tokio::task::JoinHandle;
 
 const HERE: u32 = dest::CURRENT_NODE;
 
@@ -61,6 +62,21 @@ async fn within<T>(
         .unwrap_or_else(|_| panic!("{what} timed out\nlogs:\n{}", cluster.logs()))
 }
 
+/// Waits (within the time limit) for every task and returns what each returned.
+async fn finish<T>(what: &str, cluster: &TestCluster, tasks: Vec<JoinHandle<T>>) -> Vec<T> {
+    within(what, cluster, async {
+        let mut results = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            results.push(
+                t.await
+                    .unwrap_or_else(|e| panic!("{what}: a task failed: {e}")),
+            );
+        }
+        results
+    })
+    .await
+}
+
 /// Each record of a traverse on `client`: key -> (rsn, data).
 async fn traverse(client: &Client, db_id: u32) -> BTreeMap<Vec<u8>, (u64, Vec<u8>)> {
     let records = client.traverse(db_id, false).await.expect("traverse");
@@ -89,12 +105,7 @@ async fn volatile_records_count_exactly_and_traverse_once() {
             }));
         }
     }
-    within("increments", &cluster, async {
-        for t in tasks {
-            t.await.expect("increment task");
-        }
-    })
-    .await;
+    finish("increments", &cluster, tasks).await;
     let (header, data) = clients[1]
         .fetch_with_header(db, b"shared-counter")
         .await
@@ -183,12 +194,7 @@ async fn persistent_databases_stay_identical_under_concurrent_transactions() {
             }
         }));
     }
-    within("transactions", &cluster, async {
-        for t in tasks {
-            t.await.expect("transaction task");
-        }
-    })
-    .await;
+    finish("transactions", &cluster, tasks).await;
 
     let first = persistent_contents(&clients[0], db).await;
     assert_eq!(counter(&first[&b"total"[..]]), 3 * EACH);
@@ -226,14 +232,7 @@ async fn a_transaction_cut_by_a_node_kill_is_on_every_node_or_none() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     cluster.nodes[victim as usize].crash();
-    let failures = within("writers", &cluster, async {
-        let mut n = 0;
-        for t in tasks {
-            n += t.await.expect("writer");
-        }
-        n
-    })
-    .await;
+    let failures: u32 = finish("writers", &cluster, tasks).await.iter().sum();
     eprintln!("commits that failed and were retried: {failures}");
 
     let check = |contents: &BTreeMap<Vec<u8>, Vec<u8>>| {
@@ -371,14 +370,10 @@ async fn increments_running_through_recoveries_are_neither_lost_nor_doubled() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
-    let total = within("increments through recoveries", &cluster, async {
-        let mut n = 0;
-        for t in tasks {
-            n += t.await.expect("increment task");
-        }
-        n
-    })
-    .await;
+    let total: u64 = finish("increments through recoveries", &cluster, tasks)
+        .await
+        .iter()
+        .sum();
     eprintln!("{total} increments through two recoveries");
     assert!(total > 0);
     let (_, data) = clients[2]
