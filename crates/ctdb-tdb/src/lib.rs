@@ -1,0 +1,439 @@
+//! A small safe binding to libtdb, the trivial database library of Samba.
+//!
+//! ctdb-db keeps every attached database in a TDB file that Samba's processes (smbd,
+//! winbindd, Samba's `ctdb` tool) open and change themselves, under the same fcntl chain
+//! locks. So the file has to be written by the very library they link: Debian's
+//! `libtdb` (package `libtdb-dev`). This crate is the one place of ctdb-rs where
+//! `unsafe` code lives; everything it exposes is safe.
+//!
+//! A [`Tdb`] is one open file. libtdb keeps per-open state (lock counts, the mmap, the
+//! transaction) without any synchronisation, so a `Tdb` may move between threads but is
+//! never shared by them (`Send`, not `Sync`). fcntl locks belong to the process: two
+//! `Tdb`s of the same file in one process are refused by libtdb (`EBUSY`).
+
+use std::ffi::{CStr, CString};
+use std::os::raw::{c_char, c_int, c_uchar, c_void};
+use std::os::unix::ffi::OsStrExt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+
+/// `tdb_open` flags (`TDB_*` of tdb.h).
+pub mod flags {
+    pub const DEFAULT: i32 = 0;
+    /// Wipe the file when this is the first open of it (an opener with this flag holds
+    /// a read lock on the file's ACTIVE_LOCK for as long as it has it open).
+    pub const CLEAR_IF_FIRST: i32 = 1;
+    pub const NOSYNC: i32 = 64;
+    pub const SEQNUM: i32 = 128;
+    pub const DISALLOW_NESTING: i32 = 1024;
+    /// Jenkins hash instead of the original one (what Samba's volatile databases use).
+    pub const INCOMPATIBLE_HASH: i32 = 2048;
+    pub const MUTEX_LOCKING: i32 = 4096;
+}
+
+/// The `TDB_ERROR` codes that callers tell apart.
+pub mod code {
+    pub const LOCK: i32 = 3;
+    pub const NOLOCK: i32 = 6;
+    pub const NOEXIST: i32 = 8;
+}
+
+/// A libtdb failure: what was being done, libtdb's error code and its text.
+#[derive(Debug, thiserror::Error)]
+pub enum TdbError {
+    #[error("cannot open tdb {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("tdb {path}: path contains a NUL byte")]
+    BadPath { path: PathBuf },
+    #[error("tdb {path}: {op} failed: {message} (TDB_ERROR {code})")]
+    Call {
+        path: PathBuf,
+        op: &'static str,
+        code: i32,
+        message: String,
+    },
+}
+
+impl TdbError {
+    /// libtdb's `TDB_ERROR` code, 0 for an open failure.
+    pub fn code(&self) -> i32 {
+        match self {
+            TdbError::Call { code, .. } => *code,
+            _ => 0,
+        }
+    }
+}
+
+pub type TdbResult<T> = Result<T, TdbError>;
+
+#[repr(C)]
+struct TdbContext {
+    _opaque: [u8; 0],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TdbData {
+    dptr: *mut c_uchar,
+    dsize: libc::size_t,
+}
+
+impl TdbData {
+    /// A view of `bytes` for libtdb, which only reads through a key or value it is given.
+    fn of(bytes: &[u8]) -> Self {
+        TdbData {
+            dptr: bytes.as_ptr().cast_mut(),
+            dsize: bytes.len(),
+        }
+    }
+}
+
+type TraverseFn = unsafe extern "C" fn(*mut TdbContext, TdbData, TdbData, *mut c_void) -> c_int;
+
+#[link(name = "tdb")]
+extern "C" {
+    fn tdb_open(
+        name: *const c_char,
+        hash_size: c_int,
+        tdb_flags: c_int,
+        open_flags: c_int,
+        mode: libc::mode_t,
+    ) -> *mut TdbContext;
+    fn tdb_close(tdb: *mut TdbContext) -> c_int;
+    fn tdb_error(tdb: *mut TdbContext) -> c_int;
+    fn tdb_errorstr(tdb: *mut TdbContext) -> *const c_char;
+    fn tdb_fetch(tdb: *mut TdbContext, key: TdbData) -> TdbData;
+    fn tdb_store(tdb: *mut TdbContext, key: TdbData, dbuf: TdbData, flag: c_int) -> c_int;
+    fn tdb_delete(tdb: *mut TdbContext, key: TdbData) -> c_int;
+    fn tdb_chainlock(tdb: *mut TdbContext, key: TdbData) -> c_int;
+    fn tdb_chainlock_nonblock(tdb: *mut TdbContext, key: TdbData) -> c_int;
+    fn tdb_chainunlock(tdb: *mut TdbContext, key: TdbData) -> c_int;
+    fn tdb_lockall_read_nonblock(tdb: *mut TdbContext) -> c_int;
+    fn tdb_unlockall_read(tdb: *mut TdbContext) -> c_int;
+    fn tdb_traverse_read(
+        tdb: *mut TdbContext,
+        f: Option<TraverseFn>,
+        private_data: *mut c_void,
+    ) -> c_int;
+    fn tdb_transaction_start(tdb: *mut TdbContext) -> c_int;
+    fn tdb_transaction_commit(tdb: *mut TdbContext) -> c_int;
+    fn tdb_transaction_cancel(tdb: *mut TdbContext) -> c_int;
+    fn tdb_wipe_all(tdb: *mut TdbContext) -> c_int;
+    fn tdb_get_flags(tdb: *mut TdbContext) -> c_int;
+    fn tdb_hash_size(tdb: *mut TdbContext) -> c_int;
+}
+
+/// `TDB_REPLACE`: store whether or not the key exists.
+const TDB_REPLACE: c_int = 1;
+
+/// One open TDB file.
+pub struct Tdb {
+    ctx: NonNull<TdbContext>,
+    path: PathBuf,
+}
+
+// SAFETY: a tdb_context is plain heap state of libtdb, used by one thread at a time
+// (`Tdb` is not `Sync`); nothing in it is tied to the thread that opened it, and its
+// fcntl locks belong to the process.
+unsafe impl Send for Tdb {}
+
+impl Tdb {
+    /// Opens (creating with mode 0600 if missing) the TDB file at `path`. `hash_size`
+    /// counts only when the file is created (0: libtdb's default).
+    pub fn open(path: &Path, hash_size: u32, tdb_flags: i32) -> TdbResult<Self> {
+        let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| TdbError::BadPath {
+            path: path.to_path_buf(),
+        })?;
+        let hash_size = c_int::try_from(hash_size).unwrap_or(c_int::MAX);
+        // SAFETY: c_path is a valid NUL-terminated string for the whole call.
+        let ctx = unsafe {
+            tdb_open(
+                c_path.as_ptr(),
+                hash_size,
+                tdb_flags,
+                libc::O_RDWR | libc::O_CREAT,
+                0o600,
+            )
+        };
+        match NonNull::new(ctx) {
+            Some(ctx) => Ok(Tdb {
+                ctx,
+                path: path.to_path_buf(),
+            }),
+            None => Err(TdbError::Open {
+                path: path.to_path_buf(),
+                source: std::io::Error::last_os_error(),
+            }),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The flags the file is open with (`tdb_get_flags`).
+    pub fn flags(&self) -> i32 {
+        // SAFETY: ctx is an open tdb.
+        unsafe { tdb_get_flags(self.ctx.as_ptr()) }
+    }
+
+    /// The number of hash chains of the file.
+    pub fn hash_size(&self) -> u32 {
+        // SAFETY: ctx is an open tdb.
+        let n = unsafe { tdb_hash_size(self.ctx.as_ptr()) };
+        u32::try_from(n).unwrap_or(0)
+    }
+
+    fn error(&self, op: &'static str) -> TdbError {
+        // SAFETY: ctx is an open tdb; tdb_errorstr returns a static string.
+        let (code, message) = unsafe {
+            let code = tdb_error(self.ctx.as_ptr());
+            let text = tdb_errorstr(self.ctx.as_ptr());
+            let message = if text.is_null() {
+                String::from("unknown error")
+            } else {
+                CStr::from_ptr(text).to_string_lossy().into_owned()
+            };
+            (code, message)
+        };
+        TdbError::Call {
+            path: self.path.clone(),
+            op,
+            code,
+            message,
+        }
+    }
+
+    fn check(&self, rc: c_int, op: &'static str) -> TdbResult<()> {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(self.error(op))
+        }
+    }
+
+    /// The value stored under `key`, if any.
+    pub fn fetch(&self, key: &[u8]) -> TdbResult<Option<Vec<u8>>> {
+        // SAFETY: the key view is valid for the call; a returned dptr is malloc'd by
+        // libtdb, owned by us, copied and freed exactly once.
+        unsafe {
+            let data = tdb_fetch(self.ctx.as_ptr(), TdbData::of(key));
+            if data.dptr.is_null() {
+                let err = self.error("fetch");
+                return match err.code() {
+                    code::NOEXIST => Ok(None),
+                    // A zero-length record comes back as NULL with no error.
+                    0 => Ok(Some(Vec::new())),
+                    _ => Err(err),
+                };
+            }
+            let value = std::slice::from_raw_parts(data.dptr, data.dsize).to_vec();
+            libc::free(data.dptr.cast());
+            Ok(Some(value))
+        }
+    }
+
+    /// Stores `value` under `key`, replacing what was there.
+    pub fn store(&self, key: &[u8], value: &[u8]) -> TdbResult<()> {
+        // SAFETY: both views are valid for the call; libtdb copies them.
+        let rc = unsafe {
+            tdb_store(
+                self.ctx.as_ptr(),
+                TdbData::of(key),
+                TdbData::of(value),
+                TDB_REPLACE,
+            )
+        };
+        self.check(rc, "store")
+    }
+
+    /// Deletes `key`; a key that is not there is not an error.
+    pub fn delete(&self, key: &[u8]) -> TdbResult<()> {
+        // SAFETY: the key view is valid for the call.
+        let rc = unsafe { tdb_delete(self.ctx.as_ptr(), TdbData::of(key)) };
+        match self.check(rc, "delete") {
+            Err(e) if e.code() == code::NOEXIST => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Takes the chain lock of `key` if nobody else holds it: `Ok(false)` when another
+    /// process does. Locks nest: each successful call needs one [`unlock_chain`].
+    ///
+    /// [`unlock_chain`]: Self::unlock_chain
+    pub fn try_lock_chain(&self, key: &[u8]) -> TdbResult<bool> {
+        // SAFETY: the key view is valid for the call.
+        let rc = unsafe { tdb_chainlock_nonblock(self.ctx.as_ptr(), TdbData::of(key)) };
+        match self.check(rc, "chainlock_nonblock") {
+            Ok(()) => Ok(true),
+            Err(e) if e.code() == code::LOCK || e.code() == code::NOLOCK => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes the chain lock of `key`, waiting for whoever holds it.
+    pub fn lock_chain(&self, key: &[u8]) -> TdbResult<()> {
+        // SAFETY: the key view is valid for the call.
+        let rc = unsafe { tdb_chainlock(self.ctx.as_ptr(), TdbData::of(key)) };
+        self.check(rc, "chainlock")
+    }
+
+    /// Lets go of one hold of the chain lock of `key`.
+    pub fn unlock_chain(&self, key: &[u8]) -> TdbResult<()> {
+        // SAFETY: the key view is valid for the call; unlocking a chain not held is an
+        // error libtdb reports, not undefined behaviour.
+        let rc = unsafe { tdb_chainunlock(self.ctx.as_ptr(), TdbData::of(key)) };
+        self.check(rc, "chainunlock")
+    }
+
+    /// Calls `f` with every record until it returns `false`; returns how many it saw.
+    /// The whole file is read-locked first without waiting: `Ok(None)` when another
+    /// process holds a chain, so the caller can try again later instead of blocking.
+    pub fn try_for_each(
+        &self,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> TdbResult<Option<usize>> {
+        // SAFETY: ctx is an open tdb.
+        let rc = unsafe { tdb_lockall_read_nonblock(self.ctx.as_ptr()) };
+        if let Err(e) = self.check(rc, "lockall_read_nonblock") {
+            return if e.code() == code::LOCK || e.code() == code::NOLOCK {
+                Ok(None)
+            } else {
+                Err(e)
+            };
+        }
+        let seen = self.for_each(f);
+        // SAFETY: ctx is an open tdb whose read lock of everything we hold.
+        let rc = unsafe { tdb_unlockall_read(self.ctx.as_ptr()) };
+        let seen = seen?;
+        self.check(rc, "unlockall_read")?;
+        Ok(Some(seen))
+    }
+
+    /// Calls `f` with every record until it returns `false`, waiting for chain locks
+    /// other processes hold; returns how many records it saw.
+    pub fn for_each(&self, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> TdbResult<usize> {
+        struct Visit<'a> {
+            f: &'a mut dyn FnMut(&[u8], &[u8]) -> bool,
+            panic: Option<Box<dyn std::any::Any + Send>>,
+        }
+        unsafe extern "C" fn visit(
+            _tdb: *mut TdbContext,
+            key: TdbData,
+            value: TdbData,
+            private: *mut c_void,
+        ) -> c_int {
+            // SAFETY: private is the &mut Visit passed below, alive for the traverse;
+            // key and value point at dsize bytes libtdb owns during this callback.
+            let visit = unsafe { &mut *private.cast::<Visit<'_>>() };
+            let (key, value) = unsafe { (bytes_of(key), bytes_of(value)) };
+            match catch_unwind(AssertUnwindSafe(|| (visit.f)(key, value))) {
+                Ok(true) => 0,
+                Ok(false) => 1,
+                Err(panic) => {
+                    visit.panic = Some(panic);
+                    1
+                }
+            }
+        }
+        let mut state = Visit { f, panic: None };
+        // SAFETY: visit only uses the state pointer during this call.
+        let rc = unsafe {
+            tdb_traverse_read(
+                self.ctx.as_ptr(),
+                Some(visit),
+                (&mut state as *mut Visit<'_>).cast(),
+            )
+        };
+        if let Some(panic) = state.panic {
+            resume_unwind(panic);
+        }
+        usize::try_from(rc).map_err(|_| self.error("traverse_read"))
+    }
+
+    /// Starts a transaction: every change until [`Transaction::commit`] reaches the
+    /// file at once, or not at all if the transaction is dropped.
+    pub fn transaction(&self) -> TdbResult<Transaction<'_>> {
+        // SAFETY: ctx is an open tdb.
+        let rc = unsafe { tdb_transaction_start(self.ctx.as_ptr()) };
+        self.check(rc, "transaction_start")?;
+        Ok(Transaction {
+            tdb: self,
+            open: true,
+        })
+    }
+
+    /// Deletes every record.
+    pub fn wipe_all(&self) -> TdbResult<()> {
+        // SAFETY: ctx is an open tdb.
+        let rc = unsafe { tdb_wipe_all(self.ctx.as_ptr()) };
+        self.check(rc, "wipe_all")
+    }
+}
+
+/// # Safety
+/// `data.dptr` must point at `data.dsize` readable bytes (or be NULL with size 0) that
+/// outlive the returned slice.
+unsafe fn bytes_of<'a>(data: TdbData) -> &'a [u8] {
+    if data.dptr.is_null() || data.dsize == 0 {
+        &[]
+    } else {
+        // SAFETY: as the caller promises.
+        unsafe { std::slice::from_raw_parts(data.dptr, data.dsize) }
+    }
+}
+
+impl Drop for Tdb {
+    fn drop(&mut self) {
+        // SAFETY: ctx is open and never used again; tdb_close frees it.
+        unsafe {
+            tdb_close(self.ctx.as_ptr());
+        }
+    }
+}
+
+/// An open transaction of a [`Tdb`]; cancelled unless committed.
+pub struct Transaction<'a> {
+    tdb: &'a Tdb,
+    open: bool,
+}
+
+impl Transaction<'_> {
+    pub fn store(&self, key: &[u8], value: &[u8]) -> TdbResult<()> {
+        self.tdb.store(key, value)
+    }
+
+    pub fn delete(&self, key: &[u8]) -> TdbResult<()> {
+        self.tdb.delete(key)
+    }
+
+    pub fn wipe_all(&self) -> TdbResult<()> {
+        self.tdb.wipe_all()
+    }
+
+    /// Writes the transaction's changes to the file.
+    pub fn commit(mut self) -> TdbResult<()> {
+        self.open = false;
+        // SAFETY: a transaction of this tdb is open.
+        let rc = unsafe { tdb_transaction_commit(self.tdb.ctx.as_ptr()) };
+        self.tdb.check(rc, "transaction_commit")
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // SAFETY: a transaction of this tdb is open.
+            unsafe {
+                tdb_transaction_cancel(self.tdb.ctx.as_ptr());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,157 @@
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+
+use super::*;
+
+fn volatile_flags() -> i32 {
+    flags::CLEAR_IF_FIRST | flags::NOSYNC | flags::INCOMPATIBLE_HASH | flags::DISALLOW_NESTING
+}
+
+#[test]
+fn store_fetch_delete_and_traverse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tdb = Tdb::open(&dir.path().join("a.tdb"), 131, volatile_flags()).expect("open");
+    assert_eq!(tdb.hash_size(), 131);
+    assert_ne!(tdb.flags() & flags::INCOMPATIBLE_HASH, 0);
+    assert_eq!(tdb.fetch(b"k").expect("fetch"), None);
+    tdb.store(b"k", b"v1").expect("store");
+    tdb.store(b"k", b"v2").expect("replace");
+    tdb.store(b"", b"empty key").expect("store empty key");
+    assert_eq!(tdb.fetch(b"k").expect("fetch").as_deref(), Some(&b"v2"[..]));
+    assert_eq!(
+        tdb.fetch(b"").expect("fetch").as_deref(),
+        Some(&b"empty key"[..])
+    );
+    let mut seen = Vec::new();
+    let n = tdb
+        .for_each(&mut |k, v| {
+            seen.push((k.to_vec(), v.to_vec()));
+            true
+        })
+        .expect("traverse");
+    assert_eq!(n, 2);
+    seen.sort();
+    assert_eq!(seen[1], (b"k".to_vec(), b"v2".to_vec()));
+    tdb.delete(b"k").expect("delete");
+    tdb.delete(b"k").expect("delete of nothing");
+    assert_eq!(tdb.fetch(b"k").expect("fetch"), None);
+    let mut stopped = 0;
+    tdb.store(b"x", b"1").expect("store");
+    tdb.for_each(&mut |_, _| {
+        stopped += 1;
+        false
+    })
+    .expect("traverse");
+    assert_eq!(stopped, 1);
+}
+
+#[test]
+fn a_dropped_transaction_leaves_the_file_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tdb = Tdb::open(&dir.path().join("p.tdb"), 0, flags::DISALLOW_NESTING).expect("open");
+    tdb.store(b"keep", b"1").expect("store");
+    {
+        let t = tdb.transaction().expect("start");
+        t.wipe_all().expect("wipe");
+        t.store(b"new", b"2").expect("store");
+    }
+    assert_eq!(
+        tdb.fetch(b"keep").expect("fetch").as_deref(),
+        Some(&b"1"[..])
+    );
+    assert_eq!(tdb.fetch(b"new").expect("fetch"), None);
+    let t = tdb.transaction().expect("start");
+    t.delete(b"keep").expect("delete");
+    t.store(b"new", b"2").expect("store");
+    t.commit().expect("commit");
+    assert_eq!(tdb.fetch(b"keep").expect("fetch"), None);
+    assert_eq!(
+        tdb.fetch(b"new").expect("fetch").as_deref(),
+        Some(&b"2"[..])
+    );
+}
+
+#[test]
+fn records_survive_close_and_reopen_and_a_second_open_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("r.tdb");
+    {
+        let tdb = Tdb::open(&path, 0, flags::DEFAULT).expect("open");
+        tdb.store(b"k", b"v").expect("store");
+        assert!(matches!(
+            Tdb::open(&path, 0, flags::DEFAULT),
+            Err(TdbError::Open { .. })
+        ));
+    }
+    let tdb = Tdb::open(&path, 0, flags::DEFAULT).expect("reopen");
+    assert_eq!(tdb.fetch(b"k").expect("fetch").as_deref(), Some(&b"v"[..]));
+    let mode = std::fs::metadata(&path).expect("stat");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+}
+
+/// Not a test of its own: the other process of `a_chain_held_elsewhere_is_not_waited_for`.
+/// With `CTDB_TDB_HOLD` set it locks that file's chain of key "held", says so on
+/// stdout and keeps the lock until its stdin closes.
+#[test]
+fn holder_process() {
+    let Ok(path) = std::env::var("CTDB_TDB_HOLD") else {
+        return;
+    };
+    let tdb = Tdb::open(Path::new(&path), 0, volatile_flags()).expect("open");
+    tdb.lock_chain(b"held").expect("lock");
+    // Straight to the pipe: the test harness captures print! even here.
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "locked").expect("say locked");
+    stdout.flush().expect("flush");
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
+}
+
+#[test]
+fn a_chain_held_elsewhere_is_not_waited_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("l.tdb");
+    let tdb = Tdb::open(&path, 0, volatile_flags()).expect("open");
+    tdb.store(b"held", b"v").expect("store");
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "tests::holder_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CTDB_TDB_HOLD", &path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the holder");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    loop {
+        let line = lines.next().expect("holder output").expect("read");
+        if line.trim_end().ends_with("locked") {
+            break;
+        }
+    }
+    assert!(!tdb.try_lock_chain(b"held").expect("try"));
+    assert_eq!(
+        tdb.try_for_each(&mut |_, _| true).expect("try traverse"),
+        None
+    );
+    // Another chain is free (the key is chosen to hash elsewhere in a 131-chain file).
+    assert!(tdb.try_lock_chain(b"other").expect("try other"));
+    tdb.unlock_chain(b"other").expect("unlock");
+    drop(child.stdin.take());
+    child.wait().expect("holder exits");
+    assert!(tdb.try_lock_chain(b"held").expect("try again"));
+    assert!(tdb.try_lock_chain(b"held").expect("nested"));
+    tdb.store(b"held", b"mine").expect("store under our lock");
+    tdb.unlock_chain(b"held").expect("unlock");
+    tdb.unlock_chain(b"held").expect("unlock");
+    assert_eq!(
+        tdb.try_for_each(&mut |_, _| true).expect("traverse"),
+        Some(1)
+    );
+}
