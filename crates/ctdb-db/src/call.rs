@@ -142,11 +142,7 @@ impl DbDaemon {
 
     /// Reads a record, or the initial header Samba gives a missing one.
     pub fn fetch_record(&self, db: &DbInfo, key: &[u8]) -> Result<Record, String> {
-        let stored = self
-            .store
-            .get(&db.tree(), key)
-            .map_err(|e| format!("reading {}: {e}", db.name))?;
-        if let Some(value) = stored {
+        if let Some(value) = self.get_value(db, key)? {
             if let Ok((header, data)) = split_record(&value) {
                 return Ok(Record {
                     header,
@@ -175,10 +171,14 @@ impl DbDaemon {
         key: &[u8],
         record: &Record,
         changed: bool,
+        migrate: bool,
     ) -> Result<(), String> {
-        if !record.exists && !changed {
+        if !record.exists && !changed && !migrate {
             // A read of a record that is not there leaves nothing behind (Samba stores
-            // an empty record, and its memory grows with every key ever read).
+            // an empty record, and its memory grows with every key ever read). But a
+            // NULL_FUNC call with IMMEDIATE_MIGRATION is Samba's fetch_locked: the
+            // client locks and reads the record in the TDB file next and must find it
+            // there, with this node as dmaster, or it asks again for ever.
             return Ok(());
         }
         let mut header = record.header;
@@ -188,9 +188,7 @@ impl DbDaemon {
             return Ok(());
         }
         header.flags &= !(REC_FLAG_AUTOMATIC | REC_FLAG_VACUUM_MIGRATED);
-        self.store
-            .put(&db.tree(), key, &encode_record(&header, &record.data))
-            .map_err(|e| format!("storing into {}: {e}", db.name))
+        self.put_value(db, key, &encode_record(&header, &record.data))
     }
 
     /// Drops node packets of another generation, as Samba does: the sender resends its
@@ -467,7 +465,10 @@ impl DbDaemon {
             ));
         }
         let outcome = run_call_function(call.callid, &mut record, &call.calldata)?;
-        self.store_after_call(db, &call.key, &record, outcome.changed)?;
+        // Samba's fetch_locked: NULL_FUNC with IMMEDIATE_MIGRATION.
+        let migrate = call.callid == callid::NULL_FUNC
+            && call.flags & ctdb_protocol::flags::call::IMMEDIATE_MIGRATION != 0;
+        self.store_after_call(db, &call.key, &record, outcome.changed, migrate)?;
         if outcome.changed {
             // A write the client is told about survives a crash of this process, as
             // DESIGN.md promises (RSN bumps of reads reach disk within FLUSH_EVERY_MS).
@@ -495,9 +496,7 @@ impl DbDaemon {
         let mut header = record.header;
         header.dmaster = new_dmaster;
         header.flags &= !(REC_FLAG_AUTOMATIC | REC_FLAG_VACUUM_MIGRATED);
-        self.store
-            .put(&db.tree(), key, &encode_record(&header, &record.data))
-            .map_err(|e| format!("storing into {}: {e}", db.name))?;
+        self.put_value(db, key, &encode_record(&header, &record.data))?;
         let data = Bytes::from(record.data);
         tracing::debug!(db = %db.name, new_dmaster, lmaster, rsn = header.rsn, "migrating a record");
         if lmaster == self.pnn {
@@ -618,9 +617,7 @@ impl DbDaemon {
             self.take_record(db, reply, origin.reqid, out);
             return Ok(());
         }
-        self.store
-            .put(&db.tree(), &req.key, &encode_record(&header, &req.data))
-            .map_err(|e| format!("storing into {}: {e}", db.name))?;
+        self.put_value(db, &req.key, &encode_record(&header, &req.data))?;
         self.send_node(
             out,
             req.dmaster,
@@ -685,9 +682,7 @@ impl DbDaemon {
             reserved1: 0,
             flags: 0,
         };
-        self.store
-            .put(&db.tree(), &reply.key, &encode_record(&header, &reply.data))
-            .map_err(|e| format!("storing into {}: {e}", db.name))?;
+        self.put_value(db, &reply.key, &encode_record(&header, &reply.data))?;
         tracing::debug!(db = %db.name, rsn, "became dmaster of a record");
         Ok(Record {
             header,

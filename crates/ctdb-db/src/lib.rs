@@ -16,10 +16,10 @@
 pub mod call;
 pub mod control;
 pub mod hash;
+pub mod ltdb;
 pub mod payload;
 pub mod registry;
 pub mod store;
-pub mod tdbfile;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -105,6 +105,13 @@ pub struct DbDaemon {
     commits: control::persistent::Commits,
     stats: Stats,
     debug_level: i32,
+    /// The TDB files local clients share (see [`ltdb`]).
+    files: ltdb::Files,
+    /// Calls waiting for a chain lock a local client holds.
+    lock_waits: ltdb::LockWaits,
+    lock_wake: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// Where the calls that waited for a chain lock answer when they run.
+    lock_out: Option<Outbox>,
 }
 
 impl DbDaemon {
@@ -116,7 +123,7 @@ impl DbDaemon {
             databases = registry.len(),
             "database component ready"
         );
-        Ok(Self {
+        let mut daemon = Self {
             pnn: options.pnn,
             dirs: options.dirs,
             store,
@@ -139,7 +146,14 @@ impl DbDaemon {
             commits: Default::default(),
             stats: Stats::default(),
             debug_level: 0,
-        })
+            files: ltdb::Files::default(),
+            lock_waits: ltdb::LockWaits::default(),
+            lock_wake: None,
+            lock_out: None,
+        };
+        // A file that cannot be opened is logged; its database is served from sled.
+        let _ = daemon.open_files(None);
+        Ok(daemon)
     }
 
     /// A daemon over the sled database at `path` (created if missing).
@@ -273,6 +287,60 @@ impl DbDaemon {
         }
     }
 
+    /// Hands a decoded packet to the code of its operation.
+    fn dispatch(
+        &mut self,
+        origin: Origin,
+        generation: u32,
+        body: Body,
+        envelope: Envelope,
+        out: &Outbox,
+    ) {
+        match body {
+            Body::ReqCall(c) => self.req_call(origin, generation, c, envelope, out),
+            Body::ReqControl(c) => self.req_control(origin, c, envelope, out),
+            Body::ReplyControl(r) if !origin.is_local() => {
+                if !self.commit_reply(origin.reqid, r, out) {
+                    tracing::debug!(reqid = origin.reqid, "control reply for nothing waiting");
+                }
+            }
+            Body::ReqDmaster(c) => self.req_dmaster(origin, generation, c, envelope, out),
+            Body::ReplyDmaster(c) => self.reply_dmaster(origin, generation, c, envelope, out),
+            body @ (Body::ReplyCall(_) | Body::ReplyError(_)) if !origin.is_local() => {
+                self.node_reply(origin, generation, body, out)
+            }
+            other => tracing::debug!(
+                operation = other.operation().name(),
+                from_node = envelope.from_node,
+                "ignoring a packet ctdb-db does not handle yet"
+            ),
+        }
+    }
+
+    /// Parks a packet whose record's chain a local client holds; it runs when the lock
+    /// is free (see [`retry_lock_waits`](Self::retry_lock_waits)).
+    fn wait_for_lock(
+        &mut self,
+        db_id: u32,
+        key: bytes::Bytes,
+        envelope: Envelope,
+        origin: Origin,
+        out: &Outbox,
+    ) {
+        if self.lock_waits.len() >= ltdb::MAX_LOCK_WAITS {
+            let msg = "too many calls wait for records local clients hold locked";
+            tracing::warn!(db_id, "{msg}");
+            return self.send_call_error(out, &origin, msg);
+        }
+        self.lock_waits.push(db_id, key, envelope);
+        if self.lock_out.is_none() {
+            self.lock_out = Some(out.clone());
+        }
+        if let Some(wake) = &self.lock_wake {
+            wake.notify_one();
+        }
+    }
+
     /// Runs the calls that waited for a thaw (those still frozen wait again).
     pub(crate) fn replay_deferred(&mut self, out: &Outbox) {
         let waiting = std::mem::take(&mut self.deferred);
@@ -295,24 +363,25 @@ impl PacketHandler for DbDaemon {
             reqid: packet.reqid,
         };
         let generation = packet.generation;
-        match packet.body {
-            Body::ReqCall(c) => self.req_call(origin, generation, c, envelope, out),
-            Body::ReqControl(c) => self.req_control(origin, c, envelope, out),
-            Body::ReplyControl(r) if !origin.is_local() => {
-                if !self.commit_reply(origin.reqid, r, out) {
-                    tracing::debug!(reqid = origin.reqid, "control reply for nothing waiting");
-                }
+        // A call or migration works on one record: hold its chain lock meanwhile, or
+        // wait while a local client holds it.
+        let record = match &packet.body {
+            Body::ReqCall(c) => Some((c.db_id, c.key.clone())),
+            Body::ReqDmaster(c) => Some((c.db_id, c.key.clone())),
+            Body::ReplyDmaster(c) => Some((c.db_id, c.key.clone())),
+            _ => None,
+        };
+        let mut locked = None;
+        if let Some((db_id, key)) = record {
+            match self.lock_record(db_id, &key) {
+                Ok(true) => locked = Some((db_id, key)),
+                Ok(false) => {}
+                Err(()) => return self.wait_for_lock(db_id, key, envelope, origin, out),
             }
-            Body::ReqDmaster(c) => self.req_dmaster(origin, generation, c, envelope, out),
-            Body::ReplyDmaster(c) => self.reply_dmaster(origin, generation, c, envelope, out),
-            body @ (Body::ReplyCall(_) | Body::ReplyError(_)) if !origin.is_local() => {
-                self.node_reply(origin, generation, body, out)
-            }
-            other => tracing::debug!(
-                operation = other.operation().name(),
-                from_node = envelope.from_node,
-                "ignoring a packet ctdb-db does not handle yet"
-            ),
+        }
+        self.dispatch(origin, generation, packet.body, envelope, out);
+        if let Some((db_id, key)) = locked {
+            self.unlock_record(db_id, &key);
         }
     }
 

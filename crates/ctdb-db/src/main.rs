@@ -24,6 +24,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let handler = Arc::new(Mutex::new(daemon));
+    ctdb_db::ltdb::spawn_background(handler.clone());
     let (outbox, rx) = Outbox::new();
     let component = PacketComponent::with_outbox("db", handler.clone(), outbox, rx);
     let router = tonic::transport::Server::builder().add_service(component.into_server());

@@ -13,8 +13,8 @@ use crate::store::{Store, StoreError, StoreResult};
 pub const META_TREE: &str = "ctdb-db/databases";
 const META_VERSION: u8 = 1;
 
-/// Where the database files of this node would live (Samba's naming; GETDBPATH
-/// answers with these even though the records live in sled).
+/// Where the TDB files of this node live (Samba's naming; GETDBPATH answers with
+/// these).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbDirs {
     pub volatile: PathBuf,
@@ -94,24 +94,6 @@ impl DbInfo {
             &dirs.volatile
         };
         format!("{}/{}.{}", dir.display(), self.name, pnn)
-    }
-
-    /// The `int32` tdb open flags Samba's DB_OPEN_FLAGS answers (`ctdb_db_tdb_flags`
-    /// with mutexes available): 0x1c41 volatile, 0x0c41 replicated, 0x0400 persistent.
-    pub fn tdb_open_flags(&self) -> i32 {
-        const TDB_CLEAR_IF_FIRST: i32 = 0x0001;
-        const TDB_NOSYNC: i32 = 0x0040;
-        const TDB_DISALLOW_NESTING: i32 = 0x0400;
-        const TDB_INCOMPATIBLE_HASH: i32 = 0x0800;
-        const TDB_MUTEX_LOCKING: i32 = 0x1000;
-        let base = if self.is_persistent() {
-            0
-        } else if self.is_replicated() {
-            TDB_NOSYNC | TDB_CLEAR_IF_FIRST | TDB_INCOMPATIBLE_HASH
-        } else {
-            TDB_NOSYNC | TDB_CLEAR_IF_FIRST | TDB_INCOMPATIBLE_HASH | TDB_MUTEX_LOCKING
-        };
-        base | TDB_DISALLOW_NESTING
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -317,7 +299,7 @@ mod tests {
     }
 
     #[test]
-    fn paths_and_open_flags_follow_samba() {
+    fn paths_follow_samba() {
         let dirs = DbDirs {
             volatile: "/tmp/rc/node.0/db/volatile".into(),
             persistent: "/tmp/rc/node.0/db/persistent".into(),
@@ -335,15 +317,12 @@ mod tests {
             info.path(&dirs, 0),
             "/tmp/rc/node.0/db/volatile/capture_vol.tdb.0"
         );
-        assert_eq!(info.tdb_open_flags(), 0x1c41);
         info.flags = dbflags::PERSISTENT;
         info.name = "capture_pers.tdb".into();
         assert_eq!(
             info.path(&dirs, 0),
             "/tmp/rc/node.0/db/persistent/capture_pers.tdb.0"
         );
-        assert_eq!(info.tdb_open_flags(), 0x0400);
         info.flags = dbflags::REPLICATED;
-        assert_eq!(info.tdb_open_flags(), 0x0c41);
     }
 }

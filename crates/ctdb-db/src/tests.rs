@@ -28,16 +28,17 @@ struct Harness {
     dir: tempfile::TempDir,
 }
 
-fn dirs() -> DbDirs {
+/// The TDB file directories of a node whose state lives in `dir`.
+fn dirs(dir: &tempfile::TempDir) -> DbDirs {
     DbDirs {
-        volatile: "/tmp/rc/node.0/db/volatile".into(),
-        persistent: "/tmp/rc/node.0/db/persistent".into(),
-        state: "/tmp/rc/node.0/db/state".into(),
+        volatile: dir.path().join("volatile"),
+        persistent: dir.path().join("persistent"),
+        state: dir.path().join("state"),
     }
 }
 
 fn open(dir: &tempfile::TempDir, pnn: u32) -> DbDaemon {
-    DbDaemon::open(&dir.path().join("db.sled"), Options::new(pnn, dirs())).unwrap()
+    DbDaemon::open(&dir.path().join("db.sled"), Options::new(pnn, dirs(dir))).unwrap()
 }
 
 impl Harness {
@@ -65,7 +66,7 @@ impl Harness {
         // sled locks its directory: the old daemon must be gone before the new one opens.
         let placeholder = DbDaemon::open(
             &self.dir.path().join("placeholder.sled"),
-            Options::new(pnn, dirs()),
+            Options::new(pnn, dirs(&self.dir)),
         )
         .unwrap();
         drop(std::mem::replace(&mut self.daemon, placeholder));
@@ -185,13 +186,30 @@ impl Harness {
 
     fn put_record(&mut self, db_id: u32, key: &[u8], header: LtdbHeader, data: &[u8]) {
         self.daemon
-            .store
-            .put(
-                &registry::tree_name(db_id),
-                key,
-                &call::encode_record(&header, data),
-            )
+            .put_value(&self.db(db_id), key, &call::encode_record(&header, data))
             .unwrap();
+    }
+
+    fn db(&self, db_id: u32) -> DbInfo {
+        self.daemon.registry.get(db_id).unwrap().clone()
+    }
+
+    /// The stored value of `key`, as clients see it in the TDB file.
+    fn value(&self, db_id: u32, key: &[u8]) -> Option<Vec<u8>> {
+        self.daemon.get_value(&self.db(db_id), key).unwrap()
+    }
+
+    /// Every stored (key, value), in key order.
+    fn all_values(&self, db_id: u32) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut all = Vec::new();
+        self.daemon
+            .scan_values(&self.db(db_id), &mut |k, v| {
+                all.push((k.to_vec(), v.to_vec()));
+                true
+            })
+            .unwrap();
+        all.sort();
+        all
     }
 }
 
@@ -263,22 +281,32 @@ fn getdbpath_getdbname_and_open_flags() {
     let mut h = Harness::new();
     h.attach(Opcode::DbAttach, VOL);
     h.attach(Opcode::DbAttachPersistent, PERS);
+    let dir = h.dir.path().display().to_string();
+    let vol_path = format!("{dir}/volatile/capture_vol.tdb.0");
     assert_eq!(
         h.control_ok(Opcode::Getdbpath, &VOL_ID.to_le_bytes()),
-        b"/tmp/rc/node.0/db/volatile/capture_vol.tdb.0\0"
+        format!("{vol_path}\0").as_bytes()
     );
     assert_eq!(
         h.control_ok(Opcode::Getdbpath, &PERS_ID.to_le_bytes()),
-        b"/tmp/rc/node.0/db/persistent/capture_pers.tdb.0\0"
+        format!("{dir}/persistent/capture_pers.tdb.0\0").as_bytes()
     );
+    // A real TDB file is there, 0600, with Samba's hash size for new files.
+    let meta = std::fs::metadata(&vol_path).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    assert_eq!(&std::fs::read(&vol_path).unwrap()[..9], b"TDB file\n");
     assert_eq!(
         h.control_ok(Opcode::GetDbname, &VOL_ID.to_le_bytes()),
         b"capture_vol.tdb\0"
     );
-    // client.jsonl i=326 and i=338.
+    // client.jsonl i=326 and i=338 show Samba's 0x1c41 and 0x0400; ours leaves out
+    // TDB_MUTEX_LOCKING (0x1000): clients lock chains with fcntl, as we do.
     assert_eq!(
         h.control_ok(Opcode::DbOpenFlags, &VOL_ID.to_le_bytes()),
-        [0x41, 0x1c, 0, 0]
+        [0x41, 0x0c, 0, 0]
     );
     assert_eq!(
         h.control_ok(Opcode::DbOpenFlags, &PERS_ID.to_le_bytes()),
@@ -358,16 +386,13 @@ fn reads_of_missing_records_store_nothing_and_queue_nothing() {
     h.attach(Opcode::DbAttach, VOL);
     for i in 0..2000 {
         h.call_ok(VOL_ID, callid::FETCH_FUNC, b"empty");
-        h.call_ok(VOL_ID, callid::NULL_FUNC, format!("never-{i}").as_bytes());
+        h.call_ok(
+            VOL_ID,
+            callid::FETCH_WITH_HEADER_FUNC,
+            format!("never-{i}").as_bytes(),
+        );
     }
-    let mut records = 0;
-    h.daemon
-        .store
-        .scan(&registry::tree_name(VOL_ID), &mut |_, _| {
-            records += 1;
-            true
-        })
-        .unwrap();
+    let records = h.all_values(VOL_ID).len();
     assert_eq!(records, 0, "memory stays flat however many keys are read");
     assert_eq!(h.daemon.pending_calls(), 0);
     // An existing empty record is kept and its RSN grows with every call.
@@ -379,18 +404,33 @@ fn reads_of_missing_records_store_nothing_and_queue_nothing() {
 }
 
 #[test]
+fn a_fetch_locked_migration_leaves_the_record_in_the_file_for_the_client() {
+    // Samba's fetch_locked: NULL_FUNC with IMMEDIATE_MIGRATION, then the client locks
+    // the chain and reads the TDB file, and asks again until it finds itself dmaster.
+    let mut h = Harness::with_pnn(0);
+    h.attach(Opcode::DbAttach, VOL);
+    assert_eq!(h.call_ok(VOL_ID, callid::NULL_FUNC, b"g_lock"), b"");
+    let value = h
+        .value(VOL_ID, b"g_lock")
+        .expect("the record is in the file");
+    let (header, data) = ctdb_protocol::ltdb::split_record(&value).unwrap();
+    assert_eq!((header.dmaster, header.rsn, data.len()), (0, 1, 0));
+    // The file at GETDBPATH holds it, as libtdb reads it.
+    let path = h.db(VOL_ID).path(&h.daemon.dirs, 0);
+    // (One process may not open a file twice: close the daemon's first, and open
+    // without CLEAR_IF_FIRST, which would empty a file nobody else holds.)
+    drop(h.daemon.files.close(VOL_ID));
+    let tdb = ctdb_tdb::Tdb::open(path.as_ref(), 0, ctdb_tdb::flags::INCOMPATIBLE_HASH).unwrap();
+    assert_eq!(tdb.fetch(b"g_lock").unwrap(), Some(value));
+}
+
+#[test]
 fn persistent_reads_do_not_bump_or_create() {
     let mut h = Harness::new();
     h.attach(Opcode::DbAttachPersistent, PERS);
     assert_eq!(h.header_of(PERS_ID, b"k").0.rsn, 0);
     assert_eq!(h.header_of(PERS_ID, b"k").0.rsn, 0);
-    assert_eq!(
-        h.daemon
-            .store
-            .get(&registry::tree_name(PERS_ID), b"k")
-            .unwrap(),
-        None
-    );
+    assert_eq!(h.value(PERS_ID, b"k"), None);
 }
 
 #[test]
@@ -762,16 +802,13 @@ impl Harness {
 
     /// Every stored record as (key, rsn, dmaster, value), in key order.
     fn contents(&self, db_id: u32) -> Vec<(Vec<u8>, u64, u32, Vec<u8>)> {
-        let mut all = Vec::new();
-        self.daemon
-            .store
-            .scan(&registry::tree_name(db_id), &mut |k, v| {
-                let (h, d) = ctdb_protocol::ltdb::split_record(v).unwrap();
-                all.push((k.to_vec(), h.rsn, h.dmaster, d.to_vec()));
-                true
+        self.all_values(db_id)
+            .into_iter()
+            .map(|(k, v)| {
+                let (h, d) = ctdb_protocol::ltdb::split_record(&v).unwrap();
+                (k, h.rsn, h.dmaster, d.to_vec())
             })
-            .unwrap();
-        all
+            .collect()
     }
 }
 
@@ -984,12 +1021,7 @@ fn push_db_keeps_the_higher_rsn_copy() {
         }
         .to_bytes(),
     );
-    let stored = h
-        .daemon
-        .store
-        .get(&registry::tree_name(VOL_ID), b"newer")
-        .unwrap()
-        .unwrap();
+    let stored = h.value(VOL_ID, b"newer").unwrap();
     assert_eq!(stored, call::encode_record(&flagged, b"x"));
 }
 
@@ -1250,7 +1282,7 @@ fn a_persistent_push_is_flushed_and_survives_reopening() {
             inner: SledStore::open(&path).unwrap(),
             flushes: flushes.clone(),
         }),
-        Options::new(0, dirs()),
+        Options::new(0, dirs(&h.dir)),
     )
     .unwrap();
     drop(std::mem::replace(&mut h.daemon, counted));
@@ -1277,7 +1309,7 @@ fn a_persistent_push_is_flushed_and_survives_reopening() {
     // Reopen without an explicit flush: the pushed records are there.
     let placeholder = open(&h.dir, 0);
     drop(std::mem::replace(&mut h.daemon, placeholder));
-    h.daemon = DbDaemon::open(&path, Options::new(0, dirs())).unwrap();
+    h.daemon = DbDaemon::open(&path, Options::new(0, dirs(&h.dir))).unwrap();
     assert_eq!(h.pull(PERS_ID, u32::MAX).records, pushed);
     let mut req = PERS_ID.to_le_bytes().to_vec();
     req.extend_from_slice(&[0, 0, 0, 0]);
@@ -1363,11 +1395,7 @@ impl Net {
     /// The stored header and data of `key` on `node`.
     fn stored(&self, node: usize, key: &[u8]) -> Option<(LtdbHeader, Vec<u8>)> {
         let h = &self.nodes[node];
-        let value = h
-            .daemon
-            .store
-            .get(&registry::tree_name(VOL_ID), key)
-            .unwrap()?;
+        let value = h.value(VOL_ID, key)?;
         let (header, data) = ctdb_protocol::ltdb::split_record(&value).unwrap();
         Some((header, data.to_vec()))
     }

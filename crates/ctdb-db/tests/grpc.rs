@@ -56,7 +56,12 @@ async fn session(dir: &std::path::Path, packets: Vec<Vec<u8>>) -> Vec<Packet> {
     // for a moment after the server stops.
     let mut attempts = 0;
     let daemon = loop {
-        match DbDaemon::open(&dir.join("db.sled"), Options::new(0, DbDirs::default())) {
+        let dirs = DbDirs {
+            volatile: dir.join("volatile"),
+            persistent: dir.join("persistent"),
+            state: dir.join("state"),
+        };
+        match DbDaemon::open(&dir.join("db.sled"), Options::new(0, dirs)) {
             Ok(d) => break d,
             Err(e) if attempts < 100 => {
                 attempts += 1;

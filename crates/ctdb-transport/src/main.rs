@@ -20,6 +20,7 @@ async fn main() -> std::process::ExitCode {
         match ctdb_db::open_from_config(&config) {
             Ok(daemon) => {
                 let daemon = Arc::new(Mutex::new(daemon));
+                ctdb_db::ltdb::spawn_background(daemon.clone());
                 in_process.insert(Owner::Db, daemon.clone());
                 db = Some(daemon);
             }

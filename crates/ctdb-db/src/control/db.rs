@@ -32,12 +32,8 @@ impl DbDaemon {
         if new {
             tracing::info!(db = %name, db_id = format_args!("0x{db_id:08x}"), ?kind, "attached");
         }
-        if let Some(db) = self.registry.get(db_id) {
-            let path = db.path(&self.dirs, self.pnn);
-            if let Err(e) = crate::tdbfile::ensure_placeholder(path.as_ref(), db.is_persistent()) {
-                tracing::warn!(%path, "cannot create the database file Samba clients open: {e}");
-            }
-        }
+        // Clients open the file right after attaching: it must be there.
+        self.open_files(Some(db_id))?;
         // TODO(multi-node): Samba broadcasts the attach to the other nodes (NOREPLY).
         ok(db_id.to_le_bytes().to_vec())
     }
@@ -65,7 +61,9 @@ impl DbDaemon {
     }
 
     pub(crate) fn db_open_flags(&self, data: &[u8]) -> ControlResult {
-        ok(self.db_arg(data)?.tdb_open_flags().to_le_bytes().to_vec())
+        ok(crate::ltdb::open_flags(self.db_arg(data)?)
+            .to_le_bytes()
+            .to_vec())
     }
 
     /// GET_DB_SEQNUM: exactly db_id and 4 pad bytes; answers the `uint64` in the

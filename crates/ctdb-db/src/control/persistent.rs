@@ -309,12 +309,7 @@ impl DbDaemon {
             }
             ops.push(BatchOp::Put(r.key.to_vec(), r.data.to_vec()));
         }
-        if !ops.is_empty() {
-            self.store.batch(&db.tree(), ops)?;
-        }
-        if !db.is_volatile() {
-            self.store.flush()?;
-        }
+        self.apply_batch(&db, ops, !db.is_volatile())?;
         done()
     }
 

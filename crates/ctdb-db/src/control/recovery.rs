@@ -138,12 +138,9 @@ impl DbDaemon {
         if !self.is_db_frozen(db_id) {
             return fail(format!("cannot wipe {}: database is not frozen", db.name));
         }
-        let (tree, name, persistent) = (db.tree(), db.name.clone(), !db.is_volatile());
-        self.store.clear(&tree)?;
-        if persistent {
-            self.store.flush()?;
-        }
-        tracing::info!(db = %name, "wiped");
+        let db = db.clone();
+        self.clear_values(&db, !db.is_volatile())?;
+        tracing::info!(db = %db.name, "wiped");
         done()
     }
 }
@@ -158,7 +155,7 @@ impl DbDaemon {
         let db = self.db_arg(data)?;
         let mut records = Vec::new();
         let mut bad = 0usize;
-        self.store.scan(&db.tree(), &mut |key, value| {
+        self.scan_values(db, &mut |key, value| {
             if value.len() < LtdbHeader::SIZE {
                 bad += 1;
             } else if request.lmaster == LMASTER_ANY || self.lmaster(key) == request.lmaster {
@@ -170,6 +167,8 @@ impl DbDaemon {
             }
             true
         })?;
+        // Key order, whatever order the file keeps them in.
+        records.sort_by(|a, b| a.key.cmp(&b.key));
         if bad > 0 {
             tracing::warn!(db = %db.name, bad, "PULL_DB left out records shorter than their header");
         }
@@ -195,7 +194,8 @@ impl DbDaemon {
                 db.name
             ));
         }
-        let (tree, name, durable) = (db.tree(), db.name.clone(), !db.is_volatile());
+        let db = db.clone();
+        let (name, durable) = (db.name.clone(), !db.is_volatile());
         // Per key: the RSN to beat (the local copy's, or that of an earlier record of
         // this buffer) and the value to store, if any.
         struct Pending<'a> {
@@ -214,8 +214,7 @@ impl DbDaemon {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => {
                     let rsn = self
-                        .store
-                        .get(&tree, &rec.key)?
+                        .get_value(&db, &rec.key)?
                         .and_then(|old| split_record(&old).ok().map(|(h, _)| h.rsn));
                     e.insert(Pending { rsn, value: None })
                 }
@@ -232,10 +231,7 @@ impl DbDaemon {
             .filter_map(|(key, p)| Some(BatchOp::Put(key.to_vec(), p.value?.to_vec())))
             .collect();
         let stored = ops.len();
-        self.store.batch(&tree, ops)?;
-        if durable {
-            self.store.flush()?;
-        }
+        self.apply_batch(&db, ops, durable)?;
         tracing::debug!(db = %name, received = buffer.records.len(), stored, "pushed");
         done()
     }

@@ -160,7 +160,7 @@ impl DbDaemon {
         let mut records = Vec::new();
         let volatile = db.is_volatile();
         let pnn = self.pnn;
-        let scanned = self.store.scan(&db.tree(), &mut |key, value| {
+        let scanned = self.scan_values(db, &mut |key, value| {
             let Ok((header, data)) = split_record(value) else {
                 return true;
             };
@@ -173,6 +173,8 @@ impl DbDaemon {
         if let Err(e) = scanned {
             tracing::warn!(db = %db.name, "traverse cannot read the database: {e}");
         }
+        // Key order, whatever order the file keeps them in.
+        records.sort_by(|a, b| a.key.cmp(&b.key));
         records.push(rec(all.reqid, &[], &[]));
         for record in records {
             if all.pnn == self.pnn {
