@@ -110,8 +110,12 @@ pub struct DbDaemon {
     /// Calls waiting for a chain lock a local client holds.
     lock_waits: ltdb::LockWaits,
     lock_wake: Option<std::sync::Arc<tokio::sync::Notify>>,
-    /// Where the calls that waited for a chain lock answer when they run.
-    lock_out: Option<Outbox>,
+    /// Where timers (calls that waited for a chain lock, sequence number updates) send
+    /// packets: the outbox of the first packet handled.
+    outbox: Option<Outbox>,
+    /// Databases a client asked for sequence numbers (ENABLE_SEQNUM), with the file's
+    /// number last announced to the other nodes.
+    seqnums: HashMap<u32, i32>,
 }
 
 impl DbDaemon {
@@ -149,7 +153,8 @@ impl DbDaemon {
             files: ltdb::Files::default(),
             lock_waits: ltdb::LockWaits::default(),
             lock_wake: None,
-            lock_out: None,
+            outbox: None,
+            seqnums: HashMap::new(),
         };
         // A file that cannot be opened is logged; its database is served from sled.
         let _ = daemon.open_files(None);
@@ -333,9 +338,6 @@ impl DbDaemon {
             return self.send_call_error(out, &origin, msg);
         }
         self.lock_waits.push(db_id, key, envelope);
-        if self.lock_out.is_none() {
-            self.lock_out = Some(out.clone());
-        }
         if let Some(wake) = &self.lock_wake {
             wake.notify_one();
         }
@@ -352,6 +354,9 @@ impl DbDaemon {
 
 impl PacketHandler for DbDaemon {
     fn handle(&mut self, envelope: Envelope, out: &Outbox) {
+        if self.outbox.is_none() {
+            self.outbox = Some(out.clone());
+        }
         let packet = match Packet::from_slice(&envelope.packet) {
             Ok(p) => p,
             Err(e) => return self.refuse(&envelope, e, out),

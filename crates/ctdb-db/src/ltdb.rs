@@ -413,7 +413,7 @@ impl crate::DbDaemon {
     /// in order). Returns how many still wait.
     pub fn retry_lock_waits(&mut self) -> usize {
         use ctdb_rpc::component::PacketHandler;
-        let Some(out) = self.lock_out.clone() else {
+        let Some(out) = self.outbox.clone() else {
             return self.lock_waits.len();
         };
         for (_, _, envelope) in self.lock_waits.take() {
@@ -459,7 +459,11 @@ pub fn spawn_background(daemon: std::sync::Arc<std::sync::Mutex<crate::DbDaemon>
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let swept = lock(&daemon).sweep();
+            let swept = {
+                let mut d = lock(&daemon);
+                d.announce_seqnums();
+                d.sweep()
+            };
             if swept > 0 {
                 tracing::debug!(records = swept, "swept clients' changes into sled");
             }

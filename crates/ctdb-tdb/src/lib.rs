@@ -124,6 +124,9 @@ extern "C" {
     fn tdb_transaction_cancel(tdb: *mut TdbContext) -> c_int;
     fn tdb_wipe_all(tdb: *mut TdbContext) -> c_int;
     fn tdb_get_flags(tdb: *mut TdbContext) -> c_int;
+    fn tdb_enable_seqnum(tdb: *mut TdbContext);
+    fn tdb_get_seqnum(tdb: *mut TdbContext) -> c_int;
+    fn tdb_increment_seqnum_nonblock(tdb: *mut TdbContext);
     fn tdb_hash_size(tdb: *mut TdbContext) -> c_int;
 }
 
@@ -186,6 +189,24 @@ impl Tdb {
         // SAFETY: ctx is an open tdb.
         let n = unsafe { tdb_hash_size(self.ctx.as_ptr()) };
         u32::try_from(n).unwrap_or(0)
+    }
+
+    /// From now on every change this handle makes bumps the file's sequence number.
+    pub fn enable_seqnum(&self) {
+        // SAFETY: ctx is an open tdb.
+        unsafe { tdb_enable_seqnum(self.ctx.as_ptr()) }
+    }
+
+    /// The file's sequence number (what Samba's clients compare to see a change).
+    pub fn seqnum(&self) -> i32 {
+        // SAFETY: ctx is an open tdb.
+        unsafe { tdb_get_seqnum(self.ctx.as_ptr()) }
+    }
+
+    /// Bumps the file's sequence number unless its lock is taken right now.
+    pub fn increment_seqnum(&self) {
+        // SAFETY: ctx is an open tdb.
+        unsafe { tdb_increment_seqnum_nonblock(self.ctx.as_ptr()) }
     }
 
     fn error(&self, op: &'static str) -> TdbError {

@@ -155,3 +155,17 @@ fn a_chain_held_elsewhere_is_not_waited_for() {
         Some(1)
     );
 }
+
+#[test]
+fn seqnum_moves_with_changes_once_enabled_and_when_bumped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tdb = Tdb::open(&dir.path().join("s.tdb"), 0, volatile_flags()).expect("open");
+    tdb.store(b"k", b"1").expect("store");
+    assert_eq!(tdb.seqnum(), 0);
+    tdb.enable_seqnum();
+    tdb.store(b"k", b"2").expect("store");
+    let after_store = tdb.seqnum();
+    assert!(after_store > 0);
+    tdb.increment_seqnum();
+    assert_eq!(tdb.seqnum(), after_store + 1);
+}

@@ -124,4 +124,72 @@ impl DbDaemon {
         self.db_arg(data)?;
         done()
     }
+
+    /// ENABLE_SEQNUM (db_id): a client (smbd's brlock and locking databases) watches
+    /// the file's sequence number; changes here are announced to the other nodes.
+    pub(crate) fn enable_seqnum(&mut self, data: &[u8]) -> ControlResult {
+        let db_id = self.db_arg(data)?.db_id;
+        if let Some(tdb) = self.files.get(db_id) {
+            tdb.enable_seqnum();
+            self.seqnums.entry(db_id).or_insert_with(|| tdb.seqnum());
+        }
+        done()
+    }
+
+    /// UPDATE_SEQNUM (db_id) from another node whose copy changed: bump ours, so that
+    /// local clients' caches see the change, without announcing it back.
+    pub(crate) fn update_seqnum(&mut self, from: u32, data: &[u8]) -> ControlResult {
+        let db_id = self.db_arg(data)?.db_id;
+        if from == self.pnn {
+            return done();
+        }
+        if let Some(tdb) = self.files.get(db_id) {
+            tdb.increment_seqnum();
+            if let Some(seen) = self.seqnums.get_mut(&db_id) {
+                *seen = tdb.seqnum();
+            }
+        }
+        done()
+    }
+
+    /// Tells the other nodes about every watched database whose file changed since the
+    /// last time (Samba does this every SeqnumInterval).
+    pub fn announce_seqnums(&mut self) {
+        let Some(out) = self.outbox.clone() else {
+            return;
+        };
+        let mut changed = Vec::new();
+        for (db_id, seen) in self.seqnums.iter_mut() {
+            if let Some(tdb) = self.files.get(*db_id) {
+                let now = tdb.seqnum();
+                if now != *seen {
+                    *seen = now;
+                    changed.push(*db_id);
+                }
+            }
+        }
+        for db_id in changed {
+            let packet = ctdb_protocol::Packet {
+                generation: self.vnn_map.generation,
+                destnode: ctdb_protocol::flags::dest::BROADCAST_CONNECTED,
+                srcnode: self.pnn,
+                reqid: 0,
+                body: ctdb_protocol::Body::ReqControl(ctdb_protocol::ReqControl {
+                    opcode: ctdb_protocol::Opcode::UpdateSeqnum,
+                    flags: ctdb_protocol::flags::control::NOREPLY,
+                    srvid: 0,
+                    client_id: 0,
+                    data: bytes::Bytes::copy_from_slice(&db_id.to_le_bytes()),
+                }),
+            };
+            out.to_client(0, packet.to_bytes());
+        }
+    }
+
+    /// SCHEDULE_FOR_DELETION: a client emptied a record (smbd sends it on every delete,
+    /// without a reply). Accepted; the empty record stays until vacuuming removes it.
+    pub(crate) fn schedule_for_deletion(&mut self, data: &[u8]) -> ControlResult {
+        tracing::trace!(len = data.len(), "record scheduled for deletion");
+        done()
+    }
 }

@@ -30,6 +30,9 @@ pub const OWNED_CONTROLS: &[Opcode] = &[
     Opcode::DbAttachReplicated,
     Opcode::DbOpenFlags,
     Opcode::GetDbSeqnum,
+    Opcode::EnableSeqnum,
+    Opcode::UpdateSeqnum,
+    Opcode::ScheduleForDeletion,
     Opcode::SetDbReadonly,
     Opcode::SetDbSticky,
     Opcode::DbGetHealth,
@@ -193,6 +196,9 @@ impl DbDaemon {
             Opcode::TraverseData => self.traverse_data(origin.srcnode, data, out),
             Opcode::TraverseKill => self.traverse_kill(origin.client, data),
             Opcode::UpdateRecord => self.update_record(data),
+            Opcode::EnableSeqnum => self.enable_seqnum(data),
+            Opcode::UpdateSeqnum => self.update_seqnum(origin.srcnode, data),
+            Opcode::ScheduleForDeletion => self.schedule_for_deletion(data),
             other => fail(format!(
                 "control {other} ({}) is not implemented by ctdb-db",
                 other.as_u32()
