@@ -5,6 +5,7 @@
 //! is stopped when its handle drops, also when a test fails.
 
 pub mod compose;
+pub mod samba;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

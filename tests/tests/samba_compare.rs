@@ -1,55 +1,8 @@
 //! Samba's `ctdb` tool prints the same node list, flags and recovery mode against our
 //! 3-node cluster as against a Samba cluster of the same size.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
+use ctdb_tests::samba::SambaCluster;
 use ctdb_tests::{samba_ctdb, TestCluster};
-
-/// A Samba cluster started by shared/tools/samba-cluster.sh, stopped on drop.
-struct SambaCluster {
-    dir: tempfile::TempDir,
-    script: PathBuf,
-}
-
-impl SambaCluster {
-    fn start(n: usize, prefix: &str) -> Self {
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/samba-cluster.sh");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let status = Command::new("sh")
-            .arg(&script)
-            .arg("start")
-            .arg(dir.path())
-            .arg(n.to_string())
-            .arg(prefix)
-            .stdout(Stdio::null())
-            .status()
-            .expect("run samba-cluster.sh");
-        assert!(status.success(), "Samba cluster did not start");
-        Self { dir, script }
-    }
-
-    fn tool(&self, ctdb: &Path, args: &[&str]) -> String {
-        let out = Command::new(ctdb)
-            .args(args)
-            .env("CTDB_TEST_MODE", "yes")
-            .env("CTDB_BASE", self.dir.path().join("node.0"))
-            .output()
-            .expect("run ctdb");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for SambaCluster {
-    fn drop(&mut self) {
-        let _ = Command::new("sh")
-            .arg(&self.script)
-            .arg("stop")
-            .arg(self.dir.path())
-            .status();
-    }
-}
 
 /// Replaces the parts that differ between any two clusters: addresses (and the
 /// padding that follows them), generation, leader.

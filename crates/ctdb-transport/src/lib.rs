@@ -574,9 +574,10 @@ impl Node {
         }
     }
 
+    /// Hands a local client's packet to `owner`, held while it restarts.
     fn send_to(&self, owner: Owner, client: u64, packet: Bytes) -> bool {
         self.link(owner).is_some_and(|link| {
-            link.send(Envelope {
+            link.send_or_hold(Envelope {
                 client,
                 from_node: u32::MAX,
                 packet: packet.to_vec(),

@@ -8,7 +8,7 @@
 //! same queue then feeds its handler directly, with no socket hop on the hot path.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,8 +41,15 @@ pub struct Link {
     pub owner: Owner,
     tx: mpsc::UnboundedSender<Envelope>,
     up: AtomicBool,
+    /// Local clients' packets queued while the component is down.
+    held: AtomicUsize,
     backend: Backend,
 }
+
+/// Most packets of local clients held for a component that is down (being restarted):
+/// they reach it when it is back, as Samba's daemon holds calls during a recovery, so
+/// a client such as smbd never sees a restart of ctdb-db. Beyond this, refused.
+pub const MAX_HELD: usize = 10_000;
 
 impl Link {
     /// The component's share of the node's statistics.
@@ -87,6 +94,19 @@ impl Link {
         self.is_up() && self.tx.send(envelope).is_ok()
     }
 
+    /// Queues a local client's packet for the component, holding it while the
+    /// component is down (up to [`MAX_HELD`]); false when refused.
+    pub fn send_or_hold(&self, envelope: Envelope) -> bool {
+        if self.is_up() {
+            return self.tx.send(envelope).is_ok();
+        }
+        if self.held.fetch_add(1, Ordering::AcqRel) >= MAX_HELD {
+            self.held.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        self.tx.send(envelope).is_ok()
+    }
+
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
     }
@@ -106,6 +126,7 @@ pub fn start(owner: Owner, socket: PathBuf, sink: Arc<dyn Deliver>) -> Arc<Link>
         owner,
         tx,
         up: AtomicBool::new(false),
+        held: AtomicUsize::new(0),
         backend: Backend::Remote(channel.clone()),
     });
     tokio::spawn(keep_connected(link.clone(), channel, rx, sink));
@@ -124,6 +145,7 @@ pub fn start_in_process(
         owner,
         tx,
         up: AtomicBool::new(true),
+        held: AtomicUsize::new(0),
         backend: Backend::Local(handler.clone()),
     });
     tokio::spawn(async move {
@@ -160,8 +182,9 @@ async fn keep_connected(
         match client.packets(ReceiverStream::new(batches_rx)).await {
             Ok(response) => {
                 backoff = Duration::from_millis(20);
-                // Whatever was queued while the component was away was refused already.
-                while queue.try_recv().is_ok() {}
+                // What local clients sent while the component was away is in the
+                // queue and goes out first.
+                link.held.store(0, Ordering::Release);
                 link.up.store(true, Ordering::Release);
                 info!(component = link.owner.name(), "packet stream connected");
                 sink.link_changed(link.owner, true);
