@@ -258,9 +258,11 @@ fn answer(
             other => return Err(format!("unexpected ECHO_DATA payload {other:?}")),
         },
         Statistics => {
-            crate::controls::statistics(node, client, *header);
+            statistics(node, client, *header, wants_samba_layout(client, control));
             return Ok(None);
         }
+        GetStatHistory => stat_history(node, wants_samba_layout(client, control)),
+        DumpMemory => ok(memory_report(node).into_bytes()),
         StatisticsReset => {
             node.stats.reset();
             for owner in Owner::COMPONENTS {
@@ -331,10 +333,68 @@ fn fan_out_debug(node: &Node, level: i32) {
     }
 }
 
+/// Whether a STATISTICS or GET_STAT_HISTORY reply goes to a client (here, or on
+/// another node, which forwards with the client's id): then in Samba 4.17's layout,
+/// the only one Samba's `ctdb statistics` and `ctdb stats` read. Our own tool reads
+/// both; node-internal askers get the seed's.
+fn wants_samba_layout(client: u64, control: &ReqControl) -> bool {
+    client < crate::NODE_ORIGIN || control.client_id != 0
+}
+
 /// Gathers every component's counters into one `ctdb_statistics` and replies.
-fn statistics(node: &Arc<Node>, client: u64, header: Header) {
+fn statistics(node: &Arc<Node>, client: u64, header: Header, samba: bool) {
     let node = node.clone();
     tokio::spawn(async move {
+        let stats = gather(&node).await;
+        let data = if samba {
+            stats.to_samba_bytes()
+        } else {
+            stats.to_bytes()
+        };
+        node.reply_control(client, &header, ok(data));
+    });
+}
+
+/// Records the node's counters every StatHistoryInterval seconds for GET_STAT_HISTORY,
+/// for as long as the node lives.
+pub(crate) fn keep_stat_history(node: &Arc<Node>) {
+    let weak = Arc::downgrade(node);
+    tokio::spawn(async move {
+        loop {
+            let secs = {
+                let Some(node) = weak.upgrade() else { return };
+                let secs = node.state().tunables.stat_history_interval().max(1);
+                secs
+            };
+            tokio::time::sleep(Duration::from_secs(u64::from(secs))).await;
+            let Some(node) = weak.upgrade() else { return };
+            let stats = gather(&node).await;
+            node.history
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record(stats);
+        }
+    });
+}
+
+fn stat_history(node: &Node, samba: bool) -> ReplyControl {
+    let list = control::StatisticsList {
+        stats: node
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries(),
+    };
+    ok(if samba {
+        list.to_samba_bytes()
+    } else {
+        list.to_bytes()
+    })
+}
+
+/// Every component's counters of this node, in one `ctdb_statistics`.
+async fn gather(node: &Arc<Node>) -> control::Statistics {
+    {
         let mut stats = control::Statistics::default();
         let c = &node.stats;
         stats.num_clients = node.clients.count() as u32;
@@ -364,8 +424,8 @@ fn statistics(node: &Arc<Node>, client: u64, header: Header) {
                 Err(e) => warn!(component = owner.name(), "statistics failed: {e}"),
             }
         }
-        node.reply_control(client, &header, ok(stats.to_bytes()));
-    });
+        stats
+    }
 }
 
 /// Adds a component's share of the counters to the node's statistics.
@@ -476,4 +536,46 @@ mod tests {
             (0, PERMANENTLY_DISABLED)
         );
     }
+}
+
+/// DUMP_MEMORY: what each process of the node holds (Samba answers with a talloc
+/// report of its one process; ours has five). From /proc: resident set and its peak.
+fn memory_report(node: &Node) -> String {
+    let run_dir = &node.config.run_dir;
+    let mut pids = vec![("ctdb-transport".to_string(), std::process::id())];
+    for c in ["ctdbd", "ctdb-db", "ctdb-recoverd", "ctdb-eventd"] {
+        let pid = std::fs::read_to_string(run_dir.join(format!("{c}.pid")))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if pid != std::process::id() {
+                pids.push((c.to_string(), pid));
+            }
+        }
+    }
+    let mut out = format!("ctdb-rs memory of node {}\n", node.pnn);
+    out.push_str(&format!(
+        "{:<16} {:>8} {:>12} {:>12}\n",
+        "process", "pid", "rss", "peak rss"
+    ));
+    let mut total = 0u64;
+    for (name, pid) in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        match (field("VmRSS:"), field("VmHWM:")) {
+            (Some(rss), Some(hwm)) => {
+                total += rss;
+                out.push_str(&format!("{name:<16} {pid:>8} {rss:>9} kB {hwm:>9} kB\n"));
+            }
+            _ => out.push_str(&format!("{name:<16} {pid:>8} {:>12}\n", "not running")),
+        }
+    }
+    out.push_str(&format!("{:<16} {:>8} {total:>9} kB\n", "total", ""));
+    out
 }

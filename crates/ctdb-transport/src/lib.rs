@@ -36,6 +36,7 @@ pub mod forward;
 pub mod links;
 pub mod peers;
 pub mod routing;
+pub mod stat_history;
 pub mod state;
 
 use std::collections::HashMap;
@@ -96,6 +97,8 @@ pub struct Node {
     /// Node-level packets this node sends itself (a component's request to its own
     /// node, a transport reply to one): handled as if they came from a peer.
     loopback: mpsc::UnboundedSender<Bytes>,
+    /// GET_STAT_HISTORY's entries.
+    history: Mutex<stat_history::StatHistory>,
 }
 
 /// Client ids at and above this stand for another node that sent us a request: a
@@ -688,9 +691,11 @@ pub async fn run_with(
             mesh: peers::Mesh::new(config.nodes.len(), pnn, &deleted),
             forwarded: Mutex::new(ForwardTable::default()),
             loopback,
+            history: Mutex::new(stat_history::StatHistory::default()),
             config,
         }
     });
+    controls::keep_stat_history(&node);
     {
         let weak = Arc::downgrade(&node);
         tokio::spawn(async move {

@@ -35,7 +35,8 @@ pub fn owner(opcode: Opcode) -> Option<Owner> {
         | Shutdown | SetTunable | GetTunable | ListTunables | GetAllTunables | Uptime
         | ReloadNodesFile | GetCapabilities | StopNode | ContinueNode | SetBanState
         | GetBanState | RegisterNotify | DeregisterNotify | GetStatHistory | GetRunstate
-        | GetNodesFile | CheckPidSrvid | EchoData | DisableNode | EnableNode | Startup => {
+        | GetNodesFile | CheckPidSrvid | EchoData | DisableNode | EnableNode | Startup
+        | DumpMemory => {
             Owner::Transport
         }
 

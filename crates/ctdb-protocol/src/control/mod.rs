@@ -28,7 +28,10 @@ pub use ip::{
 pub use misc::{EchoData, NotifyData, PidSrvid, ServerId, SrvidList};
 pub use node::{BanState, NodeAndFlags, NodeFlagChange, NodeMap, SockAddr, VnnMap};
 pub use script::{Script, ScriptList};
-pub use stats::{LatencyCounter, Statistics, StatisticsList, Timeval, Uptime};
+pub use stats::{
+    ClientCounters, LatencyCounter, NodeCounters, Statistics, StatisticsList, TimeoutCounters,
+    Timeval, Uptime,
+};
 pub use tunable::{Tunable, TunableList, TunableName, VarList};
 
 use crate::error::{DecodeError, Result};

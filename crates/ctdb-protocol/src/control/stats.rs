@@ -188,6 +188,90 @@ impl Statistics {
         Ok(s)
     }
 
+    /// Encodes Samba 4.17's 488-byte layout, what Samba's `ctdb statistics` and
+    /// `ctdb stats` read (they are the only readers of these replies): the seed's
+    /// lockwait counters go to `locks`, what the seed has no field for is zero.
+    pub fn encode_samba<B: BufMut>(&self, out: &mut B) {
+        self.encode_head(out);
+        self.encode_node(out);
+        out.put_u32_le(0); // node.req_tunnel
+        let c = &self.client;
+        for v in [c.req_call, c.req_message, c.req_control] {
+            out.put_u32_le(v);
+        }
+        out.put_u32_le(0); // client.req_tunnel
+        let t = &self.timeouts;
+        for v in [t.call, t.control, t.traverse] {
+            out.put_u32_le(v);
+        }
+        put_zeros(out, 4);
+        self.reclock_ctdbd.encode(out);
+        self.reclock_recd.encode(out);
+        out.put_u32_le(self.lockwait_calls); // locks.num_calls
+        out.put_u32_le(self.pending_lockwait_calls); // locks.num_current
+        put_zeros(out, 8); // locks.num_pending, locks.num_failed
+        self.lockwait_latency.encode(out); // locks.latency
+        put_zeros(out, 16 * 4); // locks.buckets
+        for v in [
+            self.total_calls,
+            self.pending_calls,
+            self.childwrite_calls,
+            self.pending_childwrite_calls,
+            self.memory_used,
+            self.last_counter,
+            self.max_hop_count,
+        ] {
+            out.put_u32_le(v);
+        }
+        put_zeros(out, 16 * 4 + 4); // hop_count_bucket, padding
+        self.call_latency.encode(out);
+        self.childwrite_latency.encode(out);
+        out.put_u32_le(self.num_recoveries);
+        put_zeros(out, 4);
+        self.statistics_start_time.encode(out);
+        self.statistics_current_time.encode(out);
+        put_zeros(out, 8); // total_ro_delegations, total_ro_revokes
+    }
+
+    /// [`encode_samba`](Self::encode_samba) into a new buffer.
+    pub fn to_samba_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(Self::SAMBA_SIZE);
+        self.encode_samba(&mut out);
+        out
+    }
+
+    fn encode_head<B: BufMut>(&self, out: &mut B) {
+        for v in [
+            self.num_clients,
+            self.frozen,
+            self.recovering,
+            self.client_packets_sent,
+            self.client_packets_recv,
+            self.node_packets_sent,
+            self.node_packets_recv,
+            self.keepalive_packets_sent,
+            self.keepalive_packets_recv,
+        ] {
+            out.put_u32_le(v);
+        }
+    }
+
+    fn encode_node<B: BufMut>(&self, out: &mut B) {
+        let n = &self.node;
+        for v in [
+            n.req_call,
+            n.reply_call,
+            n.req_dmaster,
+            n.reply_dmaster,
+            n.reply_error,
+            n.req_message,
+            n.req_control,
+            n.reply_control,
+        ] {
+            out.put_u32_le(v);
+        }
+    }
+
     fn decode_head(&mut self, r: &mut Reader<'_>) -> Result<()> {
         self.num_clients = r.u32()?;
         self.frozen = r.u32()?;
@@ -234,32 +318,8 @@ fn decode_timeouts(r: &mut Reader<'_>) -> Result<TimeoutCounters> {
 impl Wire for Statistics {
     /// The seed's 336-byte layout.
     fn encode<B: BufMut>(&self, out: &mut B) {
-        for v in [
-            self.num_clients,
-            self.frozen,
-            self.recovering,
-            self.client_packets_sent,
-            self.client_packets_recv,
-            self.node_packets_sent,
-            self.node_packets_recv,
-            self.keepalive_packets_sent,
-            self.keepalive_packets_recv,
-        ] {
-            out.put_u32_le(v);
-        }
-        let n = &self.node;
-        for v in [
-            n.req_call,
-            n.reply_call,
-            n.req_dmaster,
-            n.reply_dmaster,
-            n.reply_error,
-            n.req_message,
-            n.req_control,
-            n.reply_control,
-        ] {
-            out.put_u32_le(v);
-        }
+        self.encode_head(out);
+        self.encode_node(out);
         let c = &self.client;
         for v in [c.req_call, c.req_message, c.req_control] {
             out.put_u32_le(v);
@@ -351,6 +411,19 @@ impl StatisticsList {
         };
         r.finish()?;
         Ok(Self { stats })
+    }
+}
+
+impl StatisticsList {
+    /// Samba 4.17's form: 488-byte entries (see [`Statistics::encode_samba`]).
+    pub fn to_samba_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.stats.len() * Statistics::SAMBA_SIZE);
+        out.put_u32_le(self.stats.len() as u32);
+        put_zeros(&mut out, 4);
+        for s in &self.stats {
+            s.encode_samba(&mut out);
+        }
+        out
     }
 }
 
@@ -465,5 +538,51 @@ mod tests {
         assert_eq!(l.stats.len(), 2);
         assert_eq!(l.to_bytes().len(), 8 + 2 * 336);
         assert_eq!(StatisticsList::decode_any(&l.to_bytes()), Ok(l));
+    }
+
+    #[test]
+    fn samba_layout_round_trips() {
+        let s = Statistics {
+            num_clients: 3,
+            keepalive_packets_recv: 9,
+            node: NodeCounters {
+                reply_control: 7,
+                ..Default::default()
+            },
+            client: ClientCounters {
+                req_control: 5,
+                ..Default::default()
+            },
+            timeouts: TimeoutCounters {
+                traverse: 2,
+                ..Default::default()
+            },
+            lockwait_calls: 4,
+            pending_lockwait_calls: 1,
+            total_calls: 11,
+            max_hop_count: 6,
+            num_recoveries: 8,
+            call_latency: LatencyCounter {
+                num: 2,
+                min: 0.5,
+                max: 1.5,
+                total: 2.0,
+            },
+            statistics_current_time: Timeval { sec: 12, usec: 34 },
+            ..Default::default()
+        };
+        let bytes = s.to_samba_bytes();
+        assert_eq!(bytes.len(), Statistics::SAMBA_SIZE);
+        // Offsets of Samba 4.17's struct: num_recoveries at 440, current time at 464.
+        assert_eq!(&bytes[440..444], &8u32.to_le_bytes());
+        assert_eq!(&bytes[464..472], &12i64.to_le_bytes());
+        assert_eq!(&bytes[480..488], &[0; 8]);
+        assert_eq!(Statistics::decode_any(&bytes).unwrap(), s);
+        let list = StatisticsList {
+            stats: vec![s.clone(), s],
+        };
+        let bytes = list.to_samba_bytes();
+        assert_eq!(bytes.len(), 8 + 2 * Statistics::SAMBA_SIZE);
+        assert_eq!(StatisticsList::decode_any(&bytes).unwrap(), list);
     }
 }
