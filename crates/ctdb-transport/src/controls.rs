@@ -521,23 +521,6 @@ pub async fn serve_transport_rpc(node: Arc<Node>) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn modify_flags_leaves_connectivity_to_the_mesh() {
-        use node_flags::{BANNED, DISCONNECTED, PERMANENTLY_DISABLED};
-        assert_eq!(flag_change(0, BANNED), (BANNED, 0));
-        assert_eq!(flag_change(BANNED, 0), (0, BANNED));
-        assert_eq!(flag_change(0, DISCONNECTED | BANNED), (BANNED, 0));
-        assert_eq!(
-            flag_change(DISCONNECTED | PERMANENTLY_DISABLED, 0),
-            (0, PERMANENTLY_DISABLED)
-        );
-    }
-}
-
 /// DUMP_MEMORY: what each process of the node holds (Samba answers with a talloc
 /// report of its one process; ours has five). From /proc: resident set and its peak.
 fn memory_report(node: &Node) -> String {
@@ -578,4 +561,21 @@ fn memory_report(node: &Node) -> String {
     }
     out.push_str(&format!("{:<16} {:>8} {total:>9} kB\n", "total", ""));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modify_flags_leaves_connectivity_to_the_mesh() {
+        use node_flags::{BANNED, DISCONNECTED, PERMANENTLY_DISABLED};
+        assert_eq!(flag_change(0, BANNED), (BANNED, 0));
+        assert_eq!(flag_change(BANNED, 0), (0, BANNED));
+        assert_eq!(flag_change(0, DISCONNECTED | BANNED), (BANNED, 0));
+        assert_eq!(
+            flag_change(DISCONNECTED | PERMANENTLY_DISABLED, 0),
+            (0, PERMANENTLY_DISABLED)
+        );
+    }
 }

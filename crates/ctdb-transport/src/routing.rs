@@ -36,9 +36,7 @@ pub fn owner(opcode: Opcode) -> Option<Owner> {
         | ReloadNodesFile | GetCapabilities | StopNode | ContinueNode | SetBanState
         | GetBanState | RegisterNotify | DeregisterNotify | GetStatHistory | GetRunstate
         | GetNodesFile | CheckPidSrvid | EchoData | DisableNode | EnableNode | Startup
-        | DumpMemory => {
-            Owner::Transport
-        }
+        | DumpMemory => Owner::Transport,
 
         Getdbpath
         | Getvnnmap

@@ -90,13 +90,19 @@ mod tests {
     fn entries_are_intervals_newest_first_and_bounded() {
         let mut h = StatHistory::default();
         h.record(at(10, 5, 1));
-        assert!(h.entries().is_empty(), "the first gathering is the baseline");
+        assert!(
+            h.entries().is_empty(),
+            "the first gathering is the baseline"
+        );
         h.record(at(11, 8, 2));
         h.record(at(12, 8, 3));
         let e = h.entries();
         assert_eq!(e.len(), 2);
         assert_eq!((e[0].total_calls, e[0].num_clients), (0, 3));
-        assert_eq!((e[1].total_calls, e[1].client.req_call, e[1].num_clients), (3, 3, 2));
+        assert_eq!(
+            (e[1].total_calls, e[1].client.req_call, e[1].num_clients),
+            (3, 3, 2)
+        );
         assert_eq!(e[1].statistics_start_time.sec, 10);
         assert_eq!(e[1].statistics_current_time.sec, 11);
         for i in 0..200 {
