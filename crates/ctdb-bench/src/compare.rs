@@ -46,7 +46,9 @@ impl Spec {
     fn label(&self, opts: &Options) -> String {
         let w = self.workload;
         match w {
-            Workload::FetchRing => format!("{} ({} nodes)", w.name(), opts.sockets.len()),
+            Workload::FetchRing | Workload::FetchLockRing => {
+                format!("{} ({} nodes)", w.name(), opts.sockets.len())
+            }
             Workload::MessageRing => format!(
                 "{} ({} nodes, {} in flight)",
                 w.name(),

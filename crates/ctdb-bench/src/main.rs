@@ -6,6 +6,7 @@
 mod cluster;
 mod compare;
 mod procs;
+mod smbd;
 mod stats;
 mod workloads;
 
@@ -85,7 +86,7 @@ enum Command {
         /// Comma-separated workloads; `name:N` runs it with N clients.
         #[arg(
             long,
-            default_value = "fetch,fetch_ring,message_ring,transaction_loop:1,transaction_loop:16"
+            default_value = "fetch,fetch_ring,fetch_lock_ring,message_ring,transaction_loop:1,transaction_loop:16"
         )]
         workloads: String,
         #[arg(long, default_value_t = 2)]
@@ -110,6 +111,28 @@ enum Command {
         /// Seconds to wait after the memory check's fetches before measuring again.
         #[arg(long, default_value_t = 10)]
         settle: u64,
+    },
+    /// Samba's smbd on a 2-node ctdb-rs cluster and on a 2-node Samba ctdbd cluster:
+    /// SMB connections over both nodes open and close one file (`--seconds` per run);
+    /// prints opens/s of each side and the ratio.
+    Smbd {
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        #[arg(long, default_value = "127.0.9")]
+        our_addresses: String,
+        #[arg(long, default_value = "127.0.8")]
+        samba_addresses: String,
+        #[arg(long, default_value = "../shared/tools/samba-cluster.sh")]
+        samba_script: PathBuf,
+        #[arg(long, default_value = "../shared/tools/smbd-on-cluster.sh")]
+        smbd_script: PathBuf,
+        /// A Python with smbprotocol (scripts/test.sh makes target/py).
+        #[arg(long, default_value = "target/py/bin/python")]
+        python: PathBuf,
+        #[arg(long, default_value = "tests/smb/smb_load.py")]
+        load_script: PathBuf,
     },
 }
 
@@ -187,6 +210,29 @@ async fn run(args: Args) -> Result<(), String> {
                 settle: Duration::from_secs(settle),
             };
             compare::compare(args).await?;
+        }
+        Command::Smbd {
+            rounds,
+            connections,
+            our_addresses,
+            samba_addresses,
+            samba_script,
+            smbd_script,
+            python,
+            load_script,
+        } => {
+            smbd::run(smbd::SmbdArgs {
+                rounds,
+                connections,
+                seconds: args.seconds,
+                our_prefix: our_addresses,
+                samba_prefix: samba_addresses,
+                samba_script,
+                smbd_script,
+                python,
+                load_script,
+            })
+            .await?;
         }
     }
     Ok(())

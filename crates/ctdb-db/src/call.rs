@@ -35,8 +35,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use ctdb_protocol::flags::call as callid;
 use ctdb_protocol::ltdb::{
-    split_record, REC_FLAG_AUTOMATIC, REC_FLAG_VACUUM_MIGRATED, REC_RO_HAVE_DELEGATIONS,
-    REC_RO_HAVE_READONLY, REC_RO_REVOKE_COMPLETE, REC_RO_REVOKING_READONLY,
+    split_record, REC_FLAG_AUTOMATIC, REC_FLAG_MIGRATED_WITH_DATA, REC_FLAG_VACUUM_MIGRATED,
+    REC_RO_HAVE_DELEGATIONS, REC_RO_HAVE_READONLY, REC_RO_REVOKE_COMPLETE,
+    REC_RO_REVOKING_READONLY,
 };
 use ctdb_protocol::{
     Body, LtdbHeader, Packet, ReplyCall, ReplyDmaster, ReplyError, ReqCall, ReqDmaster, Wire,
@@ -152,10 +153,14 @@ impl DbDaemon {
             }
             tracing::warn!(db = %db.name, "record shorter than its header; treating as missing");
         }
+        let lmaster = self.lmaster(key);
         Ok(Record {
             header: LtdbHeader {
-                rsn: 0,
-                dmaster: self.lmaster(key),
+                // Samba stores a missing volatile record at its lmaster before the call
+                // runs, and every store there bumps the RSN: count as if it had, so
+                // RSNs stay Samba's (we store nothing for a read, unlike Samba).
+                rsn: u64::from(db.is_volatile() && lmaster == self.pnn),
+                dmaster: lmaster,
                 reserved1: 0,
                 flags: REC_FLAG_AUTOMATIC,
             },
@@ -496,6 +501,10 @@ impl DbDaemon {
         let mut header = record.header;
         header.dmaster = new_dmaster;
         header.flags &= !(REC_FLAG_AUTOMATIC | REC_FLAG_VACUUM_MIGRATED);
+        if !record.data.is_empty() {
+            // As Samba: vacuuming must not drop a record that once moved with data.
+            header.flags |= REC_FLAG_MIGRATED_WITH_DATA;
+        }
         self.put_value(db, key, &encode_record(&header, &record.data))?;
         let data = Bytes::from(record.data);
         tracing::debug!(db = %db.name, new_dmaster, lmaster, rsn = header.rsn, "migrating a record");
@@ -676,11 +685,16 @@ impl DbDaemon {
         } else {
             reply.rsn
         } + 1;
+        let with_data = if reply.data.is_empty() {
+            0
+        } else {
+            REC_FLAG_MIGRATED_WITH_DATA
+        };
         let header = LtdbHeader {
             rsn,
             dmaster: self.pnn,
             reserved1: 0,
-            flags: 0,
+            flags: (current.header.flags & REC_FLAG_MIGRATED_WITH_DATA) | with_data,
         };
         self.put_value(db, &reply.key, &encode_record(&header, &reply.data))?;
         tracing::debug!(db = %db.name, rsn, "became dmaster of a record");

@@ -343,13 +343,13 @@ fn fetch_of_a_missing_record_is_empty() {
 fn every_call_bumps_the_rsn_and_this_node_is_dmaster() {
     let mut h = Harness::with_pnn(2);
     h.attach(Opcode::DbAttach, VOL);
-    // A missing record: the call sees Samba's initial header (rsn 0, AUTOMATIC), and a
-    // read leaves nothing behind.
+    // A missing record: the call sees Samba's initial header (AUTOMATIC; rsn 1 at its
+    // lmaster, where Samba would have stored it once), and a read leaves nothing behind.
     for _ in 0..2 {
         let (first, data) = h.header_of(VOL_ID, b"key1");
         assert_eq!(
             (first.rsn, first.dmaster, first.flags),
-            (0, 2, REC_FLAG_AUTOMATIC)
+            (1, 2, REC_FLAG_AUTOMATIC)
         );
         assert!(data.is_empty());
     }
@@ -414,7 +414,8 @@ fn a_fetch_locked_migration_leaves_the_record_in_the_file_for_the_client() {
         .value(VOL_ID, b"g_lock")
         .expect("the record is in the file");
     let (header, data) = ctdb_protocol::ltdb::split_record(&value).unwrap();
-    assert_eq!((header.dmaster, header.rsn, data.len()), (0, 1, 0));
+    // Samba's count: stored once as it was created, once after the call.
+    assert_eq!((header.dmaster, header.rsn, data.len()), (0, 2, 0));
     // The file at GETDBPATH holds it, as libtdb reads it.
     let path = h.db(VOL_ID).path(&h.daemon.dirs, 0);
     // (One process may not open a file twice: close the daemon's first, and open

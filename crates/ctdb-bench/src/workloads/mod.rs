@@ -4,6 +4,7 @@
 
 pub mod detect;
 pub mod fetch;
+pub mod fetch_lock_ring;
 pub mod fetch_ring;
 pub mod memory;
 pub mod message_ring;
@@ -46,6 +47,9 @@ pub enum Workload {
     Fetch,
     /// One record migrating around every node, a token passed by messages.
     FetchRing,
+    /// fetch_ring with Samba's fetch_locked: the client reads and writes the record in
+    /// the node's TDB file under its chain lock, and asks only for the migration.
+    FetchLockRing,
     /// Messages passed around a ring of one client per node.
     MessageRing,
     /// TRANS3_COMMIT of each client's own record in a persistent database.
@@ -53,10 +57,11 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 6] = [
         Workload::Ping,
         Workload::Fetch,
         Workload::FetchRing,
+        Workload::FetchLockRing,
         Workload::MessageRing,
         Workload::TransactionLoop,
     ];
@@ -66,6 +71,7 @@ impl Workload {
             Workload::Ping => "ping",
             Workload::Fetch => "fetch",
             Workload::FetchRing => "fetch_ring",
+            Workload::FetchLockRing => "fetch_lock_ring",
             Workload::MessageRing => "message_ring",
             Workload::TransactionLoop => "transaction_loop",
         }
@@ -76,7 +82,7 @@ impl Workload {
         match self {
             Workload::Ping => "pings",
             Workload::Fetch => "fetches",
-            Workload::FetchRing => "migrations",
+            Workload::FetchRing | Workload::FetchLockRing => "migrations",
             Workload::MessageRing => "messages",
             Workload::TransactionLoop => "commits",
         }
@@ -88,7 +94,10 @@ impl Workload {
 
     /// Whether the workload needs one socket per node.
     pub fn is_ring(self) -> bool {
-        matches!(self, Workload::FetchRing | Workload::MessageRing)
+        matches!(
+            self,
+            Workload::FetchRing | Workload::FetchLockRing | Workload::MessageRing
+        )
     }
 }
 
@@ -121,6 +130,7 @@ pub async fn run(workload: Workload, opts: &Options) -> Result<Report> {
         Workload::Ping => ping::run(first, opts.clients, opts.duration).await,
         Workload::Fetch => fetch::run(first, opts.clients, opts.duration).await,
         Workload::FetchRing => fetch_ring::run(&opts.sockets, opts.duration).await,
+        Workload::FetchLockRing => fetch_lock_ring::run(&opts.sockets, opts.duration).await,
         Workload::MessageRing => {
             message_ring::run(&opts.sockets, opts.in_flight, opts.duration).await
         }

@@ -1,0 +1,157 @@
+//! `ctdb-bench smbd`: Samba's smbd on a ctdb-rs cluster beside smbd on a Samba ctdbd
+//! cluster, in one run. Each side gets two nodes with one smbd each
+//! (shared/tools/smbd-on-cluster.sh); the load (tests/smb/smb_load.py, PyPI's
+//! smbprotocol) is `connections` SMB connections spread over both smbds, each opening
+//! and closing one shared file: every open from the other node than the last moves
+//! the file's locking records between the nodes, the path a file opened from two nodes
+//! pays on every open. Sides alternate for `rounds`; the best round of each is kept.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::cluster::{OurCluster, SambaCluster};
+use crate::workloads;
+
+pub struct SmbdArgs {
+    pub rounds: usize,
+    pub connections: usize,
+    pub seconds: u64,
+    pub our_prefix: String,
+    pub samba_prefix: String,
+    pub samba_script: PathBuf,
+    pub smbd_script: PathBuf,
+    pub python: PathBuf,
+    pub load_script: PathBuf,
+}
+
+/// The smbds of one side, stopped on drop.
+struct Smbds {
+    dir: tempfile::TempDir,
+    script: PathBuf,
+    addresses: Vec<String>,
+}
+
+impl Smbds {
+    fn start(script: &Path, sockets: &[PathBuf], prefix: &str) -> Result<Self, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("ctdb-bench-smbd")
+            .tempdir()
+            .map_err(|e| format!("temporary directory: {e}"))?;
+        let smbds = Self {
+            dir,
+            script: script.to_path_buf(),
+            addresses: (0..sockets.len())
+                .map(|i| format!("{prefix}.{}", 101 + i))
+                .collect(),
+        };
+        let status = Command::new("sh")
+            .arg(script)
+            .arg("start")
+            .arg(smbds.dir.path())
+            .arg(prefix)
+            .args(sockets)
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| format!("running {}: {e}", script.display()))?;
+        if !status.success() {
+            return Err(format!("{} start failed", script.display()));
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for addr in &smbds.addresses {
+            let target: SocketAddr = format!("{addr}:4450")
+                .parse()
+                .map_err(|e| format!("{addr}: {e}"))?;
+            while TcpStream::connect_timeout(&target, Duration::from_millis(500)).is_err() {
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "smbd on {addr} does not listen (logs in {})",
+                        smbds.dir.path().display()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        Ok(smbds)
+    }
+}
+
+impl Drop for Smbds {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .arg(&self.script)
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Opens per second of one round of the load against `smbds`.
+fn load(args: &SmbdArgs, smbds: &Smbds) -> Result<f64, String> {
+    let out = Command::new(&args.python)
+        .arg(&args.load_script)
+        .arg("4450")
+        .arg(args.seconds.to_string())
+        .arg(args.connections.to_string())
+        .args(&smbds.addresses)
+        .output()
+        .map_err(|e| format!("running {}: {e}", args.python.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        ["opens", n, "seconds", s, ..] if out.status.success() => {
+            let (n, s): (f64, f64) = (
+                n.parse().map_err(|_| format!("bad output {text}"))?,
+                s.parse().map_err(|_| format!("bad output {text}"))?,
+            );
+            Ok(n / s.max(f64::EPSILON))
+        }
+        _ => Err(format!(
+            "SMB load failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )),
+    }
+}
+
+pub async fn run(args: SmbdArgs) -> Result<(), String> {
+    println!(
+        "starting 2-node ctdb-rs ({}.x) and Samba ctdbd ({}.x) clusters with smbd on each node",
+        args.our_prefix, args.samba_prefix
+    );
+    let ours = OurCluster::start(2, &args.our_prefix, false)?;
+    let samba = SambaCluster::start(&args.samba_script, 2, &args.samba_prefix)?;
+    let ready = Duration::from_secs(90);
+    workloads::wait_healthy(&ours.sockets, ready)
+        .await
+        .map_err(|e| format!("ctdb-rs: {e}"))?;
+    workloads::wait_healthy(&samba.sockets, ready)
+        .await
+        .map_err(|e| format!("Samba: {e}"))?;
+    let sides = [
+        (
+            "ctdb-rs",
+            Smbds::start(&args.smbd_script, &ours.sockets, &args.our_prefix)?,
+        ),
+        (
+            "Samba",
+            Smbds::start(&args.smbd_script, &samba.sockets, &args.samba_prefix)?,
+        ),
+    ];
+    let mut best = [0f64; 2];
+    for round in 1..=args.rounds {
+        for (i, (name, smbds)) in sides.iter().enumerate() {
+            let rate = load(&args, smbds)?;
+            println!("round {round}: {name:<8} {rate:>8.0} opens/s");
+            best[i] = best[i].max(rate);
+        }
+    }
+    println!(
+        "\nopen+close of one file, {} connections over 2 nodes, {} s per run (best round):",
+        args.connections, args.seconds
+    );
+    println!("  ctdb-rs {:>8.0} opens/s", best[0]);
+    println!("  Samba   {:>8.0} opens/s", best[1]);
+    println!("  ratio   {:>8.2}", best[0] / best[1].max(f64::EPSILON));
+    Ok(())
+}
