@@ -113,8 +113,9 @@ enum Command {
         settle: u64,
     },
     /// Samba's smbd on a 2-node ctdb-rs cluster and on a 2-node Samba ctdbd cluster:
-    /// SMB connections over both nodes open and close one file (`--seconds` per run);
-    /// prints opens/s of each side and the ratio.
+    /// smbtorture's smb2.bench.path-contention-shared, SMB connections over both nodes
+    /// opening and closing one path (`--seconds` per run); prints opens/s of each side
+    /// and the ratio.
     Smbd {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
@@ -128,11 +129,6 @@ enum Command {
         samba_script: PathBuf,
         #[arg(long, default_value = "../shared/tools/smbd-on-cluster.sh")]
         smbd_script: PathBuf,
-        /// A Python with smbprotocol (scripts/test.sh makes target/py).
-        #[arg(long, default_value = "target/py/bin/python")]
-        python: PathBuf,
-        #[arg(long, default_value = "tests/smb/smb_load.py")]
-        load_script: PathBuf,
     },
 }
 
@@ -218,8 +214,6 @@ async fn run(args: Args) -> Result<(), String> {
             samba_addresses,
             samba_script,
             smbd_script,
-            python,
-            load_script,
         } => {
             smbd::run(smbd::SmbdArgs {
                 rounds,
@@ -229,8 +223,6 @@ async fn run(args: Args) -> Result<(), String> {
                 samba_prefix: samba_addresses,
                 samba_script,
                 smbd_script,
-                python,
-                load_script,
             })
             .await?;
         }

@@ -1,10 +1,11 @@
 //! `ctdb-bench smbd`: Samba's smbd on a ctdb-rs cluster beside smbd on a Samba ctdbd
 //! cluster, in one run. Each side gets two nodes with one smbd each
-//! (shared/tools/smbd-on-cluster.sh); the load (tests/smb/smb_load.py, PyPI's
-//! smbprotocol) is `connections` SMB connections spread over both smbds, each opening
-//! and closing one shared file: every open from the other node than the last moves
-//! the file's locking records between the nodes, the path a file opened from two nodes
-//! pays on every open. Sides alternate for `rounds`; the best round of each is kept.
+//! (shared/tools/smbd-on-cluster.sh); the load is Samba's own benchmark,
+//! `smbtorture smb2.bench.path-contention-shared` (Debian package `samba-testsuite`):
+//! `connections` SMB connections spread over both smbds, each opening and closing one
+//! shared path: every open from the other node than the last moves the path's locking
+//! records between the nodes, what a file opened from two nodes pays on every open.
+//! Sides alternate for `rounds`; the best round of each is kept.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -22,8 +23,6 @@ pub struct SmbdArgs {
     pub samba_prefix: String,
     pub samba_script: PathBuf,
     pub smbd_script: PathBuf,
-    pub python: PathBuf,
-    pub load_script: PathBuf,
 }
 
 /// The smbds of one side, stopped on drop.
@@ -87,31 +86,40 @@ impl Drop for Smbds {
     }
 }
 
-/// Opens per second of one round of the load against `smbds`.
+/// Opens per second of one round of the load against `smbds` (smbtorture prints the
+/// rate of every second; their mean).
 fn load(args: &SmbdArgs, smbds: &Smbds) -> Result<f64, String> {
-    let out = Command::new(&args.python)
-        .arg(&args.load_script)
-        .arg("4450")
-        .arg(args.seconds.to_string())
-        .arg(args.connections.to_string())
-        .args(&smbds.addresses)
+    let unclist = smbds.dir.path().join("unclist");
+    let uncs: String = smbds
+        .addresses
+        .iter()
+        .map(|a| format!("//{a}/share\n"))
+        .collect();
+    std::fs::write(&unclist, uncs).map_err(|e| format!("{}: {e}", unclist.display()))?;
+    let out = Command::new("smbtorture")
+        .arg(format!("//{}/share", smbds.addresses[0]))
+        .args(["-p", "4450", "-N"])
+        .arg(format!("--unclist={}", unclist.display()))
+        .arg(format!("--option=torture:timelimit={}", args.seconds))
+        .arg(format!("--option=torture:nprocs={}", args.connections))
+        .arg("smb2.bench.path-contention-shared")
         .output()
-        .map_err(|e| format!("running {}: {e}", args.python.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let words: Vec<&str> = text.split_whitespace().collect();
-    match words.as_slice() {
-        ["opens", n, "seconds", s, ..] if out.status.success() => {
-            let (n, s): (f64, f64) = (
-                n.parse().map_err(|_| format!("bad output {text}"))?,
-                s.parse().map_err(|_| format!("bad output {text}"))?,
-            );
-            Ok(n / s.max(f64::EPSILON))
-        }
-        _ => Err(format!(
-            "SMB load failed: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        )),
+        .map_err(|e| format!("running smbtorture (Debian package samba-testsuite): {e}"))?;
+    // The per-second rates go to standard error, the verdict to standard output.
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rates: Vec<f64> = text
+        .split("open[num/s=")
+        .skip(1)
+        .filter_map(|rest| rest.split(',').next()?.parse().ok())
+        .collect();
+    if !out.status.success() || rates.is_empty() || !text.contains("success:") {
+        return Err(format!("smbtorture failed:\n{text}"));
     }
+    Ok(rates.iter().sum::<f64>() / rates.len() as f64)
 }
 
 pub async fn run(args: SmbdArgs) -> Result<(), String> {
