@@ -13,16 +13,19 @@
 //! - **sled is the durable copy.** Every record the daemon writes goes to the file and
 //!   to sled. What local clients change in the file reaches sled when the record
 //!   leaves the node (the daemon writes the new header to both), when a traverse or a
-//!   recovery reads the database, and by a sweep every [`SWEEP_EVERY`]. The window that
-//!   remains: a change a client made in the file in the last sweep interval, if the file
-//!   itself is then lost (the file outlives a kill of ctdb-db or of the client; only a
-//!   lost file, e.g. a wiped run directory, falls back to sled).
-//! - **At start (and at attach)** the file is opened with CLEAR_IF_FIRST like Samba's
-//!   clients, so it is emptied when nobody has it open and kept when a client still
-//!   does. Then it is reconciled with sled: every record sled has and the file lacks,
-//!   or holds with a lower RSN, is written to the file; records only the file has go to
-//!   sled. So a restart of ctdb-db under a running smbd keeps the file as smbd sees it,
-//!   and a lost file is rebuilt from sled.
+//!   recovery reads the database, by a sweep every [`SWEEP_EVERY`], and when ctdb-db
+//!   starts. The window that remains: a change a client made in the file in the last
+//!   sweep interval, if the file itself is then lost (the file outlives a kill of
+//!   ctdb-db or of the client; only a lost file, e.g. a wiped database directory, falls
+//!   back to sled).
+//! - **At start (and at attach)** what an existing file holds is first brought into
+//!   sled (opened without CLEAR_IF_FIRST; a record whose RSN is not below sled's wins).
+//!   Then the file is opened with CLEAR_IF_FIRST like Samba's clients, so it is emptied
+//!   when nobody has it open and kept when a client still does, and reconciled with
+//!   sled: every record sled has and the file lacks, or holds with a lower RSN, is
+//!   written to the file. So a restart of ctdb-db under a running smbd keeps the file as
+//!   smbd sees it, a restart with no client loses no unswept change, and a lost file is
+//!   rebuilt from sled.
 //! - Persistent databases change only through the daemon (TRANS3_COMMIT rounds and
 //!   recovery): sled is written and flushed first, then the same records are applied to
 //!   the file inside one tdb transaction.
@@ -91,6 +94,11 @@ impl Files {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
+        let salvaged = if path.exists() {
+            salvage(db, path, store)?
+        } else {
+            0
+        };
         let tdb = Tdb::open(path, HASH_SIZE, open_flags(db)).map_err(|e| e.to_string())?;
         let tree = db.tree();
         let mut to_file = 0;
@@ -120,7 +128,7 @@ impl Files {
             true
         })
         .map_err(|e| e.to_string())?;
-        let to_sled = only_in_file.len();
+        let to_sled = only_in_file.len() + salvaged;
         if to_sled > 0 {
             store
                 .batch(&tree, only_in_file)
@@ -146,6 +154,41 @@ impl Files {
     pub fn ids(&self) -> Vec<u32> {
         self.files.keys().copied().collect()
     }
+}
+
+/// Before the file is opened as clients open it (CLEAR_IF_FIRST, which empties it when
+/// nobody else has it open), brings what it holds into sled: every record sled lacks or
+/// holds with a lower or equal RSN (clients write without bumping it). So a restart of
+/// ctdb-db loses no change a client made in the file, swept or not.
+fn salvage(db: &DbInfo, path: &Path, store: &dyn Store) -> Result<usize, String> {
+    let flags = open_flags(db) & !flags::CLEAR_IF_FIRST;
+    let tdb = match Tdb::open(path, 0, flags) {
+        Ok(tdb) => tdb,
+        Err(e) => {
+            tracing::warn!(db = %db.name, "cannot read the old TDB file, rebuilding it from sled: {e}");
+            return Ok(0);
+        }
+    };
+    let tree = db.tree();
+    let mut changed = Vec::new();
+    let mut failed = None;
+    tdb.for_each(&mut |k, v| {
+        match store.get(&tree, k) {
+            Ok(Some(stored)) if stored == v || newer(&stored, Some(v)) => {}
+            Ok(_) => changed.push(BatchOp::Put(k.to_vec(), v.to_vec())),
+            Err(e) => failed = Some(e.to_string()),
+        }
+        true
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let n = changed.len();
+    if n > 0 {
+        store.batch(&tree, changed).map_err(|e| e.to_string())?;
+    }
+    Ok(n)
 }
 
 /// True when the sled copy `value` must replace the file's `in_file`: the file lacks

@@ -426,6 +426,80 @@ fn a_fetch_locked_migration_leaves_the_record_in_the_file_for_the_client() {
 }
 
 #[test]
+fn clients_changes_in_the_file_survive_a_reopen_and_a_lost_file_comes_back_from_sled() {
+    let mut h = Harness::with_pnn(0);
+    h.attach(Opcode::DbAttach, VOL);
+    assert_eq!(h.call_ok(VOL_ID, callid::NULL_FUNC, b"k"), b"");
+    let path = h.db(VOL_ID).path(&h.daemon.dirs, 0);
+    let header = ctdb_protocol::ltdb::split_record(&h.value(VOL_ID, b"k").unwrap())
+        .unwrap()
+        .0;
+    // A client writes into the file as Samba's do (same header, new data) and adds a
+    // record of its own; then nobody holds the file, and the daemon opens it again.
+    drop(h.daemon.files.close(VOL_ID));
+    {
+        let client =
+            ctdb_tdb::Tdb::open(path.as_ref(), 0, ctdb_tdb::flags::INCOMPATIBLE_HASH).unwrap();
+        client
+            .store(b"k", &call::encode_record(&header, b"by client"))
+            .unwrap();
+        client
+            .store(b"new", &call::encode_record(&hdr(1, 0), b"also"))
+            .unwrap();
+    }
+    h.daemon.open_files(Some(VOL_ID)).unwrap();
+    let data = |h: &Harness, key: &[u8]| {
+        let value = h.value(VOL_ID, key).expect("record");
+        ctdb_protocol::ltdb::split_record(&value)
+            .unwrap()
+            .1
+            .to_vec()
+    };
+    assert_eq!(data(&h, b"k"), b"by client");
+    assert_eq!(data(&h, b"new"), b"also");
+    // sled has them too: with the file gone, the next open rebuilds it from sled.
+    drop(h.daemon.files.close(VOL_ID));
+    std::fs::remove_file(&path).unwrap();
+    h.daemon.open_files(Some(VOL_ID)).unwrap();
+    assert_eq!(data(&h, b"k"), b"by client");
+    assert_eq!(data(&h, b"new"), b"also");
+    assert!(std::path::Path::new(&path).exists());
+}
+
+#[test]
+fn the_sweep_brings_clients_changes_into_sled() {
+    let mut h = Harness::with_pnn(0);
+    h.attach(Opcode::DbAttach, VOL);
+    assert_eq!(h.call_ok(VOL_ID, callid::NULL_FUNC, b"k"), b"");
+    let path = h.db(VOL_ID).path(&h.daemon.dirs, 0);
+    // Samba's tdbtool is another process writing the file while the daemon holds it.
+    let Ok(out) = std::process::Command::new("tdbtool")
+        .args([&path, "store", "swept", "by tdbtool"])
+        .output()
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install tdbtool (Debian package tdb-tools)"
+        );
+        eprintln!("skipping: tdbtool is not installed");
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = registry::tree_name(VOL_ID);
+    assert_eq!(h.daemon.store.get(&tree, b"swept").unwrap(), None);
+    assert_eq!(h.daemon.sweep(), 1);
+    assert_eq!(
+        h.daemon.store.get(&tree, b"swept").unwrap().as_deref(),
+        Some(&b"by tdbtool"[..])
+    );
+    assert_eq!(h.daemon.sweep(), 0, "nothing changed since");
+}
+
+#[test]
 fn persistent_reads_do_not_bump_or_create() {
     let mut h = Harness::new();
     h.attach(Opcode::DbAttachPersistent, PERS);
