@@ -14,6 +14,7 @@ case "$cmd" in
 start)
     n=${2:-3}; dir=${3:-/tmp/ctdb-rs-cluster}
     if [ -z "${CTDB_RS_BIN:-}" ]; then
+        bash scripts/deps.sh --build
         cargo build --release --workspace --bins
     fi
     mkdir -p "$dir"

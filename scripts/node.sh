@@ -4,5 +4,6 @@
 # Point a client at it with:  ./target/release/ctdb status   (or Samba's ctdb tool)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/deps.sh --build
 cargo build --release --workspace --bins
 exec ./target/release/ctdbd

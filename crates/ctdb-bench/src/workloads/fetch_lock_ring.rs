@@ -68,22 +68,11 @@ fn read_locked(tdb: &Tdb, pnn: u32) -> Result<Option<(LtdbHeader, u64)>> {
 }
 
 pub async fn run(sockets: &[PathBuf], duration: Duration) -> Result<Report> {
-    let ring = Ring::join(sockets).await?;
+    let (ring, id) = Ring::join_distinct(sockets, DB).await?;
     let addrs = ring.addresses();
-    let mut pnns: Vec<u32> = addrs.iter().map(|a| a.pnn).collect();
-    pnns.sort_unstable();
-    pnns.dedup();
-    if pnns.len() != addrs.len() {
-        return fail("fetch_lock_ring needs the sockets of distinct nodes");
-    }
     let mut files = Vec::new();
-    let mut db_id = None;
     for m in &ring.members {
         let here = dest::CURRENT_NODE;
-        let id = m.client.attach(here, DB, false).await?;
-        if *db_id.get_or_insert(id) != id {
-            return fail(format!("{DB} has different ids on different nodes"));
-        }
         let path = m.client.get_dbpath(here, id).await?;
         let flags = m
             .client
@@ -100,7 +89,7 @@ pub async fn run(sockets: &[PathBuf], duration: Duration) -> Result<Report> {
             .map_or(0, i32::from_le_bytes);
         files.push(Some(Tdb::open(path.as_ref(), 0, flags).map_err(tdb_error)?));
     }
-    let db_id = db_id.unwrap_or_default();
+    let db_id = id;
     // Each member takes its node's file (one open per file and process: libtdb's rule).
     let files = std::sync::Mutex::new(files);
     let first = addrs[0];

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ctdb_protocol::flags::{call, dest};
+use ctdb_protocol::flags::call;
 
 use super::fetch::fetch_call;
-use super::{fail, next_message, run_ring, Result, Ring};
+use super::{next_message, run_ring, Result, Ring};
 use crate::stats::Report;
 
 const DB: &str = "fetch_ring.tdb";
@@ -19,22 +19,8 @@ const KEY: &[u8] = b"ctdb-bench-fetch-ring";
 const PATIENCE: Duration = Duration::from_secs(10);
 
 pub async fn run(sockets: &[PathBuf], duration: Duration) -> Result<Report> {
-    let ring = Ring::join(sockets).await?;
+    let (ring, db_id) = Ring::join_distinct(sockets, DB).await?;
     let addrs = ring.addresses();
-    let mut pnns: Vec<u32> = addrs.iter().map(|a| a.pnn).collect();
-    pnns.sort_unstable();
-    pnns.dedup();
-    if pnns.len() != addrs.len() {
-        return fail("fetch_ring needs the sockets of distinct nodes (every fetch must migrate)");
-    }
-    let mut db_id = None;
-    for m in &ring.members {
-        let id = m.client.attach(dest::CURRENT_NODE, DB, false).await?;
-        if *db_id.get_or_insert(id) != id {
-            return fail(format!("{DB} has different ids on different nodes"));
-        }
-    }
-    let db_id = db_id.unwrap_or_default();
     // The token starts with member 0.
     let first = addrs[0];
     ring.members[0]

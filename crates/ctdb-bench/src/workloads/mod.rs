@@ -249,6 +249,26 @@ impl Ring {
         Ok(Self { members })
     }
 
+    /// Joins a ring of one member per node (every socket of a distinct node), with
+    /// volatile database `db` attached on each; returns it and the database's id.
+    pub async fn join_distinct(sockets: &[PathBuf], db: &str) -> Result<(Self, u32)> {
+        let ring = Self::join(sockets).await?;
+        let mut pnns: Vec<u32> = ring.members.iter().map(|m| m.pnn).collect();
+        pnns.sort_unstable();
+        pnns.dedup();
+        if pnns.len() != ring.members.len() {
+            return fail("a ring of migrations needs the sockets of distinct nodes");
+        }
+        let mut db_id = None;
+        for m in &ring.members {
+            let id = m.client.attach(dest::CURRENT_NODE, db, false).await?;
+            if *db_id.get_or_insert(id) != id {
+                return fail(format!("{db} has different ids on different nodes"));
+            }
+        }
+        Ok((ring, db_id.unwrap_or_default()))
+    }
+
     pub fn addresses(&self) -> Vec<Address> {
         self.members
             .iter()
