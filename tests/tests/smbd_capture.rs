@@ -81,13 +81,14 @@ async fn smbds_controls_get_sambas_answers() {
         let reqid = r["reqid"].as_u64().unwrap();
         let opcode = r["opcode_name"].as_str().unwrap();
         let bytes = hex::decode(r["hex"].as_str().unwrap()).expect("hex");
-        if !conns.contains_key(&conn) {
-            let s = UnixStream::connect(&cluster.nodes[0].socket)
-                .await
-                .expect("connect");
-            conns.insert(conn, s);
-        }
-        let stream = conns.get_mut(&conn).unwrap();
+        let stream = match conns.entry(conn) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(
+                UnixStream::connect(&cluster.nodes[0].socket)
+                    .await
+                    .expect("connect"),
+            ),
+        };
         stream.write_all(&bytes).await.expect("send");
         let Some(theirs) = replies.get(&(conn, reqid)) else {
             continue; // NOREPLY: checked below, no stray reply may come.
