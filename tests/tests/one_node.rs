@@ -107,7 +107,8 @@ async fn a_node_serves_controls_and_calls() {
     // A read of a missing record stores nothing; once a record exists, every local
     // call stores it back with a higher RSN, as ctdbd does.
     assert!(client.fetch(vol, b"k").await.expect("fetch").is_empty());
-    assert_eq!(header_of(&client, vol, b"k").await.rsn, 0);
+    // (Samba's count: rsn 1 for a record its lmaster would have stored once.)
+    assert_eq!(header_of(&client, vol, b"k").await.rsn, 1);
     client.store(vol, b"k", b"").await.expect("store");
     client.call(null_call(vol, b"k")).await.expect("null call");
     let first = header_of(&client, vol, b"k").await;

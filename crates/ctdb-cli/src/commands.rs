@@ -705,6 +705,32 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
             }
             Ok(0)
         }
+        "stats" => {
+            no_args(1)?;
+            let count = match args.first() {
+                Some(n) => n.parse::<usize>().map_err(|_| usage_fail(command))?,
+                None => usize::MAX,
+            };
+            let data = ctx
+                .control(ctx.cmd_pnn, Opcode::GetStatHistory, Vec::new())
+                .await?;
+            let entries = StatsView::decode_history(&data).ok_or_else(|| {
+                Fail::new(
+                    format!(
+                        "Control GET_STAT_HISTORY failed to node {}, ret={EMSGSIZE}",
+                        ctx.cmd_pnn
+                    ),
+                    EMSGSIZE,
+                )
+            })?;
+            for (i, stats) in entries.iter().take(count).enumerate() {
+                match ctx.machine() {
+                    Some(sep) => out(&statistics_machine(stats, i == 0, sep)),
+                    None => out(&statistics_text(stats, tz)),
+                }
+            }
+            Ok(0)
+        }
         "statisticsreset" => {
             no_args(0)?;
             ctx.control(ctx.cmd_pnn, Opcode::StatisticsReset, Vec::new())

@@ -16,6 +16,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("listvars", "", "list tunable variables"),
     ("statistics", "", "show ctdb statistics"),
     ("statisticsreset", "", "reset ctdb statistics"),
+    ("stats", "[<count>]", "show rolling statistics"),
     ("ip", "[all]", "show public ips"),
     ("ipinfo", "<ip>", "show public ip details"),
     ("ifaces", "", "show interfaces"),

@@ -84,6 +84,22 @@ impl StatsView {
         }
     }
 
+    /// Decodes a GET_STAT_HISTORY reply (`ctdb_statistics_list`): a count, 4 bytes of
+    /// padding, then the entries in either layout (told apart by the length).
+    pub fn decode_history(buf: &[u8]) -> Option<Vec<Self>> {
+        let num = u32::from_le_bytes(buf.get(..4)?.try_into().ok()?) as usize;
+        let rest = buf.get(8..)?;
+        if num == 0 {
+            return Some(Vec::new());
+        }
+        let size = rest.len() / num;
+        if size * num != rest.len() || (size != Statistics::SIZE && size != Statistics::SAMBA_SIZE)
+        {
+            return None;
+        }
+        rest.chunks(size).map(Self::decode).collect()
+    }
+
     /// From the seed's layout: what it lacks is 0.
     pub fn from_seed(s: &Statistics) -> Self {
         let values = [
