@@ -341,6 +341,46 @@ impl crate::DbDaemon {
         Ok(())
     }
 
+    /// Makes the staging copy a recovery transaction pushed into `db`'s records: sled
+    /// flushed, the staging tree made current in one durable write, then the file
+    /// replaced in one tdb transaction, then the old tree dropped. A kill before the
+    /// durable write leaves the old records; after it, the file is rebuilt from the new
+    /// ones when ctdb-db starts again (salvage keeps only file records at least as new).
+    pub(crate) fn commit_staging(&mut self, db: &DbInfo) -> Result<(), String> {
+        self.store
+            .flush()
+            .map_err(|e| format!("flushing {}: {e}", db.name))?;
+        let old = self
+            .registry
+            .set_tree_gen(self.store.as_ref(), db.db_id)
+            .map_err(|e| format!("committing {}: {e}", db.name))?;
+        let Some(current) = self.registry.get(db.db_id).cloned() else {
+            return Ok(());
+        };
+        if let Some(tdb) = self.files.get(db.db_id) {
+            let mut records = Vec::new();
+            self.store
+                .scan(&current.tree(), &mut |k, v| {
+                    records.push((k.to_vec(), v.to_vec()));
+                    true
+                })
+                .map_err(|e| format!("reading {}: {e}", db.name))?;
+            let txn = tdb.transaction().map_err(|e| e.to_string())?;
+            txn.wipe_all().map_err(|e| e.to_string())?;
+            for (k, v) in &records {
+                txn.store(k, v).map_err(|e| e.to_string())?;
+            }
+            txn.commit().map_err(|e| e.to_string())?;
+        }
+        if let Some(old) = old {
+            if let Err(e) = self.store.clear(&old) {
+                tracing::warn!(db = %db.name, "cannot drop the replaced records: {e}");
+            }
+        }
+        tracing::info!(db = %db.name, "recovered copy committed");
+        Ok(())
+    }
+
     /// Removes every record, from sled (flushed when `durable`) and from the file.
     pub(crate) fn clear_values(&self, db: &DbInfo, durable: bool) -> Result<(), String> {
         self.store

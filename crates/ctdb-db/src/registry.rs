@@ -11,7 +11,8 @@ use crate::store::{Store, StoreError, StoreResult};
 
 /// The store tree that holds one entry per attached database.
 pub const META_TREE: &str = "ctdb-db/databases";
-const META_VERSION: u8 = 1;
+/// Version 1 had no tree generation (always 0); version 2 adds it.
+const META_VERSION: u8 = 2;
 
 /// Where the TDB files of this node live (Samba's naming; GETDBPATH answers with
 /// these).
@@ -64,6 +65,12 @@ pub struct DbInfo {
     pub frozen: bool,
     /// Not persisted: a DB_TRANSACTION_START is open.
     pub transaction: Option<u32>,
+    /// Which store tree holds the records: a recovery fills the next one and makes it
+    /// current in one durable write (see [`Registry::set_tree_gen`]).
+    pub tree_gen: u32,
+    /// Not persisted: the open recovery transaction wiped the database, so pushes go
+    /// to [`staging_tree`](Self::staging_tree) until it commits.
+    pub staging: bool,
 }
 
 impl DbInfo {
@@ -82,7 +89,12 @@ impl DbInfo {
 
     /// The store tree holding this database's records.
     pub fn tree(&self) -> String {
-        tree_name(self.db_id)
+        generation_tree(self.db_id, self.tree_gen)
+    }
+
+    /// The tree a recovery transaction fills before it replaces [`tree`](Self::tree).
+    pub fn staging_tree(&self) -> String {
+        generation_tree(self.db_id, self.tree_gen.wrapping_add(1))
     }
 
     /// Samba's `<dir>/<name>.<pnn>`; persistent databases live in the persistent dir.
@@ -97,21 +109,24 @@ impl DbInfo {
     }
 
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(10 + self.name.len());
+        let mut out = Vec::with_capacity(14 + self.name.len());
         out.push(META_VERSION);
         out.push(self.flags);
         out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&self.tree_gen.to_le_bytes());
         out.extend_from_slice(self.name.as_bytes());
         out
     }
 
     fn decode(db_id: u32, value: &[u8]) -> Option<Self> {
-        if value.len() < 10 || value[0] != META_VERSION {
-            return None;
-        }
-        let flags = value[1];
-        let seq = u64::from_le_bytes(value[2..10].try_into().ok()?);
-        let name = String::from_utf8(value[10..].to_vec()).ok()?;
+        let (tree_gen, name_at) = match value.first() {
+            Some(1) => (0, 10),
+            Some(2) => (u32::from_le_bytes(value.get(10..14)?.try_into().ok()?), 14),
+            _ => return None,
+        };
+        let flags = *value.get(1)?;
+        let seq = u64::from_le_bytes(value.get(2..10)?.try_into().ok()?);
+        let name = String::from_utf8(value.get(name_at..)?.to_vec()).ok()?;
         Some(Self {
             db_id,
             name,
@@ -119,13 +134,24 @@ impl DbInfo {
             seq,
             frozen: false,
             transaction: None,
+            tree_gen,
+            staging: false,
         })
     }
 }
 
-/// The tree name of database `db_id`.
+/// The tree name of database `db_id` (its first tree generation).
 pub fn tree_name(db_id: u32) -> String {
-    format!("ctdb-db/db/{db_id:08x}")
+    generation_tree(db_id, 0)
+}
+
+/// The tree of generation `gen` of database `db_id`.
+fn generation_tree(db_id: u32, gen: u32) -> String {
+    if gen == 0 {
+        format!("ctdb-db/db/{db_id:08x}")
+    } else {
+        format!("ctdb-db/db/{db_id:08x}.{gen}")
+    }
 }
 
 /// Why an attach failed.
@@ -239,12 +265,27 @@ impl Registry {
             seq: self.next_seq,
             frozen: false,
             transaction: None,
+            tree_gen: 0,
+            staging: false,
         };
         store.put(META_TREE, &db_id.to_be_bytes(), &info.encode())?;
         store.flush()?;
         self.next_seq += 1;
         self.dbs.insert(db_id, info);
         Ok((db_id, true))
+    }
+
+    /// Makes the staging tree of `db_id` its current one, durably: one write of the
+    /// database's entry, flushed. Returns the tree that was current before.
+    pub fn set_tree_gen(&mut self, store: &dyn Store, db_id: u32) -> StoreResult<Option<String>> {
+        let Some(info) = self.dbs.get_mut(&db_id) else {
+            return Ok(None);
+        };
+        let old = info.tree();
+        info.tree_gen = info.tree_gen.wrapping_add(1);
+        store.put(META_TREE, &db_id.to_be_bytes(), &info.encode())?;
+        store.flush()?;
+        Ok(Some(old))
     }
 
     /// Sets `flag` on `db_id` and records it durably.
@@ -299,6 +340,29 @@ mod tests {
     }
 
     #[test]
+    fn version_1_entries_still_load_and_the_tree_generation_persists() {
+        let mut v1 = vec![1, dbflags::PERSISTENT];
+        v1.extend_from_slice(&3u64.to_le_bytes());
+        v1.extend_from_slice(b"old.tdb");
+        let info = DbInfo::decode(9, &v1).expect("version 1");
+        assert_eq!(
+            (info.name.as_str(), info.seq, info.tree_gen),
+            ("old.tdb", 3, 0)
+        );
+        assert_eq!(info.tree(), tree_name(9));
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("s.sled")).unwrap();
+        let mut reg = Registry::load(&store).unwrap();
+        let (id, _) = reg.attach(&store, "g.tdb", DbKind::Volatile).unwrap();
+        let staging = reg.get(id).unwrap().staging_tree();
+        assert_eq!(reg.set_tree_gen(&store, id).unwrap(), Some(tree_name(id)));
+        let reg = Registry::load(&store).unwrap();
+        assert_eq!(reg.get(id).unwrap().tree(), staging);
+        assert!(DbInfo::decode(9, &[3, 0]).is_none());
+    }
+
+    #[test]
     fn paths_follow_samba() {
         let dirs = DbDirs {
             volatile: "/tmp/rc/node.0/db/volatile".into(),
@@ -312,6 +376,8 @@ mod tests {
             seq: 0,
             frozen: false,
             transaction: None,
+            tree_gen: 0,
+            staging: false,
         };
         assert_eq!(
             info.path(&dirs, 0),

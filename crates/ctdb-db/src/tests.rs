@@ -1745,3 +1745,43 @@ fn a_call_sent_to_a_node_the_record_has_left_goes_back_to_the_lmaster() {
     assert_eq!((env.client, back.destnode, back.reqid), (0, 1, 0x0100_0007));
     assert!(matches!(&back.body, Body::ReqCall(c) if c.hopcount == 2));
 }
+
+#[test]
+fn a_recovery_transaction_replaces_the_database_only_when_it_commits() {
+    let mut h = Harness::with_pnn(0);
+    h.attach(Opcode::DbAttach, VOL);
+    h.put_record(VOL_ID, b"a", hdr(5, 0), b"old a");
+    h.put_record(VOL_ID, b"b", hdr(2, 0), b"old b");
+    let old = h.contents(VOL_ID);
+    let stage = |h: &mut Harness, tid: u32| {
+        h.control_ok(Opcode::Freeze, &[]);
+        h.control_ok(Opcode::DbTransactionStart, &transdb(VOL_ID, tid));
+        h.control_ok(Opcode::WipeDatabase, &transdb(VOL_ID, tid));
+        let pushed = vec![rec(b"a", 9, 1, b"new a"), rec(b"c", 1, 1, b"new c")];
+        assert_eq!(h.push(VOL_ID, pushed).status, 0);
+    };
+    // Wiped and pushed, but not committed: the database (file and sled) is as it was,
+    // also after a restart of ctdb-db in the middle of the transaction.
+    stage(&mut h, 7);
+    assert_eq!(h.contents(VOL_ID), old);
+    h.restart();
+    assert_eq!(h.contents(VOL_ID), old);
+    // A cancelled transaction leaves it too.
+    stage(&mut h, 8);
+    h.control_ok(Opcode::DbTransactionCancel, &VOL_ID.to_le_bytes());
+    assert_eq!(h.contents(VOL_ID), old);
+    // Committed: exactly the pushed set, in the file and, after a restart, from sled.
+    stage(&mut h, 9);
+    h.control_ok(Opcode::DbTransactionCommit, &transdb(VOL_ID, 9));
+    let new = vec![
+        (b"a".to_vec(), 9, 1, b"new a".to_vec()),
+        (b"c".to_vec(), 1, 1, b"new c".to_vec()),
+    ];
+    assert_eq!(h.contents(VOL_ID), new);
+    h.restart();
+    assert_eq!(h.contents(VOL_ID), new);
+    // Without a transaction, a wipe still wipes at once.
+    h.control_ok(Opcode::Freeze, &[]);
+    h.control_ok(Opcode::WipeDatabase, &transdb(VOL_ID, 10));
+    assert!(h.contents(VOL_ID).is_empty());
+}

@@ -252,22 +252,39 @@ async fn recover_database<N: Nodes>(
     }
     let merged = merge(db_id, &pulled, plan.leader);
     let count = merged.records.len();
-    let wipe = TransDb {
-        db_id,
-        tid: generation,
-    };
-    on_all(
-        nodes,
-        active,
-        Opcode::WipeDatabase,
-        wipe.to_bytes().into(),
-        t,
-    )
-    .await
-    .map_err(at("WIPE_DATABASE"))?;
-    on_all(nodes, active, Opcode::PushDb, merged.to_bytes().into(), t)
+    // One transaction per node: the wipe and the push are staged, and the database is
+    // replaced only by the commit, once every node holds the whole merged copy. Any
+    // failure before that cancels it everywhere: every node keeps its old records, and
+    // the next recovery starts again from them.
+    let txn = Bytes::from(
+        TransDb {
+            db_id,
+            tid: generation,
+        }
+        .to_bytes(),
+    );
+    let staged = async {
+        on_all(nodes, active, Opcode::DbTransactionStart, txn.clone(), t)
+            .await
+            .map_err(at("DB_TRANSACTION_START"))?;
+        on_all(nodes, active, Opcode::WipeDatabase, txn.clone(), t)
+            .await
+            .map_err(at("WIPE_DATABASE"))?;
+        on_all(nodes, active, Opcode::PushDb, merged.to_bytes().into(), t)
+            .await
+            .map_err(at("PUSH_DB"))
+    }
+    .await;
+    if let Err(failure) = staged {
+        let cancel = Bytes::from(db_id.to_bytes());
+        if let Err(e) = on_all(nodes, active, Opcode::DbTransactionCancel, cancel, t).await {
+            tracing::warn!(db_id, "cancelling the recovery transaction: {}", e.error);
+        }
+        return Err(failure);
+    }
+    on_all(nodes, active, Opcode::DbTransactionCommit, txn, t)
         .await
-        .map_err(at("PUSH_DB"))?;
+        .map_err(at("DB_TRANSACTION_COMMIT"))?;
     tracing::debug!(db_id, records = count, "database recovered");
     Ok(count)
 }

@@ -96,12 +96,18 @@ impl DbDaemon {
         self.frozen || self.registry.get(db_id).is_some_and(|d| d.frozen)
     }
 
+    /// DB_TRANSACTION_START (`ctdb_transdb`): a recovery transaction on a frozen
+    /// database. A WIPE_DATABASE inside it stages instead of wiping: the pushes that
+    /// follow fill a staging copy, which replaces the database only at
+    /// DB_TRANSACTION_COMMIT. A cancel, a new start, or a restart of ctdb-db leaves the
+    /// database as it was.
     pub(crate) fn db_transaction_start(&mut self, data: &[u8]) -> ControlResult {
         let TransDb { db_id, tid } = TransDb::from_bytes(data)?;
         self.db_arg(data)?;
         if !self.is_db_frozen(db_id) {
             return fail(format!("database 0x{db_id:08x} is not frozen"));
         }
+        self.drop_staging(db_id)?;
         if let Some(db) = self.registry.get_mut(db_id) {
             db.transaction = Some(tid);
         }
@@ -110,35 +116,60 @@ impl DbDaemon {
 
     pub(crate) fn db_transaction_commit(&mut self, data: &[u8]) -> ControlResult {
         let TransDb { db_id, tid } = TransDb::from_bytes(data)?;
-        let db = self.db_arg(data)?;
+        let db = self.db_arg(data)?.clone();
         if db.transaction != Some(tid) {
             return fail(format!(
                 "no transaction {tid} open on database 0x{db_id:08x}"
             ));
         }
-        self.store.flush()?;
+        if db.staging {
+            self.commit_staging(&db)?;
+        } else {
+            self.store.flush()?;
+        }
         if let Some(db) = self.registry.get_mut(db_id) {
             db.transaction = None;
+            db.staging = false;
         }
         done()
     }
 
     pub(crate) fn db_transaction_cancel(&mut self, data: &[u8]) -> ControlResult {
         let db_id = self.db_arg(data)?.db_id;
+        self.drop_staging(db_id)?;
         if let Some(db) = self.registry.get_mut(db_id) {
             db.transaction = None;
         }
         done()
     }
 
-    /// WIPE_DATABASE (`ctdb_transdb`): empties a frozen database.
+    /// Forgets what a recovery transaction staged for `db_id`.
+    fn drop_staging(&mut self, db_id: u32) -> ControlResult {
+        if let Some(db) = self.registry.get_mut(db_id) {
+            db.staging = false;
+            let staging = db.staging_tree();
+            self.store.clear(&staging)?;
+        }
+        done()
+    }
+
+    /// WIPE_DATABASE (`ctdb_transdb`): empties a frozen database; inside a recovery
+    /// transaction with the same tid, starts its staging copy instead.
     pub(crate) fn wipe_database(&mut self, data: &[u8]) -> ControlResult {
-        let TransDb { db_id, .. } = TransDb::from_bytes(data)?;
+        let TransDb { db_id, tid } = TransDb::from_bytes(data)?;
         let db = self.db_arg(data)?;
         if !self.is_db_frozen(db_id) {
             return fail(format!("cannot wipe {}: database is not frozen", db.name));
         }
         let db = db.clone();
+        if db.transaction == Some(tid) {
+            self.store.clear(&db.staging_tree())?;
+            if let Some(db) = self.registry.get_mut(db_id) {
+                db.staging = true;
+            }
+            tracing::debug!(db = %db.name, "wipe staged until the transaction commits");
+            return done();
+        }
         self.clear_values(&db, !db.is_volatile())?;
         tracing::info!(db = %db.name, "wiped");
         done()
@@ -196,6 +227,7 @@ impl DbDaemon {
         }
         let db = db.clone();
         let (name, durable) = (db.name.clone(), !db.is_volatile());
+        let staging = db.staging.then(|| db.staging_tree());
         // Per key: the RSN to beat (the local copy's, or that of an earlier record of
         // this buffer) and the value to store, if any.
         struct Pending<'a> {
@@ -213,9 +245,11 @@ impl DbDaemon {
             let pending = match chosen.entry(&rec.key[..]) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => {
-                    let rsn = self
-                        .get_value(&db, &rec.key)?
-                        .and_then(|old| split_record(&old).ok().map(|(h, _)| h.rsn));
+                    let current = match &staging {
+                        Some(tree) => self.store.get(tree, &rec.key)?,
+                        None => self.get_value(&db, &rec.key)?,
+                    };
+                    let rsn = current.and_then(|old| split_record(&old).ok().map(|(h, _)| h.rsn));
                     e.insert(Pending { rsn, value: None })
                 }
             };
@@ -231,7 +265,11 @@ impl DbDaemon {
             .filter_map(|(key, p)| Some(BatchOp::Put(key.to_vec(), p.value?.to_vec())))
             .collect();
         let stored = ops.len();
-        self.apply_batch(&db, ops, durable)?;
+        match &staging {
+            // Staged: durable only with the commit, which flushes.
+            Some(tree) => self.store.batch(tree, ops)?,
+            None => self.apply_batch(&db, ops, durable)?,
+        }
         tracing::debug!(db = %name, received = buffer.records.len(), stored, "pushed");
         done()
     }

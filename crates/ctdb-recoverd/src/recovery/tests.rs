@@ -147,6 +147,8 @@ struct FakeNode {
     dbs: BTreeMap<u32, (String, u8, Records)>,
     flags: Vec<u32>,
     log: Vec<Opcode>,
+    /// Open recovery transactions: db_id → (tid, the staged copy once wiped).
+    txns: BTreeMap<u32, (u32, Option<Records>)>,
 }
 
 struct FakeCluster {
@@ -307,14 +309,42 @@ impl FakeCluster {
                 )
             }
             Opcode::WipeDatabase | Opcode::PushDb if !node.frozen => fail("not frozen"),
+            Opcode::DbTransactionStart => {
+                let t = TransDb::from_bytes(data).map_err(|e| e.to_string())?;
+                node.txns.insert(t.db_id, (t.tid, None));
+                done(vec![])
+            }
+            Opcode::DbTransactionCancel => {
+                let db_id = u32::from_le_bytes(data[..4].try_into().map_err(|_| "short")?);
+                node.txns.remove(&db_id);
+                done(vec![])
+            }
+            Opcode::DbTransactionCommit => {
+                let t = TransDb::from_bytes(data).map_err(|e| e.to_string())?;
+                match node.txns.remove(&t.db_id) {
+                    Some((tid, staged)) if tid == t.tid => {
+                        if let Some(records) = staged {
+                            node.dbs.get_mut(&t.db_id).ok_or("no db")?.2 = records;
+                        }
+                        done(vec![])
+                    }
+                    _ => fail("no such transaction"),
+                }
+            }
             Opcode::WipeDatabase => {
                 let t = TransDb::from_bytes(data).map_err(|e| e.to_string())?;
-                node.dbs.get_mut(&t.db_id).ok_or("no db")?.2.clear();
+                match node.txns.get_mut(&t.db_id) {
+                    Some((tid, staged)) if *tid == t.tid => *staged = Some(Records::new()),
+                    _ => node.dbs.get_mut(&t.db_id).ok_or("no db")?.2.clear(),
+                }
                 done(vec![])
             }
             Opcode::PushDb => {
                 let b = RecBuffer::from_bytes(data).map_err(|e| e.to_string())?;
-                let db = &mut node.dbs.get_mut(&b.db_id).ok_or("no db")?.2;
+                let db = match node.txns.get_mut(&b.db_id) {
+                    Some((_, Some(staged))) => staged,
+                    _ => &mut node.dbs.get_mut(&b.db_id).ok_or("no db")?.2,
+                };
                 for r in &b.records {
                     let (h, v) = r.header().map_err(|e| e.to_string())?;
                     db.insert(r.key.to_vec(), (h.rsn, h.dmaster, v.to_vec()));
@@ -413,12 +443,32 @@ async fn a_recovery_gives_every_node_every_database_and_the_newest_records() {
 async fn a_failing_step_aborts_and_names_the_node() {
     let mut cluster = FakeCluster::new(3);
     cluster.put(0, "vol.tdb", false, "k1", 3, 0);
+    cluster.put(1, "vol.tdb", false, "only-on-1", 1, 1);
     cluster.fail = Some((2, Opcode::PushDb));
+    let before: Vec<_> = (0..3)
+        .map(|p| {
+            cluster
+                .node(p)
+                .dbs
+                .get(&db_id_of("vol.tdb"))
+                .map(|d| d.2.clone())
+        })
+        .collect();
     let failure = recover(&cluster, &plan(&[0, 1, 2]))
         .await
         .expect_err("must fail");
     assert_eq!(failure.culprit, 2);
     assert_eq!(failure.step, "PUSH_DB");
+    // Nodes 0 and 1 had wiped and taken the push, but only in their transaction, which
+    // was cancelled: every node has exactly its old records.
+    for pnn in 0..3u32 {
+        let node = cluster.node(pnn);
+        let now = node.dbs.get(&db_id_of("vol.tdb")).map(|d| d.2.clone());
+        let old = before[pnn as usize].clone().unwrap_or_default();
+        assert_eq!(now.unwrap_or_default(), old, "node {pnn}");
+        assert!(node.log.contains(&Opcode::DbTransactionCancel));
+        assert!(!node.log.contains(&Opcode::DbTransactionCommit));
+    }
     // The cluster stays in recovery, frozen: the next round retries.
     for pnn in 0..3 {
         let node = cluster.node(pnn);
@@ -428,7 +478,7 @@ async fn a_failing_step_aborts_and_names_the_node() {
     }
     cluster.fail = None;
     recover(&cluster, &plan(&[0, 1, 2])).await.expect("retry");
-    assert_eq!(cluster.node(2).dbs[&db_id_of("vol.tdb")].2.len(), 1);
+    assert_eq!(cluster.node(2).dbs[&db_id_of("vol.tdb")].2.len(), 2);
 }
 
 /// The leader's round end to end: gather, assess, recover, and then nothing to do.
