@@ -358,17 +358,20 @@ impl crate::DbDaemon {
             return Ok(());
         };
         if let Some(tdb) = self.files.get(db.db_id) {
-            let mut records = Vec::new();
-            self.store
-                .scan(&current.tree(), &mut |k, v| {
-                    records.push((k.to_vec(), v.to_vec()));
-                    true
-                })
-                .map_err(|e| format!("reading {}: {e}", db.name))?;
             let txn = tdb.transaction().map_err(|e| e.to_string())?;
             txn.wipe_all().map_err(|e| e.to_string())?;
-            for (k, v) in &records {
-                txn.store(k, v).map_err(|e| e.to_string())?;
+            let mut failed = None;
+            self.store
+                .scan(&current.tree(), &mut |k, v| match txn.store(k, v) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        false
+                    }
+                })
+                .map_err(|e| format!("reading {}: {e}", db.name))?;
+            if let Some(e) = failed {
+                return Err(e);
             }
             txn.commit().map_err(|e| e.to_string())?;
         }

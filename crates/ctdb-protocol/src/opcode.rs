@@ -1,4 +1,5 @@
-//! Control opcodes: the seed's 0–128 and Samba's later 129–160.
+//! Control opcodes: the seed's 0–128, Samba's later 129–160, and ctdb-rs's own
+//! extensions (0x4352_xxxx, between our nodes only).
 
 macro_rules! opcodes {
     ($($num:literal => $variant:ident, $name:literal;)*) => {
@@ -187,6 +188,9 @@ opcodes! {
     158 => EnableNode, "CTDB_CONTROL_ENABLE_NODE";
     159 => TcpClientDisconnected, "CTDB_CONTROL_TCP_CLIENT_DISCONNECTED";
     160 => TcpClientPassed, "CTDB_CONTROL_TCP_CLIENT_PASSED";
+    // ctdb-rs's own, between our nodes only (Samba's tools never send it): far above
+    // Samba's numbers so that a later Samba opcode cannot collide.
+    0x4352_0001 => PullDbPage, "CTDB_RS_CONTROL_PULL_DB_PAGE";
 }
 
 impl From<u32> for Opcode {
@@ -235,6 +239,7 @@ mod tests {
         assert_eq!(Opcode::ScheduleForDeletion.as_u32(), 128);
         assert_eq!(Opcode::DbPull.as_u32(), 146);
         assert_eq!(Opcode::TcpClientPassed.as_u32(), 160);
-        assert_eq!(Opcode::ALL.len(), 115 + 32);
+        assert_eq!(Opcode::ALL.len(), 115 + 32 + 1, "seed, Samba, ctdb-rs");
+        assert_eq!(Opcode::from_u32(0x4352_0001), Opcode::PullDbPage);
     }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use ctdb_protocol::control::db::db_flags;
-use ctdb_protocol::control::{DbMap, PullDb, RecBuffer, RecData, TransDb, VnnMap};
+use ctdb_protocol::control::{DbMap, RecBuffer, RecData, TransDb, VnnMap};
 use ctdb_protocol::flags::{recmode, INVALID_GENERATION};
 use ctdb_protocol::{LtdbHeader, Opcode, Wire};
 use futures::future::join_all;
@@ -216,6 +216,10 @@ fn attach_opcode(flags: u8) -> Opcode {
 }
 
 /// Pull, merge, wipe, push one database; returns the number of records pushed.
+/// Largest page a node sends at once (PULL_DB_PAGE) and largest piece pushed (PUSH_DB):
+/// what the leader holds of a database is about (nodes + 1) of these, whatever its size.
+pub const PAGE_BYTES: u32 = 4 << 20;
+
 async fn recover_database<N: Nodes>(
     nodes: &N,
     plan: &Plan,
@@ -224,35 +228,12 @@ async fn recover_database<N: Nodes>(
     generation: u32,
 ) -> Result<usize, Failure> {
     let (active, t) = (&plan.active[..], plan.timeout);
-    let request = Bytes::from(
-        PullDb {
-            db_id,
-            lmaster: u32::MAX,
-        }
-        .to_bytes(),
-    );
-    let pulls = join_all(
-        active
-            .iter()
-            .map(|&pnn| ok(nodes, pnn, Opcode::PullDb, request.clone(), t)),
-    )
-    .await;
-    let mut pulled = Vec::with_capacity(active.len());
-    for (&pnn, reply) in active.iter().zip(pulls) {
-        let data = reply.map_err(at("PULL_DB"))?;
-        let buffer = RecBuffer::from_bytes(&data).map_err(|e| Failure {
-            step: "PULL_DB",
-            culprit: pnn,
-            error: e.to_string(),
-        })?;
-        pulled.push((pnn, buffer));
-    }
-    if persistent {
-        pulled = highest_seqnum_copies(pulled);
-    }
-    let merged = merge(db_id, &pulled, plan.leader);
-    let count = merged.records.len();
-    // One transaction per node: the wipe and the push are staged, and the database is
+    let sources = if persistent {
+        highest_seqnum_nodes(nodes, active, db_id, t).await?
+    } else {
+        active.to_vec()
+    };
+    // One transaction per node: the wipe and the pushes are staged, and the database is
     // replaced only by the commit, once every node holds the whole merged copy. Any
     // failure before that cancels it everywhere: every node keeps its old records, and
     // the next recovery starts again from them.
@@ -270,18 +251,19 @@ async fn recover_database<N: Nodes>(
         on_all(nodes, active, Opcode::WipeDatabase, txn.clone(), t)
             .await
             .map_err(at("WIPE_DATABASE"))?;
-        on_all(nodes, active, Opcode::PushDb, merged.to_bytes().into(), t)
-            .await
-            .map_err(at("PUSH_DB"))
+        stream_merge(nodes, plan, &sources, db_id).await
     }
     .await;
-    if let Err(failure) = staged {
-        let cancel = Bytes::from(db_id.to_bytes());
-        if let Err(e) = on_all(nodes, active, Opcode::DbTransactionCancel, cancel, t).await {
-            tracing::warn!(db_id, "cancelling the recovery transaction: {}", e.error);
+    let count = match staged {
+        Ok(count) => count,
+        Err(failure) => {
+            let cancel = Bytes::from(db_id.to_bytes());
+            if let Err(e) = on_all(nodes, active, Opcode::DbTransactionCancel, cancel, t).await {
+                tracing::warn!(db_id, "cancelling the recovery transaction: {}", e.error);
+            }
+            return Err(failure);
         }
-        return Err(failure);
-    }
+    };
     on_all(nodes, active, Opcode::DbTransactionCommit, txn, t)
         .await
         .map_err(at("DB_TRANSACTION_COMMIT"))?;
@@ -289,31 +271,154 @@ async fn recover_database<N: Nodes>(
     Ok(count)
 }
 
-/// A persistent database's sequence number in a pulled copy (0 without one).
-fn seqnum_of(buffer: &RecBuffer) -> u64 {
-    let key = ctdb_protocol::flags::DB_SEQNUM_KEY.as_bytes();
-    buffer
-        .records
-        .iter()
-        .find(|r| r.key.strip_suffix(&[0]) == Some(key))
-        .and_then(|r| r.header().ok())
-        .and_then(|(_, value)| <[u8; 8]>::try_from(value).ok())
-        .map_or(0, u64::from_le_bytes)
+/// The nodes whose copy of a persistent database to merge: those with the highest
+/// sequence number, as Samba recovers them. Every commit bumps it and is applied whole
+/// on each node, so the copy with the most commits is taken whole and a commit that
+/// reached only some nodes is kept or dropped as a unit, never split across records.
+/// Copies with the same number (databases written without one) merge record by record.
+async fn highest_seqnum_nodes<N: Nodes>(
+    nodes: &N,
+    active: &[u32],
+    db_id: u32,
+    t: Duration,
+) -> Result<Vec<u32>, Failure> {
+    let mut request = db_id.to_le_bytes().to_vec();
+    request.extend_from_slice(&[0; 4]);
+    let request = Bytes::from(request);
+    let replies = join_all(
+        active
+            .iter()
+            .map(|&pnn| ok(nodes, pnn, Opcode::GetDbSeqnum, request.clone(), t)),
+    )
+    .await;
+    let mut seqnums = Vec::with_capacity(active.len());
+    for (&pnn, reply) in active.iter().zip(replies) {
+        let data = reply.map_err(at("GET_DB_SEQNUM"))?;
+        let seqnum = <[u8; 8]>::try_from(&data[..]).map_or(0, u64::from_le_bytes);
+        seqnums.push((pnn, seqnum));
+    }
+    let top = seqnums.iter().map(|&(_, s)| s).max().unwrap_or(0);
+    Ok(seqnums
+        .into_iter()
+        .filter(|&(_, s)| s == top)
+        .map(|(pnn, _)| pnn)
+        .collect())
 }
 
-/// The copies of a persistent database to merge: only those with the highest sequence
-/// number, as Samba recovers them. Every commit bumps it and is applied whole on each
-/// node, so the copy with the most commits is taken whole and a commit that reached only
-/// some nodes is kept or dropped as a unit, never split across records. Copies with the
-/// same number (databases written without one) merge record by record.
-pub fn highest_seqnum_copies(pulled: Vec<(u32, RecBuffer)>) -> Vec<(u32, RecBuffer)> {
-    let Some(top) = pulled.iter().map(|(_, b)| seqnum_of(b)).max() else {
-        return pulled;
+/// One node's copy of a database, arriving page by page in key order.
+struct Source {
+    pnn: u32,
+    page: std::collections::VecDeque<RecData>,
+    after: Option<Bytes>,
+    done: bool,
+}
+
+/// Merges the copies of `sources` key by key as their pages arrive (a k-way merge of
+/// key-ordered streams, each key by [`merge`]'s rules) and pushes the result to every
+/// active node in pieces of [`PAGE_BYTES`]. Returns how many records were pushed.
+async fn stream_merge<N: Nodes>(
+    nodes: &N,
+    plan: &Plan,
+    sources: &[u32],
+    db_id: u32,
+) -> Result<usize, Failure> {
+    let (active, t) = (&plan.active[..], plan.timeout);
+    let mut sources: Vec<Source> = sources
+        .iter()
+        .map(|&pnn| Source {
+            pnn,
+            page: Default::default(),
+            after: None,
+            done: false,
+        })
+        .collect();
+    let mut piece = RecBuffer {
+        db_id,
+        records: Vec::new(),
     };
-    pulled
-        .into_iter()
-        .filter(|(_, b)| seqnum_of(b) == top)
-        .collect()
+    let mut piece_bytes = 0usize;
+    let mut pushed = 0usize;
+    loop {
+        for source in sources.iter_mut().filter(|s| s.page.is_empty() && !s.done) {
+            let request = ctdb_protocol::control::PullDbPage {
+                db_id,
+                lmaster: u32::MAX,
+                max_bytes: PAGE_BYTES,
+                after: source.after.clone(),
+            };
+            let data = ok(
+                nodes,
+                source.pnn,
+                Opcode::PullDbPage,
+                request.to_bytes().into(),
+                t,
+            )
+            .await
+            .map_err(at("PULL_DB_PAGE"))?;
+            let page = RecBuffer::from_bytes(&data).map_err(|e| Failure {
+                step: "PULL_DB_PAGE",
+                culprit: source.pnn,
+                error: e.to_string(),
+            })?;
+            match page.records.last() {
+                None => source.done = true,
+                Some(last) => {
+                    source.after = Some(last.key.clone());
+                    source.page = page.records.into();
+                }
+            }
+        }
+        let Some(key) = sources
+            .iter()
+            .filter_map(|s| s.page.front())
+            .map(|r| r.key.clone())
+            .min()
+        else {
+            break;
+        };
+        let copies: Vec<(u32, RecBuffer)> = sources
+            .iter_mut()
+            .filter(|s| s.page.front().is_some_and(|r| r.key == key))
+            .filter_map(|s| {
+                let record = s.page.pop_front()?;
+                Some((
+                    s.pnn,
+                    RecBuffer {
+                        db_id,
+                        records: vec![record],
+                    },
+                ))
+            })
+            .collect();
+        for record in merge(db_id, &copies, plan.leader).records {
+            piece_bytes += record.key.len() + record.data.len() + 16;
+            piece.records.push(record);
+        }
+        if piece_bytes >= PAGE_BYTES as usize {
+            pushed += push_piece(nodes, active, &mut piece, t).await?;
+            piece_bytes = 0;
+        }
+    }
+    pushed += push_piece(nodes, active, &mut piece, t).await?;
+    Ok(pushed)
+}
+
+/// Pushes `piece` to every active node (if it holds anything) and empties it.
+async fn push_piece<N: Nodes>(
+    nodes: &N,
+    active: &[u32],
+    piece: &mut RecBuffer,
+    t: Duration,
+) -> Result<usize, Failure> {
+    if piece.records.is_empty() {
+        return Ok(0);
+    }
+    on_all(nodes, active, Opcode::PushDb, piece.to_bytes().into(), t)
+        .await
+        .map_err(at("PUSH_DB"))?;
+    let n = piece.records.len();
+    piece.records.clear();
+    Ok(n)
 }
 
 /// Merges the record buffers pulled from each node (`(source pnn, buffer)`): per key,

@@ -53,6 +53,7 @@ pub fn owner(opcode: Opcode) -> Option<Owner> {
         | Freeze
         | Thaw
         | PullDb
+        | PullDbPage
         | PushDb
         | WipeDatabase
         | SetDmaster

@@ -54,6 +54,7 @@ pub const OWNED_CONTROLS: &[Opcode] = &[
     Opcode::DbTransactionCancel,
     Opcode::WipeDatabase,
     Opcode::PullDb,
+    Opcode::PullDbPage,
     Opcode::PushDb,
     // traverse (traverse.rs)
     Opcode::TraverseStart,
@@ -188,6 +189,7 @@ impl DbDaemon {
             Opcode::DbTransactionCancel => self.db_transaction_cancel(data),
             Opcode::WipeDatabase => self.wipe_database(data),
             Opcode::PullDb => self.pull_db(data),
+            Opcode::PullDbPage => self.pull_db_page(data),
             Opcode::PushDb => self.push_db(data),
             Opcode::TraverseStart | Opcode::TraverseStartExt => {
                 self.traverse_start(origin.client, c.opcode, data, out)

@@ -5,7 +5,7 @@
 use std::collections::hash_map::{Entry, HashMap};
 
 use bytes::Bytes;
-use ctdb_protocol::control::{PullDb, RecBuffer, RecData};
+use ctdb_protocol::control::{PullDb, PullDbPage, RecBuffer, RecData};
 use ctdb_protocol::flags::recmode;
 use ctdb_protocol::ltdb::split_record;
 use ctdb_protocol::LtdbHeader;
@@ -204,6 +204,48 @@ impl DbDaemon {
             tracing::warn!(db = %db.name, bad, "PULL_DB left out records shorter than their header");
         }
         tracing::debug!(db = %db.name, lmaster = request.lmaster, records = records.len(), "pulled");
+        ok(RecBuffer {
+            db_id: request.db_id,
+            records,
+        }
+        .to_bytes())
+    }
+
+    /// PULL_DB_PAGE (ctdb-rs's paged pull): the records after the page's key, in key
+    /// order, up to about `max_bytes`. The first page brings what local clients changed
+    /// in the file into sled; the pages are then read from sled, which the freeze keeps
+    /// still, so a database of any size leaves in bounded pieces.
+    pub(crate) fn pull_db_page(&self, data: &[u8]) -> ControlResult {
+        let request = PullDbPage::from_bytes(data)?;
+        let db = self.db_arg(data)?;
+        let after = match &request.after {
+            Some(key) => key.clone(),
+            None => {
+                self.scan_values(db, &mut |_, _| true)?;
+                Bytes::new()
+            }
+        };
+        let mut records = Vec::new();
+        let mut size = 0usize;
+        let limit = request.max_bytes as usize;
+        let mut take = |key: &[u8], value: &[u8]| {
+            if value.len() >= LtdbHeader::SIZE
+                && (request.lmaster == LMASTER_ANY || self.lmaster(key) == request.lmaster)
+            {
+                size += key.len() + value.len() + 16;
+                records.push(RecData {
+                    reqid: 0,
+                    key: Bytes::copy_from_slice(key),
+                    data: Bytes::copy_from_slice(value),
+                });
+            }
+            size < limit
+        };
+        if request.after.is_none() {
+            self.store.scan(&db.tree(), &mut take)?;
+        } else {
+            self.store.scan_after(&db.tree(), &after, &mut take)?;
+        }
         ok(RecBuffer {
             db_id: request.db_id,
             records,

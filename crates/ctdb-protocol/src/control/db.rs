@@ -205,6 +205,46 @@ impl Wire for PullDbExt {
     }
 }
 
+/// PULL_DB_PAGE (a ctdb-rs extension): one page of a database's records in key order,
+/// those after `after` (all from the start when it is `None`), at most about
+/// `max_bytes` of them but at least one while any remain; the reply is a
+/// `ctdb_rec_buffer`, empty at the end. A recovery pulls a database of any size in
+/// bounded pages this way. Layout: db_id, lmaster, max_bytes, a from-start flag, then
+/// the key length-prefixed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PullDbPage {
+    pub db_id: u32,
+    /// CTDB_LMASTER_ANY or the pnn whose records to take, as PULL_DB.
+    pub lmaster: u32,
+    pub max_bytes: u32,
+    pub after: Option<Bytes>,
+}
+
+impl Wire for PullDbPage {
+    fn encode<B: BufMut>(&self, out: &mut B) {
+        out.put_u32_le(self.db_id);
+        out.put_u32_le(self.lmaster);
+        out.put_u32_le(self.max_bytes);
+        out.put_u32_le(u32::from(self.after.is_none()));
+        let key = self.after.as_deref().unwrap_or_default();
+        out.put_u32_le(key.len() as u32);
+        out.put_slice(key);
+    }
+    fn decode(r: &mut Reader<'_>) -> Result<Self> {
+        let db_id = r.u32()?;
+        let lmaster = r.u32()?;
+        let max_bytes = r.u32()?;
+        let from_start = r.u32()? != 0;
+        let key = r.len_prefixed()?;
+        Ok(Self {
+            db_id,
+            lmaster,
+            max_bytes,
+            after: (!from_start).then(|| Bytes::copy_from_slice(key)),
+        })
+    }
+}
+
 /// `ctdb_transdb` (WIPE_DATABASE, DB_TRANSACTION_START/COMMIT): db_id, transaction id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TransDb {
@@ -657,6 +697,19 @@ mod tests {
         assert_eq!(TraverseAll::default().to_bytes().len(), 24);
         assert_eq!(TraverseAllExt::default().to_bytes().len(), 32);
         assert_eq!(PullDbExt::default().to_bytes().len(), 16);
+        let page = PullDbPage {
+            db_id: 7,
+            lmaster: u32::MAX,
+            max_bytes: 1 << 20,
+            after: Some(Bytes::from_static(b"")),
+        };
+        assert_eq!(PullDbPage::from_bytes(&page.to_bytes()).unwrap(), page);
+        let first = PullDbPage {
+            after: None,
+            ..page
+        };
+        assert_eq!(first.to_bytes().len(), 20);
+        assert_eq!(PullDbPage::from_bytes(&first.to_bytes()).unwrap(), first);
         assert_eq!(DbVacuum::default().to_bytes().len(), 5);
         assert_eq!(KeyData::default().to_bytes().len(), KeyData::FIXED);
         assert_eq!(

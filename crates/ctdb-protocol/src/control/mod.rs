@@ -18,8 +18,8 @@ use bytes::{BufMut, Bytes};
 
 pub use db::{
     DbMap, DbMapEntry, DbPriority, DbSeqnumRequest, DbStatistics, DbVacuum, HotKey, KeyData,
-    PullDb, PullDbExt, RecBuffer, RecData, SetDmaster, TransDb, TraverseAll, TraverseAllExt,
-    TraverseStart, TraverseStartExt,
+    PullDb, PullDbExt, PullDbPage, RecBuffer, RecData, SetDmaster, TransDb, TraverseAll,
+    TraverseAllExt, TraverseStart, TraverseStartExt,
 };
 pub use ip::{
     AddrInfo, Connection, Iface, IfaceList, PublicIp, PublicIpInfo, PublicIpList, PublicIpV4,
@@ -195,6 +195,7 @@ control_data! {
     RecBuffer(RecBuffer) => "`ctdb_rec_buffer` / marshall buffer.",
     PullDb(PullDb) => "`ctdb_pulldb`.",
     PullDbExt(PullDbExt) => "`ctdb_pulldb_ext`.",
+    PullDbPage(PullDbPage) => "ctdb-rs's paged pull: db_id, lmaster, max_bytes, after.",
     TransDb(TransDb) => "`ctdb_transdb`.",
     DbPriority(DbPriority) => "`ctdb_db_priority`.",
     SetDmaster(SetDmaster) => "db_id and dmaster (obsolete SET_DMASTER).",
@@ -357,6 +358,7 @@ pub const fn shapes(opcode: Opcode) -> (Shape, Shape) {
         O::Freeze => (S::Empty, S::Empty),
         O::Thaw => (S::Empty, S::Empty),
         O::PullDb => (S::PullDb, S::RecBuffer),
+        O::PullDbPage => (S::PullDbPage, S::RecBuffer),
         O::PushDb => (S::RecBuffer, S::Empty),
         O::WipeDatabase => (S::TransDb, S::Empty),
         O::ReceiveRecords => (S::RecBuffer, S::RecBuffer),

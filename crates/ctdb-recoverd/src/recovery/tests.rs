@@ -38,44 +38,39 @@ fn contents(b: &RecBuffer) -> Vec<(String, u64, u32, String)> {
         .collect()
 }
 
-fn seqnum(n: u64) -> RecData {
-    let header = LtdbHeader {
-        rsn: n,
-        ..Default::default()
+#[tokio::test]
+async fn persistent_copies_with_the_highest_seqnum_are_taken_whole() {
+    // Node 1 and 2 have commit 3 (a and b), node 0 stopped at commit 2 but holds a
+    // record with a higher RSN from a commit that never completed: commit 3 is taken
+    // whole, on every node.
+    let cluster = FakeCluster::new(3);
+    let put = |pnn: u32, key: &str, rsn: u64, value: Vec<u8>| {
+        let mut nodes = cluster.nodes.lock().expect("lock");
+        let db = nodes
+            .get_mut(&pnn)
+            .expect("node")
+            .dbs
+            .entry(db_id_of("p.tdb"))
+            .or_insert_with(|| ("p.tdb".into(), db_flags::PERSISTENT, BTreeMap::new()));
+        db.2.insert(key.as_bytes().to_vec(), (rsn, pnn, value));
     };
-    RecData::with_header(0, b"__db_sequence_number__\0", &header, &n.to_le_bytes())
-}
-
-#[test]
-fn persistent_copies_with_the_highest_seqnum_are_taken_whole() {
-    // Node 1 has commit 3 (a and b), node 0 stopped at commit 2 but holds a record with
-    // a higher RSN from a commit that never completed: commit 3 is taken whole.
-    let pulled = vec![
-        (
-            0,
-            buffer(vec![seqnum(2), rec("a", 2, 0, "a2"), rec("b", 9, 0, "b9")]),
-        ),
-        (
-            1,
-            buffer(vec![seqnum(3), rec("a", 3, 1, "a3"), rec("b", 3, 1, "b3")]),
-        ),
-        (
-            2,
-            buffer(vec![seqnum(3), rec("a", 3, 1, "a3"), rec("b", 3, 1, "b3")]),
-        ),
-    ];
-    let kept = highest_seqnum_copies(pulled);
-    assert_eq!(kept.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![1, 2]);
-    let merged = merge(7, &kept, 0);
-    let values: Vec<String> = contents(&merged).into_iter().map(|r| r.3).collect();
-    assert_eq!(values[1..], ["a3", "b3"]);
-
-    // Without sequence numbers every copy merges record by record.
-    let plain = vec![
-        (0, buffer(vec![rec("a", 1, 0, "x")])),
-        (1, buffer(vec![rec("b", 1, 1, "y")])),
-    ];
-    assert_eq!(highest_seqnum_copies(plain).len(), 2);
+    let seq = "__db_sequence_number__\0";
+    put(0, seq, 2, 2u64.to_le_bytes().to_vec());
+    put(0, "a", 2, b"a2".to_vec());
+    put(0, "b", 9, b"b9".to_vec());
+    for pnn in [1, 2] {
+        put(pnn, seq, 3, 3u64.to_le_bytes().to_vec());
+        put(pnn, "a", 3, b"a3".to_vec());
+        put(pnn, "b", 3, b"b3".to_vec());
+    }
+    recover(&cluster, &plan(&[0, 1, 2]))
+        .await
+        .expect("recovery");
+    for pnn in 0..3 {
+        let db = &cluster.node(pnn).dbs[&db_id_of("p.tdb")].2;
+        assert_eq!(db[&b"a"[..]].2, b"a3", "node {pnn}");
+        assert_eq!(db[&b"b"[..]].2, b"b3", "node {pnn}");
+    }
 }
 
 #[test]
@@ -286,11 +281,15 @@ impl FakeCluster {
                     .or_insert_with(|| (name, flags, BTreeMap::new()));
                 done(id.to_bytes())
             }
-            Opcode::PullDb => {
-                let p = PullDb::from_bytes(data).map_err(|e| e.to_string())?;
+            Opcode::PullDbPage => {
+                // Pages of two records, to exercise the paging.
+                let p = ctdb_protocol::control::PullDbPage::from_bytes(data)
+                    .map_err(|e| e.to_string())?;
                 let records = node.dbs[&p.db_id]
                     .2
                     .iter()
+                    .filter(|(k, _)| p.after.as_deref().is_none_or(|a| k.as_slice() > a))
+                    .take(2)
                     .map(|(k, (rsn, dmaster, v))| {
                         let h = LtdbHeader {
                             rsn: *rsn,
@@ -307,6 +306,15 @@ impl FakeCluster {
                     }
                     .to_bytes(),
                 )
+            }
+            Opcode::GetDbSeqnum => {
+                let db_id = u32::from_le_bytes(data[..4].try_into().map_err(|_| "short")?);
+                let seqnum = node.dbs[&db_id]
+                    .2
+                    .get(&b"__db_sequence_number__\0"[..])
+                    .and_then(|(_, _, v)| <[u8; 8]>::try_from(&v[..]).ok())
+                    .map_or(0, u64::from_le_bytes);
+                done(seqnum.to_le_bytes().to_vec())
             }
             Opcode::WipeDatabase | Opcode::PushDb if !node.frozen => fail("not frozen"),
             Opcode::DbTransactionStart => {
