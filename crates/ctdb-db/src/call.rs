@@ -188,7 +188,8 @@ impl DbDaemon {
         }
         let mut header = record.header;
         if db.is_volatile() && header.dmaster == self.pnn && header.flags & REC_RO_FLAGS == 0 {
-            header.rsn += 1;
+            // A peer may hand us any RSN, u64::MAX too: it must not wrap to 0.
+            header.rsn = header.rsn.saturating_add(1);
         } else if record.exists && !changed {
             return Ok(());
         }
@@ -684,7 +685,8 @@ impl DbDaemon {
             reply.rsn.max(current.header.rsn)
         } else {
             reply.rsn
-        } + 1;
+        }
+        .saturating_add(1);
         let with_data = if reply.data.is_empty() {
             0
         } else {

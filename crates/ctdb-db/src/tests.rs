@@ -1785,3 +1785,23 @@ fn a_recovery_transaction_replaces_the_database_only_when_it_commits() {
     h.control_ok(Opcode::WipeDatabase, &transdb(VOL_ID, 10));
     assert!(h.contents(VOL_ID).is_empty());
 }
+
+#[test]
+fn an_rsn_of_u64_max_from_a_peer_never_wraps() {
+    let mut net = Net::new(3, &[0, 1, 2]);
+    let key = key_with_lmaster(&net, 1);
+    for h in &mut net.nodes {
+        h.put_record(VOL_ID, &key, hdr(u64::MAX, 0), b"value");
+    }
+    // The record migrates to node 2 (REPLY_DMASTER with rsn u64::MAX) and is called
+    // there: its RSN stays at the top instead of going back to 0.
+    net.client_call(2, callid::FETCH_WITH_HEADER_FUNC, &key);
+    let (clients, _) = net.pump();
+    assert_eq!(clients.len(), 1);
+    let (header, data) = fetched_header(&clients[0].1);
+    assert_eq!(
+        (header.dmaster, header.rsn, data.as_slice()),
+        (2, u64::MAX, &b"value"[..])
+    );
+    assert_eq!(net.stored(2, &key).unwrap().0.rsn, u64::MAX);
+}

@@ -197,7 +197,7 @@ impl DbDaemon {
                         Some(s) => s,
                         None => self.stored_seqnum(&db, &seqnum_key),
                     };
-                    let next = (rsn + 1, value + 1);
+                    let next = (rsn.saturating_add(1), value.saturating_add(1));
                     *r = numbered(r, next);
                     seqnum = Some(next);
                 }
