@@ -116,6 +116,8 @@ pub struct DbDaemon {
     /// Databases a client asked for sequence numbers (ENABLE_SEQNUM), with the file's
     /// number last announced to the other nodes.
     seqnums: HashMap<u32, i32>,
+    /// The ordered keys of each database a recovery is pulling page by page.
+    pull_keys: HashMap<u32, Vec<bytes::Bytes>>,
 }
 
 impl DbDaemon {
@@ -155,6 +157,7 @@ impl DbDaemon {
             lock_wake: None,
             outbox: None,
             seqnums: HashMap::new(),
+            pull_keys: HashMap::new(),
         };
         // A file that cannot be opened is logged; its database is served from sled.
         let _ = daemon.open_files(None);

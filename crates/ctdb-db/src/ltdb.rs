@@ -347,6 +347,7 @@ impl crate::DbDaemon {
     /// durable write leaves the old records; after it, the file is rebuilt from the new
     /// ones when ctdb-db starts again (salvage keeps only file records at least as new).
     pub(crate) fn commit_staging(&mut self, db: &DbInfo) -> Result<(), String> {
+        let began = std::time::Instant::now();
         self.store
             .flush()
             .map_err(|e| format!("flushing {}: {e}", db.name))?;
@@ -357,6 +358,7 @@ impl crate::DbDaemon {
         let Some(current) = self.registry.get(db.db_id).cloned() else {
             return Ok(());
         };
+        let durable = began.elapsed();
         if let Some(tdb) = self.files.get(db.db_id) {
             let txn = tdb.transaction().map_err(|e| e.to_string())?;
             txn.wipe_all().map_err(|e| e.to_string())?;
@@ -375,12 +377,19 @@ impl crate::DbDaemon {
             }
             txn.commit().map_err(|e| e.to_string())?;
         }
+        let file = began.elapsed() - durable;
         if let Some(old) = old {
             if let Err(e) = self.store.clear(&old) {
                 tracing::warn!(db = %db.name, "cannot drop the replaced records: {e}");
             }
         }
-        tracing::info!(db = %db.name, "recovered copy committed");
+        tracing::info!(
+            db = %db.name,
+            durable_ms = durable.as_millis() as u64,
+            file_ms = file.as_millis() as u64,
+            total_ms = began.elapsed().as_millis() as u64,
+            "recovered copy committed"
+        );
         Ok(())
     }
 
@@ -435,18 +444,46 @@ impl crate::DbDaemon {
         Ok(())
     }
 
+    /// The keys of every record of `db` (the file's, where it has one), unordered.
+    pub(crate) fn record_keys(&self, db: &DbInfo) -> Result<Vec<Bytes>, String> {
+        let mut keys = Vec::new();
+        let mut collect = |k: &[u8], v: &[u8]| {
+            if v.len() >= ctdb_protocol::LtdbHeader::SIZE {
+                keys.push(Bytes::copy_from_slice(k));
+            }
+            true
+        };
+        match self.files.get(db.db_id) {
+            Some(tdb) => read_all(tdb, &mut collect)?,
+            None => self
+                .store
+                .scan(&db.tree(), &mut collect)
+                .map_err(|e| format!("reading {}: {e}", db.name))?,
+        }
+        Ok(keys)
+    }
+
     /// Brings what local clients changed in the volatile files into sled, without
     /// waiting for a chain a client holds (a busy file is swept next time). Returns how
     /// many records changed.
     pub fn sweep(&self) -> usize {
         let mut total = 0;
-        for db in self.registry.iter().filter(|d| d.is_volatile()) {
+        // A frozen database is being recovered: the recovery rewrites sled and file.
+        let swept_dbs = self
+            .registry
+            .iter()
+            .filter(|d| d.is_volatile() && !d.frozen && !self.frozen);
+        for db in swept_dbs {
             let Some(tdb) = self.files.get(db.db_id) else {
                 continue;
             };
             let tree = db.tree();
             let mut changed = Vec::new();
             let swept = tdb.try_for_each(&mut |k, v| {
+                // Clients write only records this node is dmaster of.
+                if split_record(v).is_ok_and(|(h, _)| h.dmaster != self.pnn) {
+                    return true;
+                }
                 if !matches!(self.store.get(&tree, k), Ok(Some(stored)) if stored == v) {
                     changed.push(BatchOp::Put(k.to_vec(), v.to_vec()));
                 }

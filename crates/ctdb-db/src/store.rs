@@ -36,16 +36,6 @@ pub trait Store: Send + 'static {
     fn delete(&self, tree: &str, key: &[u8]) -> StoreResult<()>;
     /// Calls `f` for every entry in key order until it returns `false`.
     fn scan(&self, tree: &str, f: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> StoreResult<()>;
-    /// Calls `f` for every entry whose key is above `after`, in key order, until it
-    /// returns `false`.
-    fn scan_after(
-        &self,
-        tree: &str,
-        after: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> StoreResult<()> {
-        self.scan(tree, &mut |k, v| k <= after || f(k, v))
-    }
     /// Applies every change or none.
     fn batch(&self, tree: &str, ops: Vec<BatchOp>) -> StoreResult<()>;
     /// Removes every entry of `tree`.
@@ -135,23 +125,6 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn scan_after(
-        &self,
-        tree: &str,
-        after: &[u8],
-        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> StoreResult<()> {
-        use std::ops::Bound;
-        let range = (Bound::Excluded(after.to_vec()), Bound::Unbounded);
-        for entry in self.tree(tree)?.range::<Vec<u8>, _>(range) {
-            let (k, v) = entry?;
-            if !f(&k, &v) {
-                break;
-            }
-        }
-        Ok(())
-    }
-
     fn batch(&self, tree: &str, ops: Vec<BatchOp>) -> StoreResult<()> {
         let mut batch = sled::Batch::default();
         for op in ops {
@@ -165,8 +138,20 @@ impl Store for SledStore {
     }
 
     fn clear(&self, tree: &str) -> StoreResult<()> {
-        self.tree(tree)?.clear()?;
-        Ok(())
+        // Dropping the whole tree is far cheaper than removing its entries one by one
+        // (a recovery replaces databases of any size); it is recreated empty on use.
+        self.trees
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(tree);
+        match self.db.drop_tree(tree) {
+            Ok(_) => Ok(()),
+            Err(sled::Error::Unsupported(_)) => {
+                self.tree(tree)?.clear()?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn flush(&self) -> StoreResult<()> {
@@ -203,13 +188,6 @@ mod tests {
             })
             .unwrap();
             assert_eq!(seen.len(), 2);
-            let mut after = Vec::new();
-            s.scan_after("t", b"b", &mut |k, _| {
-                after.push(k.to_vec());
-                true
-            })
-            .unwrap();
-            assert_eq!(after, [b"c".to_vec()]);
             s.put("other", b"x", b"y").unwrap();
             s.clear("other").unwrap();
             assert_eq!(s.get("other", b"x").unwrap(), None);

@@ -244,6 +244,7 @@ async fn recover_database<N: Nodes>(
         }
         .to_bytes(),
     );
+    let began = Instant::now();
     let staged = async {
         on_all(nodes, active, Opcode::DbTransactionStart, txn.clone(), t)
             .await
@@ -254,6 +255,7 @@ async fn recover_database<N: Nodes>(
         stream_merge(nodes, plan, &sources, db_id).await
     }
     .await;
+    let streamed = began.elapsed();
     let count = match staged {
         Ok(count) => count,
         Err(failure) => {
@@ -267,7 +269,13 @@ async fn recover_database<N: Nodes>(
     on_all(nodes, active, Opcode::DbTransactionCommit, txn, t)
         .await
         .map_err(at("DB_TRANSACTION_COMMIT"))?;
-    tracing::debug!(db_id, records = count, "database recovered");
+    tracing::info!(
+        db_id = format_args!("0x{db_id:08x}"),
+        records = count,
+        streamed_ms = streamed.as_millis() as u64,
+        committed_ms = (began.elapsed() - streamed).as_millis() as u64,
+        "database recovered"
+    );
     Ok(count)
 }
 

@@ -215,36 +215,52 @@ impl DbDaemon {
     /// order, up to about `max_bytes`. The first page brings what local clients changed
     /// in the file into sled; the pages are then read from sled, which the freeze keeps
     /// still, so a database of any size leaves in bounded pieces.
-    pub(crate) fn pull_db_page(&self, data: &[u8]) -> ControlResult {
+    pub(crate) fn pull_db_page(&mut self, data: &[u8]) -> ControlResult {
         let request = PullDbPage::from_bytes(data)?;
-        let db = self.db_arg(data)?;
-        let after = match &request.after {
-            Some(key) => key.clone(),
-            None => {
-                self.scan_values(db, &mut |_, _| true)?;
-                Bytes::new()
+        let db = self.db_arg(data)?.clone();
+        // The first page lists the database's keys in order (keys only: the values are
+        // read page by page); a later page without that list (ctdb-db restarted in the
+        // middle) lists them again.
+        if request.after.is_none() || !self.pull_keys.contains_key(&db.db_id) {
+            let mut keys = self.record_keys(&db)?;
+            if request.lmaster != LMASTER_ANY {
+                keys.retain(|k| self.lmaster(k) == request.lmaster);
             }
+            keys.sort_unstable();
+            self.pull_keys.insert(db.db_id, keys);
+        }
+        let keys = self
+            .pull_keys
+            .get(&db.db_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let start = match &request.after {
+            Some(after) => keys.partition_point(|k| k <= after),
+            None => 0,
         };
         let mut records = Vec::new();
         let mut size = 0usize;
-        let limit = request.max_bytes as usize;
-        let mut take = |key: &[u8], value: &[u8]| {
-            if value.len() >= LtdbHeader::SIZE
-                && (request.lmaster == LMASTER_ANY || self.lmaster(key) == request.lmaster)
-            {
-                size += key.len() + value.len() + 16;
-                records.push(RecData {
-                    reqid: 0,
-                    key: Bytes::copy_from_slice(key),
-                    data: Bytes::copy_from_slice(value),
-                });
+        let mut next = start;
+        for key in &keys[start..] {
+            next += 1;
+            let Some(value) = self.get_value(&db, key)? else {
+                continue;
+            };
+            if value.len() < LtdbHeader::SIZE {
+                continue;
             }
-            size < limit
-        };
-        if request.after.is_none() {
-            self.store.scan(&db.tree(), &mut take)?;
-        } else {
-            self.store.scan_after(&db.tree(), &after, &mut take)?;
+            size += key.len() + value.len() + 16;
+            records.push(RecData {
+                reqid: 0,
+                key: key.clone(),
+                data: Bytes::from(value),
+            });
+            if size >= request.max_bytes as usize {
+                break;
+            }
+        }
+        if next >= keys.len() {
+            self.pull_keys.remove(&db.db_id);
         }
         ok(RecBuffer {
             db_id: request.db_id,
@@ -287,8 +303,10 @@ impl DbDaemon {
             let pending = match chosen.entry(&rec.key[..]) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => {
+                    // A staged copy starts empty and the leader pushes each key once:
+                    // only this buffer's own copies compete.
                     let current = match &staging {
-                        Some(tree) => self.store.get(tree, &rec.key)?,
+                        Some(_) => None,
                         None => self.get_value(&db, &rec.key)?,
                     };
                     let rsn = current.and_then(|old| split_record(&old).ok().map(|(h, _)| h.rsn));
