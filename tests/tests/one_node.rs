@@ -298,3 +298,46 @@ async fn acknowledged_writes_survive_an_immediate_kill_of_db() {
         assert_eq!(data, format!("value {i}").as_bytes(), "record {i}");
     }
 }
+
+/// A component that cannot start (here ctdb-db over a corrupt sled store) is not
+/// restarted for ever: ctdbd gives up after a few quick deaths, and the node says it is
+/// UNHEALTHY instead of looking healthy without its database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_component_is_given_up_and_the_node_is_unhealthy() {
+    let base = tempfile::tempdir().expect("temp dir");
+    let state = base.path().join("db/state");
+    std::fs::create_dir_all(&state).expect("state dir");
+    std::fs::write(state.join("ctdb-rs.sled"), b"not a sled directory").expect("corrupt");
+    let addr = ctdb_tests::loopback_subnet() + ".1";
+    let conf = format!("[cluster]\n\tnode address = {addr}\n");
+    let node = TestNode::start_in(base.path(), 0, std::slice::from_ref(&addr), &conf);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let flags = match Client::connect(&node.socket).await {
+            Ok(client) => client
+                .get_nodemap(HERE)
+                .await
+                .ok()
+                .and_then(|m| m.nodes.first().map(|n| n.flags)),
+            Err(_) => None,
+        };
+        if flags.is_some_and(|f| f & ctdb_protocol::flags::node::UNHEALTHY != 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node never went UNHEALTHY; log:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = node.log();
+    assert!(
+        log.contains("ctdb-db") && log.contains("not restarted"),
+        "the log says why:\n{log}"
+    );
+    // And it stays given up: no new ctdb-db process appears.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(node.component_pid("ctdb-db"), None);
+}

@@ -49,7 +49,11 @@ impl HealthSink for TransportHealth {
         let mut client = self.client.clone();
         Box::pin(async move {
             client
-                .set_health(Health { healthy, reason })
+                .set_health(Health {
+                    healthy,
+                    reason,
+                    source: String::new(),
+                })
                 .await
                 .map(|_| ())
                 .map_err(|s| s.to_string())

@@ -485,12 +485,21 @@ impl Transport for TransportRpc {
         let mut state = node.state();
         let was = state.flags.get(node.pnn as usize).copied().unwrap_or(0);
         if health.healthy {
+            state.unhealthy.remove(&health.source);
+        } else {
+            state
+                .unhealthy
+                .insert(health.source.clone(), health.reason.clone());
+        }
+        let healthy = state.unhealthy.is_empty();
+        if healthy {
             state.set_flags(node.pnn, 0, node_flags::UNHEALTHY);
         } else {
             state.set_flags(node.pnn, node_flags::UNHEALTHY, 0);
         }
-        if (was & node_flags::UNHEALTHY == 0) != health.healthy {
-            info!(healthy = health.healthy, reason = %health.reason, "node health changed");
+        if (was & node_flags::UNHEALTHY == 0) != healthy {
+            let reasons: Vec<&str> = state.unhealthy.values().map(String::as_str).collect();
+            info!(healthy, source = %health.source, reason = %health.reason, ?reasons, "node health changed");
         }
         Ok(Response::new(Empty {}))
     }

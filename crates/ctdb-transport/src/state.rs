@@ -46,6 +46,9 @@ pub struct NodeState {
     pub ban: Option<(u32, SystemTime)>,
     /// Generation of the vnn map, as last seen on packets from db.
     pub generation: u32,
+    /// Why this node is unhealthy, by who said so (eventd's monitor: "", ctdbd:
+    /// "supervisor"); UNHEALTHY while any is here.
+    pub unhealthy: std::collections::BTreeMap<String, String>,
 }
 
 impl NodeState {
@@ -71,6 +74,7 @@ impl NodeState {
             last_recovery_finished: None,
             ban: None,
             generation: ctdb_protocol::flags::INVALID_GENERATION,
+            unhealthy: Default::default(),
         }
     }
 

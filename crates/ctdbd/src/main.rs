@@ -24,6 +24,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A component that ran this long before dying is restarted without delay.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// A component that dies this many times in a row, each time before STABLE_AFTER, is
+/// not started again (a corrupt store would crash it for ever): the node goes
+/// UNHEALTHY, saying why, or stops if it was transport.
+const GIVE_UP_AFTER: u32 = 5;
 
 /// Where the component binaries are: beside this one.
 fn binary(name: &str) -> PathBuf {
@@ -39,6 +43,26 @@ enum Ended {
     Stopped,
     /// Transport exited by itself with success: the node was asked to shut down.
     Shutdown,
+    /// The component kept dying; it is not started again.
+    GaveUp(&'static str),
+}
+
+/// Tells transport that the node is unhealthy because `component` is given up on.
+async fn report_given_up(run_dir: &Path, component: &str, reason: &str) {
+    let channel = ctdb_rpc::uds::channel(ctdb_rpc::uds::socket_path(run_dir, "transport"));
+    let mut client = ctdb_rpc::transport_client::TransportClient::new(channel);
+    let health = ctdb_rpc::Health {
+        healthy: false,
+        reason: format!("{component}: {reason}"),
+        source: "supervisor".to_string(),
+    };
+    for _ in 0..10 {
+        match client.set_health(health.clone()).await {
+            Ok(_) => return,
+            Err(e) => warn!("cannot tell transport the node is unhealthy: {e}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn supervise(name: &'static str, run_dir: PathBuf, mut stop: watch::Receiver<bool>) -> Ended {
@@ -46,6 +70,7 @@ async fn supervise(name: &'static str, run_dir: PathBuf, mut stop: watch::Receiv
     // Tests and operators find a component's process through its pid file.
     let pid_file = run_dir.join(format!("{name}.pid"));
     let mut backoff = Duration::from_millis(100);
+    let mut quick_deaths = 0;
     loop {
         let started = Instant::now();
         let mut child = match Command::new(&path).kill_on_drop(true).spawn() {
@@ -79,6 +104,19 @@ async fn supervise(name: &'static str, run_dir: PathBuf, mut stop: watch::Receiv
         }
         if started.elapsed() > STABLE_AFTER {
             backoff = Duration::from_millis(100);
+            quick_deaths = 0;
+        } else {
+            quick_deaths += 1;
+            if quick_deaths >= GIVE_UP_AFTER {
+                let reason =
+                    format!("died {quick_deaths} times in a row within seconds of starting; not restarted (see its log)");
+                error!(component = name, "{reason}");
+                let _ = std::fs::remove_file(&pid_file);
+                if name != "ctdb-transport" {
+                    report_given_up(&run_dir, name, &reason).await;
+                }
+                return Ended::GaveUp(name);
+            }
         }
         if sleep_or_stop(&mut stop, backoff).await {
             return Ended::Stopped;
@@ -158,13 +196,25 @@ async fn main() -> ExitCode {
         error!("cannot install signal handlers");
         return ExitCode::FAILURE;
     };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: stopping the node"),
-        _ = int.recv() => info!("SIGINT: stopping the node"),
-        Some(Ok(Ended::Shutdown)) = tasks.join_next() => {}
+    let mut code = ExitCode::SUCCESS;
+    loop {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: stopping the node"),
+            _ = int.recv() => info!("SIGINT: stopping the node"),
+            Some(ended) = tasks.join_next() => match ended {
+                Ok(Ended::GaveUp("ctdb-transport")) => {
+                    error!("transport cannot run: stopping the node");
+                    code = ExitCode::FAILURE;
+                }
+                // The node goes on without it, UNHEALTHY.
+                Ok(Ended::GaveUp(_)) => continue,
+                _ => {}
+            },
+        }
+        break;
     }
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     info!("node stopped");
-    ExitCode::SUCCESS
+    code
 }
