@@ -76,6 +76,10 @@ pub fn open_flags(db: &DbInfo) -> i32 {
 #[derive(Default)]
 pub struct Files {
     files: HashMap<u32, Tdb>,
+    /// Files this node holds whole-locked while frozen: clients wait for their chain
+    /// locks until the recovery has replaced the database or the thaw, as with Samba's
+    /// freeze, so no client writes into a copy the recovery is about to replace.
+    locked: std::collections::HashSet<u32>,
 }
 
 impl Files {
@@ -142,8 +146,69 @@ impl Files {
         self.files.get(&db_id)
     }
 
+    /// Locks clients out of `db_id`'s file (FREEZE). False while a client holds a
+    /// chain: try again later (nothing waits here).
+    pub fn lock_out_clients(&mut self, db_id: u32) -> Result<bool, String> {
+        if self.locked.contains(&db_id) {
+            return Ok(true);
+        }
+        let Some(tdb) = self.files.get(&db_id) else {
+            return Ok(true);
+        };
+        let locked = tdb.try_lock_all().map_err(|e| e.to_string())?;
+        if locked {
+            self.locked.insert(db_id);
+        }
+        Ok(locked)
+    }
+
+    /// Reads every record of `db_id`'s file (see [`read_all`]); under this node's
+    /// whole-file lock at once.
+    pub fn read(
+        &self,
+        db_id: u32,
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Option<Result<(), String>> {
+        let tdb = self.files.get(&db_id)?;
+        Some(if self.locked.contains(&db_id) {
+            tdb.for_each(f).map(|_| ()).map_err(|e| e.to_string())
+        } else {
+            read_all(tdb, f)
+        })
+    }
+
+    /// Lets clients at `db_id`'s file again (THAW).
+    pub fn let_clients_in(&mut self, db_id: u32) {
+        if self.locked.remove(&db_id) {
+            if let Some(tdb) = self.files.get(&db_id) {
+                if let Err(e) = tdb.unlock_all() {
+                    tracing::warn!(path = %tdb.path().display(), "cannot let clients in: {e}");
+                }
+            }
+        }
+    }
+
+    /// Runs `write` (one tdb transaction) on `db_id`'s file, if it has one. A file
+    /// locked against clients stays so until `write` is done and is free after it.
+    pub fn write(
+        &mut self,
+        db_id: u32,
+        write: impl FnOnce(&Tdb) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let Some(tdb) = self.files.get(&db_id) else {
+            return Ok(());
+        };
+        if self.locked.remove(&db_id) {
+            tdb.with_lock_all_released_after(|| write(tdb))
+                .map_err(|e| e.to_string())?
+        } else {
+            write(tdb)
+        }
+    }
+
     /// Closes `db_id`'s file; its database is then served from sled alone.
     pub fn close(&mut self, db_id: u32) -> Option<Tdb> {
+        self.locked.remove(&db_id);
         self.files.remove(&db_id)
     }
 
@@ -310,7 +375,7 @@ impl crate::DbDaemon {
     /// Applies `ops` to sled (flushed when `durable`), then to the file in one tdb
     /// transaction.
     pub(crate) fn apply_batch(
-        &self,
+        &mut self,
         db: &DbInfo,
         ops: Vec<BatchOp>,
         durable: bool,
@@ -327,16 +392,18 @@ impl crate::DbDaemon {
                 .flush()
                 .map_err(|e| format!("flushing {}: {e}", db.name))?;
         }
-        if let (Some(tdb), Some(ops)) = (self.files.get(db.db_id), file_ops) {
-            let txn = tdb.transaction().map_err(|e| e.to_string())?;
-            for op in ops {
-                match op {
-                    BatchOp::Put(k, v) => txn.store(&k, &v),
-                    BatchOp::Delete(k) => txn.delete(&k),
+        if let Some(ops) = file_ops {
+            self.files.write(db.db_id, |tdb| {
+                let txn = tdb.transaction().map_err(|e| e.to_string())?;
+                for op in ops {
+                    match op {
+                        BatchOp::Put(k, v) => txn.store(&k, &v),
+                        BatchOp::Delete(k) => txn.delete(&k),
+                    }
+                    .map_err(|e| e.to_string())?;
                 }
-                .map_err(|e| e.to_string())?;
-            }
-            txn.commit().map_err(|e| e.to_string())?;
+                txn.commit().map_err(|e| e.to_string())
+            })?;
         }
         Ok(())
     }
@@ -359,11 +426,12 @@ impl crate::DbDaemon {
             return Ok(());
         };
         let durable = began.elapsed();
-        if let Some(tdb) = self.files.get(db.db_id) {
+        let store = &self.store;
+        self.files.write(db.db_id, |tdb| {
             let txn = tdb.transaction().map_err(|e| e.to_string())?;
             txn.wipe_all().map_err(|e| e.to_string())?;
             let mut failed = None;
-            self.store
+            store
                 .scan(&current.tree(), &mut |k, v| match txn.store(k, v) {
                     Ok(()) => true,
                     Err(e) => {
@@ -375,8 +443,8 @@ impl crate::DbDaemon {
             if let Some(e) = failed {
                 return Err(e);
             }
-            txn.commit().map_err(|e| e.to_string())?;
-        }
+            txn.commit().map_err(|e| e.to_string())
+        })?;
         let file = began.elapsed() - durable;
         if let Some(old) = old {
             if let Err(e) = self.store.clear(&old) {
@@ -416,23 +484,24 @@ impl crate::DbDaemon {
         db: &DbInfo,
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), String> {
-        let Some(tdb) = self.files.get(db.db_id) else {
+        if !self.files.is_open(db.db_id) {
             return self
                 .store
                 .scan(&db.tree(), f)
                 .map_err(|e| format!("reading {}: {e}", db.name));
-        };
+        }
         let tree = db.tree();
         let mut changed = Vec::new();
         let mut failed = None;
-        read_all(tdb, &mut |k, v| {
+        let read = self.files.read(db.db_id, &mut |k, v| {
             match self.store.get(&tree, k) {
                 Ok(Some(stored)) if stored == v => {}
                 Ok(_) => changed.push(BatchOp::Put(k.to_vec(), v.to_vec())),
                 Err(e) => failed = Some(e.to_string()),
             }
             f(k, v)
-        })?;
+        });
+        read.unwrap_or(Ok(()))?;
         if let Some(e) = failed {
             return Err(format!("reading {}: {e}", db.name));
         }
@@ -453,8 +522,8 @@ impl crate::DbDaemon {
             }
             true
         };
-        match self.files.get(db.db_id) {
-            Some(tdb) => read_all(tdb, &mut collect)?,
+        match self.files.read(db.db_id, &mut collect) {
+            Some(read) => read?,
             None => self
                 .store
                 .scan(&db.tree(), &mut collect)

@@ -1805,3 +1805,50 @@ fn an_rsn_of_u64_max_from_a_peer_never_wraps() {
     );
     assert_eq!(net.stored(2, &key).unwrap().0.rsn, u64::MAX);
 }
+
+#[test]
+fn a_freeze_keeps_clients_out_of_the_files_until_the_thaw() {
+    let mut h = Harness::with_pnn(0);
+    h.attach(Opcode::DbAttach, VOL);
+    let path = h.db(VOL_ID).path(&h.daemon.dirs, 0);
+    // tdbtool is another process; it waits for the chain lock, so give it a second.
+    let client_store = |value: &str| {
+        std::process::Command::new("timeout")
+            .args(["1", "tdbtool", &path, "store", "k", value])
+            .status()
+            .map(|s| s.code())
+    };
+    match client_store("before") {
+        Ok(Some(0)) => {}
+        other => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must install tdbtool (tdb-tools): {other:?}"
+            );
+            eprintln!("skipping: tdbtool is not usable ({other:?})");
+            return;
+        }
+    }
+    h.control_ok(Opcode::Freeze, &[]);
+    assert_eq!(
+        client_store("frozen").unwrap(),
+        Some(124),
+        "the client waits"
+    );
+    // The recovery can still read (and pull) under its own lock.
+    h.control_ok(Opcode::DbTransactionStart, &transdb(VOL_ID, 3));
+    h.control_ok(Opcode::WipeDatabase, &transdb(VOL_ID, 3));
+    assert_eq!(
+        h.push(VOL_ID, vec![rec(b"r", 2, 0, b"recovered")]).status,
+        0
+    );
+    h.control_ok(Opcode::DbTransactionCommit, &transdb(VOL_ID, 3));
+    let out = h.out.clone();
+    h.daemon.thaw(&out).unwrap();
+    assert_eq!(
+        client_store("after").unwrap(),
+        Some(0),
+        "free after the thaw"
+    );
+    assert_eq!(h.value(VOL_ID, b"k").as_deref(), Some(&b"after"[..]));
+}

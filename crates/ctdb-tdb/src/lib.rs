@@ -113,6 +113,10 @@ extern "C" {
     fn tdb_chainlock_nonblock(tdb: *mut TdbContext, key: TdbData) -> c_int;
     fn tdb_chainunlock(tdb: *mut TdbContext, key: TdbData) -> c_int;
     fn tdb_lockall_read_nonblock(tdb: *mut TdbContext) -> c_int;
+    fn tdb_lockall_nonblock(tdb: *mut TdbContext) -> c_int;
+    fn tdb_unlockall(tdb: *mut TdbContext) -> c_int;
+    fn tdb_lockall_mark(tdb: *mut TdbContext) -> c_int;
+    fn tdb_lockall_unmark(tdb: *mut TdbContext) -> c_int;
     fn tdb_unlockall_read(tdb: *mut TdbContext) -> c_int;
     fn tdb_traverse_read(
         tdb: *mut TdbContext,
@@ -309,6 +313,44 @@ impl Tdb {
         // error libtdb reports, not undefined behaviour.
         let rc = unsafe { tdb_chainunlock(self.ctx.as_ptr(), TdbData::of(key)) };
         self.check(rc, "chainunlock")
+    }
+
+    /// Write-locks every chain of the file if no other process holds one: `Ok(false)`
+    /// when one does. While held, other processes wait for any chain lock.
+    pub fn try_lock_all(&self) -> TdbResult<bool> {
+        // SAFETY: ctx is an open tdb.
+        let rc = unsafe { tdb_lockall_nonblock(self.ctx.as_ptr()) };
+        match self.check(rc, "lockall_nonblock") {
+            Ok(()) => Ok(true),
+            Err(e) if e.code() == code::LOCK || e.code() == code::NOLOCK => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Lets go of [`try_lock_all`](Self::try_lock_all).
+    pub fn unlock_all(&self) -> TdbResult<()> {
+        // SAFETY: ctx is an open tdb.
+        let rc = unsafe { tdb_unlockall(self.ctx.as_ptr()) };
+        self.check(rc, "unlockall")
+    }
+
+    /// Runs `f` (which may start a transaction, which libtdb refuses while this handle
+    /// holds locks) while the whole-file lock taken by
+    /// [`try_lock_all`](Self::try_lock_all) stays with the process: libtdb is told to
+    /// forget it without releasing it, then, after `f`, the whole file is unlocked.
+    /// Other processes are kept out until `f` is done; the lock is gone afterwards.
+    pub fn with_lock_all_released_after<T>(&self, f: impl FnOnce() -> T) -> TdbResult<T> {
+        // SAFETY: ctx is an open tdb whose whole-file lock this handle holds.
+        let rc = unsafe { tdb_lockall_unmark(self.ctx.as_ptr()) };
+        self.check(rc, "lockall_unmark")?;
+        let result = f();
+        // Whatever `f`'s transaction released or not, the process ends up holding no
+        // lock of the file: mark it as ours again, then release it whole.
+        // SAFETY: as above; mark takes no lock, unlockall releases the whole range.
+        let rc = unsafe { tdb_lockall_mark(self.ctx.as_ptr()) };
+        self.check(rc, "lockall_mark")?;
+        self.unlock_all()?;
+        Ok(result)
     }
 
     /// Calls `f` with every record until it returns `false`; returns how many it saw.

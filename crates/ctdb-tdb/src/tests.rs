@@ -156,6 +156,73 @@ fn a_chain_held_elsewhere_is_not_waited_for() {
     );
 }
 
+/// Not a test of its own: tries to lock chain "k" of `CTDB_TDB_TRY` from another
+/// process and prints "free" or "held".
+#[test]
+fn try_process() {
+    let Ok(path) = std::env::var("CTDB_TDB_TRY") else {
+        return;
+    };
+    let tdb = Tdb::open(Path::new(&path), 0, volatile_flags()).expect("open");
+    let free = tdb.try_lock_chain(b"k").expect("try");
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "{}", if free { "free" } else { "held" }).expect("say");
+}
+
+fn other_process_sees(path: &Path) -> String {
+    let out = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "tests::try_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CTDB_TDB_TRY", path)
+        .output()
+        .expect("run the other process");
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("free") {
+        "free".into()
+    } else if text.contains("held") {
+        "held".into()
+    } else {
+        text.into_owned()
+    }
+}
+
+#[test]
+fn a_whole_file_lock_keeps_others_out_until_after_a_transaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("f.tdb");
+    let tdb = Tdb::open(&path, 0, volatile_flags()).expect("open");
+    tdb.store(b"k", b"old").expect("store");
+    assert_eq!(other_process_sees(&path), "free");
+    assert!(tdb.try_lock_all().expect("lock all"));
+    assert_eq!(other_process_sees(&path), "held");
+    // Reads nest under it; a transaction runs inside with_lock_all_released_after.
+    assert_eq!(
+        tdb.fetch(b"k").expect("fetch").as_deref(),
+        Some(&b"old"[..])
+    );
+    tdb.with_lock_all_released_after(|| {
+        let t = tdb
+            .transaction()
+            .expect("transaction under the whole-file lock");
+        t.store(b"k", b"new").expect("store");
+        t.commit().expect("commit");
+    })
+    .expect("released");
+    assert_eq!(
+        tdb.fetch(b"k").expect("fetch").as_deref(),
+        Some(&b"new"[..])
+    );
+    assert_eq!(other_process_sees(&path), "free");
+    // Taken and let go plainly.
+    assert!(tdb.try_lock_all().expect("lock all"));
+    tdb.unlock_all().expect("unlock");
+    assert_eq!(other_process_sees(&path), "free");
+}
+
 #[test]
 fn seqnum_moves_with_changes_once_enabled_and_when_bumped() {
     let dir = tempfile::tempdir().expect("tempdir");

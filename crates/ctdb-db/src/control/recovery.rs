@@ -58,7 +58,24 @@ impl DbDaemon {
 
     pub(crate) fn freeze(&mut self) -> ControlResult {
         self.frozen = true;
+        let ids: Vec<u32> = self.registry.iter().map(|d| d.db_id).collect();
+        for db_id in ids {
+            self.lock_out_clients(db_id);
+        }
         done()
+    }
+
+    /// Keeps clients out of a frozen database's file from now on, or as soon as none
+    /// holds a chain: the first pull of a recovery insists (see
+    /// [`pull_db_page`](Self::pull_db_page)).
+    fn lock_out_clients(&mut self, db_id: u32) -> bool {
+        match self.files.lock_out_clients(db_id) {
+            Ok(locked) => locked,
+            Err(e) => {
+                tracing::warn!(db_id, "cannot lock clients out: {e}");
+                false
+            }
+        }
     }
 
     /// THAW: every database thaws (also while the recovery mode is still ACTIVE: we are
@@ -69,6 +86,7 @@ impl DbDaemon {
         for db in self.registry.iter_mut() {
             db.frozen = false;
             db.transaction = None;
+            self.files.let_clients_in(db.db_id);
         }
         self.replay_deferred(out);
         done()
@@ -79,6 +97,7 @@ impl DbDaemon {
         if let Some(db) = self.registry.get_mut(db_id) {
             db.frozen = true;
         }
+        self.lock_out_clients(db_id);
         done()
     }
 
@@ -87,6 +106,9 @@ impl DbDaemon {
         if let Some(db) = self.registry.get_mut(db_id) {
             db.frozen = false;
             db.transaction = None;
+        }
+        if !self.frozen {
+            self.files.let_clients_in(db_id);
         }
         self.replay_deferred(out);
         done()
@@ -221,6 +243,14 @@ impl DbDaemon {
         // The first page lists the database's keys in order (keys only: the values are
         // read page by page); a later page without that list (ctdb-db restarted in the
         // middle) lists them again.
+        // A frozen database is pulled only with the clients locked out of its file:
+        // what they could still write would be lost to the recovery's copy.
+        if self.is_db_frozen(db.db_id) && !self.lock_out_clients(db.db_id) {
+            return fail(format!(
+                "local clients hold chains of {}: the recovery tries again",
+                db.name
+            ));
+        }
         if request.after.is_none() || !self.pull_keys.contains_key(&db.db_id) {
             let mut keys = self.record_keys(&db)?;
             if request.lmaster != LMASTER_ANY {
