@@ -1852,3 +1852,77 @@ fn a_freeze_keeps_clients_out_of_the_files_until_the_thaw() {
     );
     assert_eq!(h.value(VOL_ID, b"k").as_deref(), Some(&b"after"[..]));
 }
+
+/// Not a test of its own: the client of `a_call_waits_while_a_client_holds_the_chain`.
+/// With `CTDB_DB_TEST_HOLD` set (a TDB file path) it locks the chain of key "held" as
+/// smbd would, says "locked", and keeps the lock until its stdin closes.
+#[test]
+fn chain_holder_process() {
+    use std::io::{Read, Write};
+    let Ok(path) = std::env::var("CTDB_DB_TEST_HOLD") else {
+        return;
+    };
+    let flags = ctdb_tdb::flags::CLEAR_IF_FIRST
+        | ctdb_tdb::flags::INCOMPATIBLE_HASH
+        | ctdb_tdb::flags::DISALLOW_NESTING;
+    let tdb = ctdb_tdb::Tdb::open(std::path::Path::new(&path), 0, flags).expect("open");
+    tdb.lock_chain(b"held").expect("lock");
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "locked").expect("say");
+    stdout.flush().expect("flush");
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
+}
+
+#[test]
+fn a_call_waits_while_a_client_holds_the_chain() {
+    use std::io::BufRead;
+    let mut h = Harness::with_pnn(0);
+    h.attach(Opcode::DbAttach, VOL);
+    h.replies();
+    let path = h.db(VOL_ID).path(&h.daemon.dirs, 0);
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "tests::chain_holder_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CTDB_DB_TEST_HOLD", &path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the client");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    while !lines
+        .next()
+        .expect("client output")
+        .expect("read")
+        .trim_end()
+        .ends_with("locked")
+    {}
+    // The daemon does not block on the client's lock: the call waits, unanswered.
+    let call = h.call_packet(VOL_ID, callid::NULL_FUNC, b"held");
+    h.send_raw(CLIENT, LOCAL, call);
+    assert!(h.replies().is_empty());
+    assert_eq!(h.daemon.lock_waiting(), 1);
+    // A later call on the same record waits behind it; another record is served.
+    let second = h.call_packet(VOL_ID, callid::NULL_FUNC, b"held");
+    h.send_raw(CLIENT, LOCAL, second);
+    assert_eq!(h.daemon.lock_waiting(), 2);
+    assert_eq!(h.call_ok(VOL_ID, callid::NULL_FUNC, b"other"), b"");
+    // Still held: a retry parks them again, in order.
+    assert_eq!(h.daemon.retry_lock_waits(), 2);
+    assert!(h.replies().is_empty());
+    drop(child.stdin.take());
+    child.wait().expect("client exits");
+    assert_eq!(h.daemon.retry_lock_waits(), 0);
+    let replies = h.replies();
+    assert_eq!(replies.len(), 2, "{replies:?}");
+    assert!(replies[0].1.reqid < replies[1].1.reqid, "in arrival order");
+    let value = h.value(VOL_ID, b"held").expect("the record is in the file");
+    assert_eq!(
+        ctdb_protocol::ltdb::split_record(&value).unwrap().0.dmaster,
+        0
+    );
+}
