@@ -20,6 +20,7 @@ pub mod ltdb;
 pub mod payload;
 pub mod registry;
 pub mod store;
+pub mod vacuum;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -118,6 +119,8 @@ pub struct DbDaemon {
     seqnums: HashMap<u32, i32>,
     /// The ordered keys of each database a recovery is pulling page by page.
     pull_keys: HashMap<u32, Vec<bytes::Bytes>>,
+    /// Vacuum rounds waiting for the other nodes' answers.
+    vacuums: vacuum::Vacuums,
 }
 
 impl DbDaemon {
@@ -158,6 +161,7 @@ impl DbDaemon {
             outbox: None,
             seqnums: HashMap::new(),
             pull_keys: HashMap::new(),
+            vacuums: Default::default(),
         };
         // A file that cannot be opened is logged; its database is served from sled.
         let _ = daemon.open_files(None);
@@ -308,7 +312,8 @@ impl DbDaemon {
             Body::ReqCall(c) => self.req_call(origin, generation, c, envelope, out),
             Body::ReqControl(c) => self.req_control(origin, c, envelope, out),
             Body::ReplyControl(r) if !origin.is_local() => {
-                if !self.commit_reply(origin.reqid, r, out) {
+                if !self.vacuum_reply(origin.reqid, &r) && !self.commit_reply(origin.reqid, r, out)
+                {
                     tracing::debug!(reqid = origin.reqid, "control reply for nothing waiting");
                 }
             }

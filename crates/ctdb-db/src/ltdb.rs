@@ -372,6 +372,16 @@ impl crate::DbDaemon {
             .map_err(|e| format!("storing into {}: {e}", db.name))
     }
 
+    /// Deletes `key` from the file and from sled (the caller holds its chain lock).
+    pub(crate) fn delete_value(&self, db: &DbInfo, key: &[u8]) -> Result<(), String> {
+        if let Some(tdb) = self.files.get(db.db_id) {
+            tdb.delete(key).map_err(|e| e.to_string())?;
+        }
+        self.store
+            .delete(&db.tree(), key)
+            .map_err(|e| format!("deleting from {}: {e}", db.name))
+    }
+
     /// Applies `ops` to sled (flushed when `durable`), then to the file in one tdb
     /// transaction.
     pub(crate) fn apply_batch(
@@ -643,6 +653,18 @@ pub fn spawn_background(daemon: std::sync::Arc<std::sync::Mutex<crate::DbDaemon>
                     break;
                 }
                 backoff = (backoff * 2).min(Duration::from_millis(20));
+            }
+        }
+    });
+    let vacuuming = daemon.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::vacuum::VACUUM_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let mut d = lock(&vacuuming);
+            if let Some(out) = d.outbox.clone() {
+                d.vacuum(&out);
             }
         }
     });

@@ -1926,3 +1926,50 @@ fn a_call_waits_while_a_client_holds_the_chain() {
         0
     );
 }
+
+#[test]
+fn vacuuming_removes_a_deleted_record_everywhere_unless_a_node_holds_it_newer() {
+    let mut net = Net::new(3, &[0, 1, 2]);
+    let gone = key_with_lmaster(&net, 1);
+    // Deleted on its lmaster (an empty record it is dmaster of); the others hold older
+    // copies from before.
+    net.nodes[1].put_record(VOL_ID, &gone, hdr(7, 1), b"");
+    net.nodes[0].put_record(VOL_ID, &gone, hdr(3, 1), b"old");
+    net.nodes[2].put_record(VOL_ID, &gone, hdr(5, 1), b"older");
+    // Another deleted record, but node 2 holds a newer copy of it: it stays there, and
+    // so on the lmaster; node 0's older copy goes.
+    let mut kept = gone.clone();
+    kept.extend_from_slice(b"-kept");
+    while net.nodes[0].daemon.lmaster(&kept) != 1 {
+        kept.push(b'x');
+    }
+    net.nodes[1].put_record(VOL_ID, &kept, hdr(4, 1), b"");
+    net.nodes[0].put_record(VOL_ID, &kept, hdr(2, 1), b"x");
+    net.nodes[2].put_record(VOL_ID, &kept, hdr(9, 2), b"newer");
+    // A live record is never offered.
+    let mut live = kept.clone();
+    live.extend_from_slice(b"-live");
+    while net.nodes[0].daemon.lmaster(&live) != 1 {
+        live.push(b'y');
+    }
+    net.nodes[1].put_record(VOL_ID, &live, hdr(2, 1), b"data");
+
+    let out = net.nodes[1].out.clone();
+    net.nodes[1].daemon.vacuum(&out);
+    let (_, wire) = net.pump();
+    assert!(wire.iter().any(|(op, _, _)| *op == Operation::ReqControl));
+    for node in 0..3 {
+        assert_eq!(net.stored(node, &gone), None, "node {node}");
+    }
+    assert_eq!(net.stored(0, &kept), None);
+    assert_eq!(net.stored(2, &kept).unwrap().1, b"newer");
+    assert_eq!(
+        net.stored(1, &kept).unwrap().0.rsn,
+        4,
+        "kept: a node holds it newer"
+    );
+    assert_eq!(net.stored(1, &live).unwrap().1, b"data");
+    // Gone from sled too: a restart of node 1 does not bring it back.
+    net.nodes[1].restart();
+    assert_eq!(net.stored(1, &gone), None);
+}

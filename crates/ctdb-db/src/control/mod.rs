@@ -66,10 +66,16 @@ pub const OWNED_CONTROLS: &[Opcode] = &[
     // persistent databases (persistent.rs)
     Opcode::Trans3Commit,
     Opcode::UpdateRecord,
+    // vacuuming (vacuum.rs)
+    Opcode::TryDeleteRecords,
 ];
 
 /// Controls that change records: held while their database is frozen, like calls.
-const HELD_WHILE_FROZEN: &[Opcode] = &[Opcode::Trans3Commit, Opcode::UpdateRecord];
+const HELD_WHILE_FROZEN: &[Opcode] = &[
+    Opcode::Trans3Commit,
+    Opcode::UpdateRecord,
+    Opcode::TryDeleteRecords,
+];
 
 /// What a control handler answers: a status and reply data, or a failure.
 pub type ControlResult = Result<(i32, Vec<u8>), ControlError>;
@@ -199,6 +205,7 @@ impl DbDaemon {
             Opcode::TraverseKill => self.traverse_kill(origin.client, data),
             Opcode::UpdateRecord => self.update_record(data),
             Opcode::EnableSeqnum => self.enable_seqnum(data),
+            Opcode::TryDeleteRecords => self.try_delete_records(data),
             Opcode::UpdateSeqnum => self.update_seqnum(origin.srcnode, data),
             Opcode::ScheduleForDeletion => self.schedule_for_deletion(data),
             other => fail(format!(

@@ -356,7 +356,13 @@ impl DbDaemon {
     }
 
     /// A control to node `pnn` whose reply comes back to this component under `reqid`.
-    fn control_packet(&self, pnn: u32, reqid: u32, opcode: Opcode, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn control_packet(
+        &self,
+        pnn: u32,
+        reqid: u32,
+        opcode: Opcode,
+        data: &[u8],
+    ) -> Vec<u8> {
         Packet {
             generation: self.vnn_map.generation,
             destnode: pnn,

@@ -39,6 +39,8 @@ impl DbDaemon {
         self.vnn_map = map;
         if changed {
             self.requeue_remote_calls();
+            // Answers to vacuum rounds of the old generation will not come.
+            self.vacuums = Default::default();
             self.traversals.clear();
         }
         done()
