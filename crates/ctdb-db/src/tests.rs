@@ -1478,8 +1478,13 @@ impl Net {
 
 /// A key whose lmaster is `lmaster` over the map 0..n.
 fn key_with_lmaster(net: &Net, lmaster: u32) -> Vec<u8> {
+    named_key_with_lmaster(net, "key", lmaster)
+}
+
+/// The first of `name-0`, `name-1`, ... whose lmaster is `lmaster`.
+fn named_key_with_lmaster(net: &Net, name: &str, lmaster: u32) -> Vec<u8> {
     (0..1000)
-        .map(|i| format!("key-{i}").into_bytes())
+        .map(|i| format!("{name}-{i}").into_bytes())
         .find(|k| net.nodes[0].daemon.lmaster(k) == lmaster)
         .unwrap()
 }
@@ -1938,20 +1943,12 @@ fn vacuuming_removes_a_deleted_record_everywhere_unless_a_node_holds_it_newer() 
     net.nodes[2].put_record(VOL_ID, &gone, hdr(5, 1), b"older");
     // Another deleted record, but node 2 holds a newer copy of it: it stays there, and
     // so on the lmaster; node 0's older copy goes.
-    let mut kept = gone.clone();
-    kept.extend_from_slice(b"-kept");
-    while net.nodes[0].daemon.lmaster(&kept) != 1 {
-        kept.push(b'x');
-    }
+    let kept = named_key_with_lmaster(&net, "kept", 1);
     net.nodes[1].put_record(VOL_ID, &kept, hdr(4, 1), b"");
     net.nodes[0].put_record(VOL_ID, &kept, hdr(2, 1), b"x");
     net.nodes[2].put_record(VOL_ID, &kept, hdr(9, 2), b"newer");
     // A live record is never offered.
-    let mut live = kept.clone();
-    live.extend_from_slice(b"-live");
-    while net.nodes[0].daemon.lmaster(&live) != 1 {
-        live.push(b'y');
-    }
+    let live = named_key_with_lmaster(&net, "live", 1);
     net.nodes[1].put_record(VOL_ID, &live, hdr(2, 1), b"data");
 
     let out = net.nodes[1].out.clone();
