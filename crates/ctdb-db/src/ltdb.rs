@@ -104,40 +104,35 @@ impl Files {
             0
         };
         let tdb = Tdb::open(path, HASH_SIZE, open_flags(db)).map_err(|e| e.to_string())?;
-        let tree = db.tree();
+        // What only the file held is in sled now (salvage); sled's newer copies go to
+        // the file, streamed, in one transaction.
+        let txn = tdb.transaction().map_err(|e| e.to_string())?;
         let mut to_file = 0;
-        let mut sled_records = Vec::new();
+        let mut failed = None;
         store
-            .scan(&tree, &mut |k, v| {
-                sled_records.push((k.to_vec(), v.to_vec()));
-                true
+            .scan(&db.tree(), &mut |key, value| {
+                let written = tdb.fetch(key).and_then(|in_file| {
+                    if newer(value, in_file.as_deref()) {
+                        to_file += 1;
+                        txn.store(key, value)
+                    } else {
+                        Ok(())
+                    }
+                });
+                match written {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        false
+                    }
+                }
             })
             .map_err(|e| e.to_string())?;
-        let txn = tdb.transaction().map_err(|e| e.to_string())?;
-        for (key, value) in &sled_records {
-            let in_file = tdb.fetch(key).map_err(|e| e.to_string())?;
-            if newer(value, in_file.as_deref()) {
-                txn.store(key, value).map_err(|e| e.to_string())?;
-                to_file += 1;
-            }
+        if let Some(e) = failed {
+            return Err(e);
         }
         txn.commit().map_err(|e| e.to_string())?;
-        let sled_keys: std::collections::HashSet<&[u8]> =
-            sled_records.iter().map(|(k, _)| k.as_slice()).collect();
-        let mut only_in_file = Vec::new();
-        tdb.for_each(&mut |k, v| {
-            if !sled_keys.contains(k) {
-                only_in_file.push(BatchOp::Put(k.to_vec(), v.to_vec()));
-            }
-            true
-        })
-        .map_err(|e| e.to_string())?;
-        let to_sled = only_in_file.len() + salvaged;
-        if to_sled > 0 {
-            store
-                .batch(&tree, only_in_file)
-                .map_err(|e| e.to_string())?;
-        }
+        let to_sled = salvaged;
         self.files.insert(db.db_id, tdb);
         Ok((to_file, to_sled))
     }
@@ -214,10 +209,6 @@ impl Files {
 
     pub fn is_open(&self, db_id: u32) -> bool {
         self.files.contains_key(&db_id)
-    }
-
-    pub fn ids(&self) -> Vec<u32> {
-        self.files.keys().copied().collect()
     }
 }
 
@@ -315,10 +306,6 @@ impl LockWaits {
 
     pub fn take(&mut self) -> VecDeque<(u32, Bytes, Envelope)> {
         std::mem::take(&mut self.queue)
-    }
-
-    pub fn clear(&mut self) {
-        self.queue.clear();
     }
 }
 
@@ -585,7 +572,8 @@ impl crate::DbDaemon {
     }
 
     /// Takes the chain lock of the record a call or migration packet is about, if its
-    /// database has a file. `Ok(None)`: no lock needed; `Err(())`: a client holds it.
+    /// database has a file: `Ok(true)` taken, `Ok(false)` no lock needed (no file),
+    /// `Err(())` a client holds it (or a call for it already waits).
     pub(crate) fn lock_record(&self, db_id: u32, key: &[u8]) -> Result<bool, ()> {
         let Some(tdb) = self.files.get(db_id) else {
             return Ok(false);
@@ -636,8 +624,9 @@ impl crate::DbDaemon {
 }
 
 /// Starts the daemon's timers on the current tokio runtime: calls that wait for a chain
-/// lock are retried (after 0.5 ms, backing off to 20 ms while the lock stays taken), and
-/// the volatile files are swept into sled every [`SWEEP_EVERY`].
+/// lock are retried (after 0.5 ms, backing off to 20 ms while the lock stays taken);
+/// every [`SWEEP_EVERY`] the volatile files are swept into sled and changed sequence
+/// numbers announced; every [`crate::vacuum::VACUUM_EVERY`] a vacuum round starts.
 pub fn spawn_background(daemon: std::sync::Arc<std::sync::Mutex<crate::DbDaemon>>) {
     use ctdb_rpc::component::lock;
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());

@@ -1816,14 +1816,14 @@ fn a_freeze_keeps_clients_out_of_the_files_until_the_thaw() {
     let mut h = Harness::with_pnn(0);
     h.attach(Opcode::DbAttach, VOL);
     let path = h.db(VOL_ID).path(&h.daemon.dirs, 0);
-    // tdbtool is another process; it waits for the chain lock, so give it a second.
-    let client_store = |value: &str| {
+    // tdbtool is another process; it waits for the chain lock, so `timeout` ends it.
+    let client_store = |seconds: &str, value: &str| {
         std::process::Command::new("timeout")
-            .args(["1", "tdbtool", &path, "store", "k", value])
+            .args([seconds, "tdbtool", &path, "store", "k", value])
             .status()
             .map(|s| s.code())
     };
-    match client_store("before") {
+    match client_store("10", "before") {
         Ok(Some(0)) => {}
         other => {
             assert!(
@@ -1836,7 +1836,7 @@ fn a_freeze_keeps_clients_out_of_the_files_until_the_thaw() {
     }
     h.control_ok(Opcode::Freeze, &[]);
     assert_eq!(
-        client_store("frozen").unwrap(),
+        client_store("1", "frozen").unwrap(),
         Some(124),
         "the client waits"
     );
@@ -1851,7 +1851,7 @@ fn a_freeze_keeps_clients_out_of_the_files_until_the_thaw() {
     let out = h.out.clone();
     h.daemon.thaw(&out).unwrap();
     assert_eq!(
-        client_store("after").unwrap(),
+        client_store("10", "after").unwrap(),
         Some(0),
         "free after the thaw"
     );

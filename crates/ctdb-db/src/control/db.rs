@@ -169,20 +169,12 @@ impl DbDaemon {
             }
         }
         for db_id in changed {
-            let packet = ctdb_protocol::Packet {
-                generation: self.vnn_map.generation,
-                destnode: ctdb_protocol::flags::dest::BROADCAST_CONNECTED,
-                srcnode: self.pnn,
-                reqid: 0,
-                body: ctdb_protocol::Body::ReqControl(ctdb_protocol::ReqControl {
-                    opcode: ctdb_protocol::Opcode::UpdateSeqnum,
-                    flags: ctdb_protocol::flags::control::NOREPLY,
-                    srvid: 0,
-                    client_id: 0,
-                    data: bytes::Bytes::copy_from_slice(&db_id.to_le_bytes()),
-                }),
-            };
-            out.to_client(0, packet.to_bytes());
+            self.send_control_to(
+                &out,
+                ctdb_protocol::flags::dest::BROADCAST_CONNECTED,
+                ctdb_protocol::Opcode::UpdateSeqnum,
+                db_id.to_le_bytes().to_vec(),
+            );
         }
     }
 
