@@ -30,7 +30,6 @@ start)
 	log level = NOTICE
 [cluster]
 	node address = 127.0.0.$((i + 1))
-	recovery lock = $dir/rec.lock
 [database]
 	volatile database directory = $b/db/volatile
 	persistent database directory = $b/db/persistent

@@ -526,7 +526,7 @@ impl ComposeCluster {
     /// The last lines of every container's log.
     pub fn logs(&self) -> String {
         self.compose(
-            &["logs", "--no-color", "--tail", "25"],
+            &["logs", "--no-color", "--tail", "80"],
             Duration::from_secs(60),
         )
         .unwrap_or_else(|e| e)

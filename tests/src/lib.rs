@@ -42,6 +42,8 @@ pub struct TestNode {
     /// Owns the directory of a stand-alone node (none for a cluster member).
     _own_dir: Option<tempfile::TempDir>,
     child: Option<Child>,
+    /// Extra environment of ctdbd (and so of its components), kept for restarts.
+    env: Vec<(String, String)>,
 }
 
 impl TestNode {
@@ -62,6 +64,18 @@ impl TestNode {
 
     /// Starts node `pnn` of the cluster whose addresses are `nodes`, in `dir`.
     pub fn start_in(dir: &Path, pnn: u32, nodes: &[String], extra_conf: &str) -> Self {
+        Self::start_in_with_env(dir, pnn, nodes, extra_conf, &[])
+    }
+
+    /// As [`Self::start_in`], with `env` added to ctdbd's environment, which its
+    /// components inherit (e.g. `CTDB_RS_FAULT_INJECTION=1`).
+    pub fn start_in_with_env(
+        dir: &Path,
+        pnn: u32,
+        nodes: &[String],
+        extra_conf: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         std::fs::create_dir_all(dir.join("events")).expect("events dir");
         std::fs::write(dir.join("nodes"), nodes.join("\n") + "\n").expect("nodes file");
         std::fs::write(dir.join("ctdb.conf"), extra_conf).expect("ctdb.conf");
@@ -71,6 +85,10 @@ impl TestNode {
             dir: dir.to_path_buf(),
             _own_dir: None,
             child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         node.spawn();
         node
@@ -84,6 +102,7 @@ impl TestNode {
                 "CTDB_LOGGING_LOCATION",
                 format!("file:{}", self.dir.join("log.ctdb").display()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -226,7 +245,8 @@ pub fn loopback_subnet() -> String {
     format!("127.{a}.{}", n % 250 + 1)
 }
 
-/// A cluster of `n` nodes on `127.A.B.1..n`, sharing one recovery lock file.
+/// A cluster of `n` nodes on `127.A.B.1..n`, sharing one recovery lock file (unless
+/// started [without one](Self::start_without_lock)).
 pub struct TestCluster {
     pub nodes: Vec<TestNode>,
     pub root: tempfile::TempDir,
@@ -252,6 +272,31 @@ impl TestCluster {
     /// written into every node's directory first; those under `events/` are made
     /// executable (enabled event scripts).
     pub fn start_with_files(n: usize, files: &[(&str, &str)]) -> Self {
+        Self::start_with_files_env(n, files, &[])
+    }
+
+    /// As [`Self::start`], with `env` added to every node's environment (e.g.
+    /// `CTDB_RS_FAULT_INJECTION=1`, which lets a test switch fault points on).
+    pub fn start_with_env(n: usize, env: &[(&str, &str)]) -> Self {
+        Self::start_with_files_env(n, &[], env)
+    }
+
+    /// As [`Self::start_with_files`], with `env` added to every node's environment.
+    pub fn start_with_files_env(n: usize, files: &[(&str, &str)], env: &[(&str, &str)]) -> Self {
+        Self::start_configured(n, files, env, true)
+    }
+
+    /// A cluster with no recovery lock: leaders hold a lease from a majority.
+    pub fn start_without_lock(n: usize) -> Self {
+        Self::start_configured(n, &[], &[], false)
+    }
+
+    fn start_configured(
+        n: usize,
+        files: &[(&str, &str)],
+        env: &[(&str, &str)],
+        with_lock: bool,
+    ) -> Self {
         let root = tempfile::Builder::new()
             .prefix("ctdb-rs-cluster")
             .tempdir()
@@ -261,11 +306,10 @@ impl TestCluster {
         let reclock = root.path().join("rec.lock");
         let nodes = (0..n)
             .map(|i| {
-                let conf = format!(
-                    "[cluster]\n\tnode address = {}\n\trecovery lock = {}\n",
-                    addrs[i],
-                    reclock.display()
-                );
+                let mut conf = format!("[cluster]\n\tnode address = {}\n", addrs[i]);
+                if with_lock {
+                    conf += &format!("\trecovery lock = {}\n", reclock.display());
+                }
                 let dir = root.path().join(format!("node.{i}"));
                 for (name, contents) in files {
                     let path = dir.join(name);
@@ -279,7 +323,7 @@ impl TestCluster {
                         std::fs::set_permissions(&path, mode).expect("chmod");
                     }
                 }
-                TestNode::start_in(&dir, i as u32, &addrs, &conf)
+                TestNode::start_in_with_env(&dir, i as u32, &addrs, &conf, env)
             })
             .collect();
         Self { nodes, root }

@@ -12,11 +12,16 @@ use ctdb_tests::{create_records, TestCluster};
 
 const HERE: u32 = dest::CURRENT_NODE;
 
+/// The leader the node knows, or UNKNOWN_PNN while it knows none (status -1).
 async fn leader_of(client: &Client) -> u32 {
-    client
+    match client
         .control_status(HERE, Opcode::GetRecmaster, Bytes::new())
         .await
-        .expect("GET_RECMASTER") as u32
+    {
+        Ok(pnn) => pnn as u32,
+        Err(ctdb_client::ClientError::ControlFailed { status: -1, .. }) => dest::UNKNOWN_PNN,
+        Err(e) => panic!("GET_RECMASTER: {e}"),
+    }
 }
 
 /// Waits until every given client names the same leader, and returns it.
@@ -27,7 +32,7 @@ async fn agreed_leader(clients: &[&Client]) -> u32 {
         for c in clients {
             leaders.push(leader_of(c).await);
         }
-        if leaders.windows(2).all(|w| w[0] == w[1]) {
+        if leaders[0] != dest::UNKNOWN_PNN && leaders.windows(2).all(|w| w[0] == w[1]) {
             return leaders[0];
         }
         assert!(Instant::now() < deadline, "leaders disagree: {leaders:?}");

@@ -789,6 +789,47 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
             no_args(0)?;
             nodectl::recover(&mut ctx).await
         }
+        // ctdb-rs's own, for test clusters (components started with
+        // CTDB_RS_FAULT_INJECTION=1): `failpoint <db|recoverd> <name> [<actions>]` sets
+        // a fault point (empty actions: removes it), or only reads how often it fired.
+        "failpoint" => {
+            if !(2..=3).contains(&argc) {
+                return Err(Fail::new(
+                    "Usage: ctdb failpoint <db|recoverd> <name> [<actions>]".to_string(),
+                    1,
+                ));
+            }
+            let request = ctdb_protocol::control::SetFailpoint {
+                component: args[0].clone(),
+                name: args[1].clone(),
+                actions: args.get(2).cloned(),
+            };
+            let opcode = Opcode::SetFailpoint;
+            let reply = ctx
+                .client
+                .control_raw(
+                    ctx.cmd_pnn,
+                    opcode,
+                    0,
+                    request.to_bytes().into(),
+                    ctx.timeout,
+                )
+                .await
+                .map_err(|e| ctx.transport_fail(opcode, ctx.cmd_pnn, &e))?;
+            if reply.status != 0 {
+                let why = String::from_utf8_lossy(&reply.errmsg);
+                return Err(Fail::new(
+                    format!(
+                        "Control SET_FAILPOINT failed: {}",
+                        why.trim_end_matches('\0')
+                    ),
+                    reply.status,
+                ));
+            }
+            let fired = <[u8; 8]>::try_from(&reply.data[..]).map_or(0, u64::from_le_bytes);
+            out(&format!("{}: fired {fired} times\n", request.name));
+            Ok(0)
+        }
         "ipreallocate" | "sync" => {
             no_args(0)?;
             nodectl::ipreallocate(&mut ctx).await

@@ -129,8 +129,8 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
 ];
 
 /// Commands accepted but not listed: names older Samba versions had (4.17 calls
-/// `recmaster` `leader`).
-pub const HIDDEN: &[&str] = &["recmaster"];
+/// `recmaster` `leader`), and ctdb-rs's own `failpoint` (test clusters only).
+pub const HIDDEN: &[&str] = &["recmaster", "failpoint"];
 
 const OPTIONS_HELP: &str = "Usage: [OPTION...]
   -d, --debug=STRING       debug level

@@ -13,6 +13,15 @@
 
 #![forbid(unsafe_code)]
 
+/// Fault point `$name` (listed in [`control::recovery`]): when a test switched it on,
+/// the enclosing function fails with `Err("fault injected at <name>".into())`, or the
+/// process aborts for `return(abort)` (see [`ctdb_rpc::faults`]).
+macro_rules! fault_point {
+    ($name:literal) => {
+        fail::fail_point!($name, |arg| Err(ctdb_rpc::faults::fired($name, arg).into()))
+    };
+}
+
 pub mod call;
 pub mod control;
 pub mod hash;
@@ -123,10 +132,32 @@ pub struct DbDaemon {
     vacuums: vacuum::Vacuums,
 }
 
+/// The store tree of this node's own state, and its key of the last vnn map set.
+pub const NODE_TREE: &str = "ctdb-db/node";
+pub const VNNMAP_KEY: &[u8] = b"vnnmap";
+
+/// The vnn map of the last recovery this node took part in, kept across restarts: its
+/// generation tells the next recovery's leader whether this node's copies are current
+/// (see ctdb-recoverd's `recovery::incumbents`).
+fn stored_vnnmap(store: &dyn Store) -> Option<VnnMap> {
+    let bytes = store.get(NODE_TREE, VNNMAP_KEY).ok()??;
+    match <VnnMap as ctdb_protocol::Wire>::from_bytes(&bytes) {
+        Ok(map) if !map.map.is_empty() => Some(map),
+        _ => {
+            tracing::warn!("ignoring an unreadable stored vnn map");
+            None
+        }
+    }
+}
+
 impl DbDaemon {
     /// A daemon over `store`, with the attachments recorded in it.
     pub fn new(store: Box<dyn Store>, options: Options) -> Result<Self, StoreError> {
         let registry = Registry::load(store.as_ref())?;
+        let vnn_map = stored_vnnmap(store.as_ref()).unwrap_or(VnnMap {
+            generation: INVALID_GENERATION,
+            map: vec![options.pnn],
+        });
         tracing::info!(
             pnn = options.pnn,
             databases = registry.len(),
@@ -137,10 +168,7 @@ impl DbDaemon {
             dirs: options.dirs,
             store,
             registry,
-            vnn_map: VnnMap {
-                generation: INVALID_GENERATION,
-                map: vec![options.pnn],
-            },
+            vnn_map,
             recovery_mode: if options.start_in_recovery {
                 recmode::ACTIVE
             } else {

@@ -422,6 +422,7 @@ impl crate::DbDaemon {
         let Some(current) = self.registry.get(db.db_id).cloned() else {
             return Ok(());
         };
+        fault_point!("db::commit::after_switch");
         let durable = began.elapsed();
         let store = &self.store;
         self.files.write(db.db_id, |tdb| {
@@ -455,22 +456,6 @@ impl crate::DbDaemon {
             total_ms = began.elapsed().as_millis() as u64,
             "recovered copy committed"
         );
-        Ok(())
-    }
-
-    /// Removes every record, from sled (flushed when `durable`) and from the file.
-    pub(crate) fn clear_values(&self, db: &DbInfo, durable: bool) -> Result<(), String> {
-        self.store
-            .clear(&db.tree())
-            .map_err(|e| format!("wiping {}: {e}", db.name))?;
-        if durable {
-            self.store
-                .flush()
-                .map_err(|e| format!("flushing {}: {e}", db.name))?;
-        }
-        if let Some(tdb) = self.files.get(db.db_id) {
-            tdb.wipe_all().map_err(|e| e.to_string())?;
-        }
         Ok(())
     }
 

@@ -155,6 +155,10 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> StoreResult<()> {
+        // Fault point `db::flush` (see control::recovery): the engine fails to flush.
+        fail::fail_point!("db::flush", |arg| Err(StoreError::Engine(
+            ctdb_rpc::faults::fired("db::flush", arg)
+        )));
         self.db.flush()?;
         Ok(())
     }

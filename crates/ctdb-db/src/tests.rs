@@ -1113,16 +1113,27 @@ fn wipe_then_push_restores_exactly_the_pushed_set() {
         );
     }
     h.put_record(VOL_ID, b"shared", hdr(99, 0), b"old");
-    // WIPE_DATABASE needs the database frozen; a global FREEZE is enough and no
-    // recovery transaction is needed.
+    // WIPE_DATABASE needs the database frozen (a global FREEZE is enough) and the
+    // recovery transaction it names open, as Samba's: otherwise nothing is wiped.
     assert_eq!(
         h.control(Opcode::WipeDatabase, &transdb(VOL_ID, 5)).status,
         -1
     );
     h.control_ok(Opcode::Freeze, &[]);
+    assert_eq!(
+        h.control(Opcode::WipeDatabase, &transdb(VOL_ID, 5)).status,
+        -1,
+        "no transaction open"
+    );
+    h.control_ok(Opcode::DbTransactionStart, &transdb(VOL_ID, 4));
+    assert_eq!(
+        h.control(Opcode::WipeDatabase, &transdb(VOL_ID, 5)).status,
+        -1,
+        "another transaction open"
+    );
+    assert_eq!(h.contents(VOL_ID).len(), 21, "a refused wipe wipes nothing");
+    h.control_ok(Opcode::DbTransactionStart, &transdb(VOL_ID, 5));
     h.control_ok(Opcode::WipeDatabase, &transdb(VOL_ID, 5));
-    assert!(h.contents(VOL_ID).is_empty());
-    assert!(h.pull(VOL_ID, u32::MAX).records.is_empty());
     assert_eq!(
         h.control(Opcode::WipeDatabase, &transdb(0xdead_beef, 5))
             .status,
@@ -1142,6 +1153,7 @@ fn wipe_then_push_restores_exactly_the_pushed_set() {
         }
         .to_bytes(),
     );
+    h.control_ok(Opcode::DbTransactionCommit, &transdb(VOL_ID, 5));
     assert_eq!(h.pull(VOL_ID, u32::MAX).records, pushed);
 }
 
@@ -1209,8 +1221,10 @@ fn a_pull_merge_wipe_push_cycle_between_two_nodes_converges() {
         let pulled = [a.pull(db_id, u32::MAX), b.pull(db_id, u32::MAX)];
         let merged = merge(db_id, &pulled, 0);
         for h in [&mut a, &mut b] {
+            h.control_ok(Opcode::DbTransactionStart, &transdb(db_id, generation));
             h.control_ok(Opcode::WipeDatabase, &transdb(db_id, generation));
             h.control_ok(Opcode::PushDb, &merged.to_bytes());
+            h.control_ok(Opcode::DbTransactionCommit, &transdb(db_id, generation));
         }
     }
     for h in [&mut a, &mut b] {
@@ -1365,21 +1379,23 @@ fn a_persistent_push_is_flushed_and_survives_reopening() {
     h.attach(Opcode::DbAttach, VOL);
     h.control_ok(Opcode::Freeze, &[]);
 
-    let before = flushes.load(Ordering::SeqCst);
+    h.control_ok(Opcode::DbTransactionStart, &transdb(PERS_ID, 1));
     h.control_ok(Opcode::WipeDatabase, &transdb(PERS_ID, 1));
     let pushed = vec![
         rec(b"__db_sequence_number__\0", 4, 0, &4u64.to_le_bytes()),
         rec(b"user", 4, 0, b"persistent"),
     ];
     assert_eq!(h.push(PERS_ID, pushed.clone()).status, 0);
-    assert_eq!(
-        flushes.load(Ordering::SeqCst),
-        before + 2,
-        "wipe and push flush"
+    let before = flushes.load(Ordering::SeqCst);
+    h.control_ok(Opcode::DbTransactionCommit, &transdb(PERS_ID, 1));
+    assert!(
+        flushes.load(Ordering::SeqCst) > before,
+        "the commit flushes"
     );
+    let before = flushes.load(Ordering::SeqCst);
     // Volatile pushes are not flushed synchronously.
     assert_eq!(h.push(VOL_ID, vec![rec(b"v", 1, 0, b"v")]).status, 0);
-    assert_eq!(flushes.load(Ordering::SeqCst), before + 2);
+    assert_eq!(flushes.load(Ordering::SeqCst), before);
 
     // Reopen without an explicit flush: the pushed records are there.
     let placeholder = open(&h.dir, 0);
@@ -1785,10 +1801,13 @@ fn a_recovery_transaction_replaces_the_database_only_when_it_commits() {
     assert_eq!(h.contents(VOL_ID), new);
     h.restart();
     assert_eq!(h.contents(VOL_ID), new);
-    // Without a transaction, a wipe still wipes at once.
+    // Without a transaction, a wipe is refused and wipes nothing.
     h.control_ok(Opcode::Freeze, &[]);
-    h.control_ok(Opcode::WipeDatabase, &transdb(VOL_ID, 10));
-    assert!(h.contents(VOL_ID).is_empty());
+    assert_eq!(
+        h.control(Opcode::WipeDatabase, &transdb(VOL_ID, 10)).status,
+        -1
+    );
+    assert_eq!(h.contents(VOL_ID), new);
 }
 
 #[test]

@@ -188,9 +188,10 @@ opcodes! {
     158 => EnableNode, "CTDB_CONTROL_ENABLE_NODE";
     159 => TcpClientDisconnected, "CTDB_CONTROL_TCP_CLIENT_DISCONNECTED";
     160 => TcpClientPassed, "CTDB_CONTROL_TCP_CLIENT_PASSED";
-    // ctdb-rs's own, between our nodes only (Samba's tools never send it): far above
+    // ctdb-rs's own, between our nodes only (Samba's tools never send them): far above
     // Samba's numbers so that a later Samba opcode cannot collide.
     0x4352_0001 => PullDbPage, "CTDB_RS_CONTROL_PULL_DB_PAGE";
+    0x4352_0002 => SetFailpoint, "CTDB_RS_CONTROL_SET_FAILPOINT";
 }
 
 impl From<u32> for Opcode {
@@ -239,7 +240,8 @@ mod tests {
         assert_eq!(Opcode::ScheduleForDeletion.as_u32(), 128);
         assert_eq!(Opcode::DbPull.as_u32(), 146);
         assert_eq!(Opcode::TcpClientPassed.as_u32(), 160);
-        assert_eq!(Opcode::ALL.len(), 115 + 32 + 1, "seed, Samba, ctdb-rs");
+        assert_eq!(Opcode::ALL.len(), 115 + 32 + 2, "seed, Samba, ctdb-rs");
         assert_eq!(Opcode::from_u32(0x4352_0001), Opcode::PullDbPage);
+        assert_eq!(Opcode::from_u32(0x4352_0002), Opcode::SetFailpoint);
     }
 }

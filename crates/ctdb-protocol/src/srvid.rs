@@ -31,6 +31,14 @@ pub const fn in_range(srvid: u64, range: u64) -> bool {
     srvid & RANGE_MASK == range & RANGE_MASK
 }
 
+/// ctdb-rs's own srvids, between its recovery daemons (Samba's nodes never send them).
+pub mod rs {
+    /// A candidate asks for (or renews) its leader lease (see ctdb-recoverd's `lease`).
+    pub const LEASE_REQUEST: u64 = 0xF1C5_0000_0000_0001;
+    /// The answer to a lease request, to the candidate.
+    pub const LEASE_REPLY: u64 = 0xF1C5_0000_0000_0002;
+}
+
 /// Srvids as Samba 4.17 numbers them where they differ from the seed.
 pub mod samba {
     /// Election messages (the seed's RECOVERY value).

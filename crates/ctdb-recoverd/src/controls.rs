@@ -62,7 +62,12 @@ impl Recoverd {
                 .map_err(|e| format!("bad {} request: {e}", control.opcode))
         };
         Ok(match control.opcode {
-            GetRecmaster => status(self.leader.unwrap_or(self.pnn) as i32),
+            // No leader known (none elected yet, or this node is cut off): Samba's
+            // "unknown" (-1 as a pnn).
+            GetRecmaster => status(
+                self.leader
+                    .unwrap_or(ctdb_protocol::flags::dest::UNKNOWN_PNN) as i32,
+            ),
             SetRecmaster => match decoded()? {
                 ControlData::Uint32(pnn) => {
                     self.leader = Some(pnn);
@@ -136,6 +141,24 @@ impl Recoverd {
                 ControlData::Iface(iface) => {
                     self.ips().set_link(&iface.name, iface.link_state != 0)?;
                     status(0)
+                }
+                other => return Err(format!("unexpected payload {other:?}")),
+            },
+            // Fault injection in test clusters (recovery.rs lists the points).
+            SetFailpoint => match decoded()? {
+                ControlData::SetFailpoint(request) if request.component == "recoverd" => {
+                    let count = ctdb_rpc::faults::apply(
+                        crate::recovery::FAULT_POINTS,
+                        &request.name,
+                        request.actions.as_deref(),
+                    )?;
+                    ok(count.to_le_bytes().to_vec())
+                }
+                ControlData::SetFailpoint(request) => {
+                    return Err(format!(
+                        "SET_FAILPOINT for {:?} reached recoverd",
+                        request.component
+                    ))
                 }
                 other => return Err(format!("unexpected payload {other:?}")),
             },

@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 
 use crate::banning::Culprits;
 use crate::election::{choose_leader, is_active, ElectionMessage, Roles};
+use crate::lease::{self, Leases, Want};
 use crate::messages::{self, answer, failure, Requests, Takeover};
 use crate::monitor::{assess, gather};
 use crate::nodes::ok;
@@ -42,10 +43,13 @@ pub struct Monitor {
     pub requests: Arc<Mutex<Requests>>,
     wake: Arc<Notify>,
     startup_marker: Option<PathBuf>,
+    /// The leader lease and this node's promise; kept across connections.
+    leases: Arc<Mutex<Leases>>,
 }
 
 impl Monitor {
     pub fn new(socket: PathBuf, eventd: Channel, state: Arc<Mutex<Recoverd>>) -> Self {
+        let pnn = ctdb_rpc::component::lock(&state).pnn;
         Self {
             socket,
             eventd,
@@ -53,7 +57,26 @@ impl Monitor {
             requests: Arc::default(),
             wake: Arc::default(),
             startup_marker: None,
+            leases: Arc::new(Mutex::new(Leases::new(
+                pnn,
+                DEFAULT_LEASE,
+                None,
+                Instant::now(),
+            ))),
         }
+    }
+
+    /// Where this node notes the lease promise it gives, so that a restarted recovery
+    /// daemon keeps it (see [`lease`]).
+    pub fn with_promise_file(mut self, path: PathBuf) -> Self {
+        let pnn = ctdb_rpc::component::lock(&self.state).pnn;
+        self.leases = Arc::new(Mutex::new(Leases::new(
+            pnn,
+            DEFAULT_LEASE,
+            Some(path),
+            Instant::now(),
+        )));
+        self
     }
 
     /// Where the events watcher notes that the node's `startup` event ran (see
@@ -80,7 +103,12 @@ impl Monitor {
                 EventdClient::new(self.eventd.clone()),
                 self.startup_marker.clone(),
             ));
-            let announcer = tokio::spawn(announce_leadership(client.clone(), self.state.clone()));
+            let announcer = tokio::spawn(announce_leadership(
+                client.clone(),
+                self.state.clone(),
+                self.leases.clone(),
+            ));
+            let lease_keeper = tokio::spawn(lease::keep(client.clone(), self.leases.clone()));
             let server = match messages::register(&client).await {
                 Ok(inbox) => Some(tokio::spawn(messages::serve(
                     inbox,
@@ -99,6 +127,7 @@ impl Monitor {
             }
             watcher.abort();
             announcer.abort();
+            lease_keeper.abort();
             if let Some(server) = server {
                 server.abort();
             }
@@ -114,25 +143,41 @@ impl Monitor {
         Shared {
             requests: self.requests.clone(),
             wake: self.wake.clone(),
+            leases: self.leases.clone(),
         }
     }
 }
 
-/// What the loop shares with the message task.
+/// The lease time before the first round reads ElectionTimeout (its default).
+const DEFAULT_LEASE: Duration = Duration::from_secs(3);
+
+/// What the loop shares with the message and lease tasks.
 struct Shared {
     requests: Arc<Mutex<Requests>>,
     wake: Arc<Notify>,
+    leases: Arc<Mutex<Leases>>,
 }
 
 /// While this node leads, tells every connected node so every second (the LEADER
-/// message, data: our pnn), also while a long recovery runs.
-async fn announce_leadership(client: Client, state: Arc<Mutex<Recoverd>>) {
+/// message, data: our pnn), also while a long recovery runs (without a recovery lock,
+/// only while its lease holds).
+async fn announce_leadership(
+    client: Client,
+    state: Arc<Mutex<Recoverd>>,
+    leases: Arc<Mutex<Leases>>,
+) {
     loop {
-        let (pnn, leader) = {
+        let (pnn, leader, with_lock) = {
             let state = ctdb_rpc::component::lock(&state);
-            (state.pnn, state.leader)
+            (state.pnn, state.leader, state.reclock.is_some())
         };
-        if leader == Some(pnn) {
+        // Without a lock, only while the lease holds (the loop may be busy with a long
+        // recovery while it runs out): others take the announcement for a lease.
+        let holding = with_lock
+            || ctdb_rpc::component::lock(&leases)
+                .holding(Instant::now())
+                .is_some();
+        if leader == Some(pnn) && holding {
             let data = Bytes::copy_from_slice(&pnn.to_le_bytes());
             if client
                 .send_message(dest::BROADCAST_CONNECTED, srvid::samba::LEADER, data)
@@ -230,6 +275,10 @@ struct Session {
     /// Whether we already said that a disable holds back a recovery / takeover run.
     said_recovery_deferred: bool,
     said_takeover_deferred: bool,
+    /// When a leader last reached this node (see [`Session::isolate_if_cut_off`]).
+    last_in_cluster: Instant,
+    /// Whether this node isolated itself for want of a majority.
+    isolated: bool,
 }
 
 impl Session {
@@ -260,6 +309,8 @@ impl Session {
             last_eligible: Vec::new(),
             said_recovery_deferred: false,
             said_takeover_deferred: false,
+            last_in_cluster: Instant::now(),
+            isolated: false,
         })
     }
 
@@ -311,7 +362,10 @@ impl Session {
             Some(spec) => self.lock_election(&spec, eligible, &mine, s).await,
             None => {
                 self.lock = None;
-                choose_leader(&mine, &self.roles)
+                let (leader, in_cluster) = self.lease_election(eligible, &mine, s);
+                self.isolate_if_cut_off(in_cluster, s.election_timeout)
+                    .await;
+                leader
             }
         };
         let leading = leader == Some(self.pnn) && eligible;
@@ -423,6 +477,21 @@ impl Session {
                 self.step_down(&why);
             }
         }
+        // Two holders of "the" lock: it is not shared (a file on each node's own disk,
+        // or a helper that says yes to everyone). The higher pnn yields, and does not
+        // try again while it hears the other lead.
+        let rival = self
+            .heard
+            .filter(|(pnn, when)| *pnn < self.pnn && when.elapsed() < s.election_timeout);
+        if let (Some(_), Some((rival, _))) = (&self.lock, rival) {
+            tracing::error!(
+                rival,
+                ?spec,
+                "another node leads holding the recovery lock too: the lock is not shared \
+                 by the nodes (check its path or helper); yielding to the lower pnn"
+            );
+            self.step_down("another node holds the recovery lock too");
+        }
         let heard = self.heard.filter(|(pnn, when)| {
             when.elapsed() < s.election_timeout
                 && mine
@@ -451,6 +520,96 @@ impl Session {
             self.heard.map(|(pnn, _)| pnn)
         } else {
             heard.map(|(pnn, _)| pnn)
+        }
+    }
+
+    /// Election without a recovery lock: this node leads while it holds a lease from a
+    /// majority of the nodes file (see [`lease`]). It campaigns when it may lead, holds
+    /// the lease already, or is the node the rules would choose and no other leader is
+    /// known (one it promised its lease to, one heard announcing itself, or one named
+    /// in a refusal). Returns the leader as this node knows it, and whether some leader
+    /// reaches this node (it holds the lease, promised it to a live holder, or heard a
+    /// leader within a lease time).
+    fn lease_election(
+        &mut self,
+        eligible: bool,
+        mine: &NodeMap,
+        s: &Settings,
+    ) -> (Option<u32>, bool) {
+        let now = Instant::now();
+        let lease = s.election_timeout;
+        let nodes = mine
+            .nodes
+            .iter()
+            .filter(|n| n.flags & node::DELETED == 0)
+            .count();
+        let ask: Vec<u32> = mine
+            .nodes
+            .iter()
+            .filter(|n| n.pnn != self.pnn && n.flags & (node::DISCONNECTED | node::DELETED) == 0)
+            .map(|n| n.pnn)
+            .collect();
+        let heard = self
+            .heard
+            .filter(|(pnn, when)| *pnn != self.pnn && when.elapsed() < lease)
+            .map(|(pnn, _)| pnn);
+        let chosen = choose_leader(mine, &self.roles);
+        let mut leases = ctdb_rpc::component::lock(&self.shared.leases);
+        leases.lease = lease;
+        if !eligible {
+            leases.held = None;
+        }
+        let holding = leases.holding(now).is_some();
+        let other = leases
+            .promised_elsewhere(now)
+            .map(|g| g.holder)
+            .or(heard)
+            .or_else(|| leases.refused_for(now));
+        let campaign = eligible && (holding || (other.is_none() && chosen == Some(self.pnn)));
+        leases.want = campaign.then_some(Want { nodes, ask });
+        let leader = if holding { Some(self.pnn) } else { other };
+        // A leader announces itself only while it holds its lease: hearing it is as good
+        // as a promise to it (ours may still belong to a campaign of our own).
+        (leader, leases.in_cluster(now) || heard.is_some())
+    }
+
+    /// A node that no leader has reached since its promise ran out is in a minority (or
+    /// no leader exists yet): it stops serving until a recovery takes it back — recovery
+    /// mode, databases frozen, public addresses released. Asserted again every round
+    /// (a restarted database daemon starts thawed).
+    async fn isolate_if_cut_off(&mut self, in_cluster: bool, lease: Duration) {
+        let now = Instant::now();
+        if in_cluster {
+            if self.isolated {
+                info!("a leader reaches this node again: its recovery will take it back");
+            }
+            self.last_in_cluster = now;
+            self.isolated = false;
+            return;
+        }
+        // A third of a lease time of grace: one missed renewal is no cut.
+        if now.duration_since(self.last_in_cluster) < lease / 3 {
+            return;
+        }
+        if !self.isolated {
+            warn!(
+                seconds = now.duration_since(self.last_in_cluster).as_secs_f32(),
+                "no leader with a majority reaches this node: stopping service \
+                 (recovery mode, databases frozen, public addresses released)"
+            );
+            self.isolated = true;
+        }
+        let here = dest::CURRENT_NODE;
+        let t = lease;
+        let active = Bytes::from(ctdb_protocol::flags::recmode::ACTIVE.to_bytes());
+        if let Err(e) = ok(&self.client, here, Opcode::SetRecmode, active, t).await {
+            warn!("cannot enter recovery mode: {e}");
+        }
+        if let Err(e) = ok(&self.client, here, Opcode::Freeze, Bytes::new(), t).await {
+            warn!("cannot freeze the databases: {e}");
+        }
+        if let Err(e) = takeover::release_own(&self.client, self.pnn, t).await {
+            warn!("cannot release the public addresses: {e}");
         }
     }
 
@@ -545,8 +704,14 @@ impl Session {
         if let Some(culprit) = a.culprit.filter(|_| !self.last_recovery_failed) {
             self.culprits.add(culprit, Instant::now(), s.grace);
         }
+        let generations: Vec<(u32, u32)> = states
+            .iter()
+            .filter(|s| a.active.contains(&s.pnn))
+            .map(|s| (s.pnn, s.vnnmap.generation))
+            .collect();
         let plan = Plan {
             leader: self.pnn,
+            incumbents: crate::recovery::incumbents(&generations, self.pnn),
             active: a.active,
             vnnmap: a.vnnmap,
             old_generations: states.iter().map(|s| s.vnnmap.generation).collect(),

@@ -19,6 +19,7 @@ pub mod election;
 pub mod events;
 pub mod ipalloc;
 pub mod ips;
+pub mod lease;
 pub mod messages;
 pub mod monitor;
 pub mod nodes;

@@ -33,7 +33,8 @@ async fn main() -> std::process::ExitCode {
     let router = tonic::transport::Server::builder().add_service(component.into_server());
     let path = ctdb_rpc::uds::socket_path(&config.run_dir, "recoverd");
     let monitor = Monitor::new(config.socket.clone(), eventd, state)
-        .with_startup_marker(config.run_dir.join("recoverd.startup"));
+        .with_startup_marker(config.run_dir.join("recoverd.startup"))
+        .with_promise_file(config.run_dir.join("recoverd.promise"));
     tokio::spawn(monitor.run());
 
     let stop = ctdb_rpc::component::terminated();

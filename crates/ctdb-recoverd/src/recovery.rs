@@ -7,6 +7,20 @@
 //! the leader, Samba's rule), wiped and pushed back everywhere; then a new generation and
 //! vnn map, recovery mode NORMAL, THAW, END_RECOVERY. Any failure aborts with the node
 //! that failed; the next monitoring round retries.
+//!
+//! Fault points (`fail` crate, switched on by SET_FAILPOINT in test clusters; see
+//! [`ctdb_rpc::faults`] and DESIGN.md). With the action `return` the recovery fails
+//! at that step (blamed on the leader; inside a database's transaction it is cancelled
+//! everywhere first); with `return(abort)` the leader's ctdb-recoverd aborts there and
+//! ctdbd restarts it.
+//! - `recoverd::after_freeze`: every node is in recovery mode and frozen;
+//! - `recoverd::after_transaction_start`: a database's transaction is open everywhere;
+//! - `recoverd::after_wipe`: its (staged) wipe is done everywhere, nothing pulled yet;
+//! - `recoverd::push`: before each piece of the merged copy is pushed (so also between
+//!   pieces);
+//! - `recoverd::before_commit`: pulled, merged and pushed everywhere, not committed;
+//! - `recoverd::after_commit`: one database committed everywhere, before the next one
+//!   (or, after the last, before the new vnn map).
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
@@ -23,6 +37,33 @@ use tracing::{info, warn};
 
 use crate::nodes::{ok, on_all, NodeError, Nodes};
 
+/// The fault points of ctdb-recoverd (the list above), what SET_FAILPOINT accepts.
+pub const FAULT_POINTS: &[&str] = &[
+    "recoverd::after_freeze",
+    "recoverd::after_transaction_start",
+    "recoverd::after_wipe",
+    "recoverd::push",
+    "recoverd::before_commit",
+    "recoverd::after_commit",
+];
+
+/// The leader of the recovery running in this process, whom a fault point blames where
+/// the plan is out of reach (`recoverd::push`).
+static LEADER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// Fault point `$name` (listed above): when switched on, the enclosing function fails
+/// with a [`Failure`] at step `$name` blamed on `$leader`, or the process aborts for
+/// `return(abort)` (see [`ctdb_rpc::faults`]).
+macro_rules! fault_point {
+    ($name:literal, $leader:expr) => {
+        fail::fail_point!($name, |arg| Err(Failure {
+            step: $name,
+            culprit: $leader,
+            error: ctdb_rpc::faults::fired($name, arg),
+        }))
+    };
+}
+
 /// What one recovery is to do.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -33,6 +74,8 @@ pub struct Plan {
     pub vnnmap: Vec<u32>,
     /// Generations in use now, that the new one must differ from.
     pub old_generations: Vec<u32>,
+    /// The nodes whose copies win (see [`incumbents`]).
+    pub incumbents: Vec<u32>,
     /// Time allowed for each control.
     pub timeout: Duration,
 }
@@ -76,6 +119,7 @@ pub async fn recover<N: Nodes>(nodes: &N, plan: &Plan) -> Result<Outcome, Failur
     let began = Instant::now();
     let (active, t) = (&plan.active[..], plan.timeout);
     let generation = pick_generation(random_u32(), &plan.old_generations);
+    LEADER.store(plan.leader, std::sync::atomic::Ordering::Relaxed);
     info!(
         leader = plan.leader,
         ?active,
@@ -90,6 +134,7 @@ pub async fn recover<N: Nodes>(nodes: &N, plan: &Plan) -> Result<Outcome, Failur
     on_all(nodes, active, Opcode::Freeze, Bytes::new(), t)
         .await
         .map_err(at("FREEZE"))?;
+    fault_point!("recoverd::after_freeze", plan.leader);
     on_all(nodes, active, Opcode::StartRecovery, Bytes::new(), t)
         .await
         .map_err(at("START_RECOVERY"))?;
@@ -229,7 +274,7 @@ async fn recover_database<N: Nodes>(
 ) -> Result<usize, Failure> {
     let (active, t) = (&plan.active[..], plan.timeout);
     let sources = if persistent {
-        highest_seqnum_nodes(nodes, active, db_id, t).await?
+        highest_seqnum_nodes(nodes, &plan.incumbents, db_id, t).await?
     } else {
         active.to_vec()
     };
@@ -249,10 +294,14 @@ async fn recover_database<N: Nodes>(
         on_all(nodes, active, Opcode::DbTransactionStart, txn.clone(), t)
             .await
             .map_err(at("DB_TRANSACTION_START"))?;
+        fault_point!("recoverd::after_transaction_start", plan.leader);
         on_all(nodes, active, Opcode::WipeDatabase, txn.clone(), t)
             .await
             .map_err(at("WIPE_DATABASE"))?;
-        stream_merge(nodes, plan, &sources, db_id).await
+        fault_point!("recoverd::after_wipe", plan.leader);
+        let count = stream_merge(nodes, plan, &sources, db_id).await?;
+        fault_point!("recoverd::before_commit", plan.leader);
+        Ok(count)
     }
     .await;
     let streamed = began.elapsed();
@@ -269,6 +318,7 @@ async fn recover_database<N: Nodes>(
     on_all(nodes, active, Opcode::DbTransactionCommit, txn, t)
         .await
         .map_err(at("DB_TRANSACTION_COMMIT"))?;
+    fault_point!("recoverd::after_commit", plan.leader);
     tracing::info!(
         db_id = format_args!("0x{db_id:08x}"),
         records = count,
@@ -398,7 +448,7 @@ async fn stream_merge<N: Nodes>(
                 ))
             })
             .collect();
-        for record in merge(db_id, &copies, plan.leader).records {
+        for record in merge(db_id, &copies, plan.leader, &plan.incumbents).records {
             piece_bytes += record.key.len() + record.data.len() + 16;
             piece.records.push(record);
         }
@@ -421,6 +471,10 @@ async fn push_piece<N: Nodes>(
     if piece.records.is_empty() {
         return Ok(0);
     }
+    fault_point!(
+        "recoverd::push",
+        LEADER.load(std::sync::atomic::Ordering::Relaxed)
+    );
     on_all(nodes, active, Opcode::PushDb, piece.to_bytes().into(), t)
         .await
         .map_err(at("PUSH_DB"))?;
@@ -429,14 +483,59 @@ async fn push_piece<N: Nodes>(
     Ok(n)
 }
 
+/// The nodes whose copies a recovery prefers: those that took part in the last
+/// recovery of the cluster as it is now — the largest group of active nodes that share
+/// a generation (on a tie, the leader's). A node that comes back from a partition or a
+/// long absence still holds an older generation: what it wrote on its own while cut off
+/// was never acknowledged by a majority, and its copies must not win over records the
+/// others went on writing — not even with a higher RSN. When no node holds a valid
+/// generation (the whole cluster starts), every node is an incumbent.
+/// `generations`: `(pnn, generation)` of each active node.
+pub fn incumbents(generations: &[(u32, u32)], leader: u32) -> Vec<u32> {
+    let mut count: BTreeMap<u32, usize> = BTreeMap::new();
+    for &(_, g) in generations.iter().filter(|(_, g)| *g != INVALID_GENERATION) {
+        *count.entry(g).or_default() += 1;
+    }
+    let leaders = generations
+        .iter()
+        .find(|(p, _)| *p == leader)
+        .map(|(_, g)| *g);
+    let best = count
+        .iter()
+        .max_by_key(|(g, n)| (**n, Some(**g) == leaders))
+        .map(|(g, _)| *g);
+    let mut pnns: Vec<u32> = match best {
+        Some(best) => generations
+            .iter()
+            .filter(|(_, g)| *g == best)
+            .map(|(p, _)| *p)
+            .collect(),
+        None => generations.iter().map(|(p, _)| *p).collect(),
+    };
+    pnns.sort_unstable();
+    pnns
+}
+
 /// Merges the record buffers pulled from each node (`(source pnn, buffer)`): per key,
-/// the copy with the highest RSN; on equal RSNs, the copy from the node its header names
-/// as dmaster. The kept copies get `leader` as dmaster. Records come out in key order.
-pub fn merge(db_id: u32, pulled: &[(u32, RecBuffer)], leader: u32) -> RecBuffer {
+/// a copy from one of `incumbents` over any other (see [`incumbents`]), then the copy
+/// with the highest RSN; on equal RSNs, the copy from the node its header names as
+/// dmaster. The kept copies get `leader` as dmaster. Records come out in key order.
+pub fn merge(
+    db_id: u32,
+    pulled: &[(u32, RecBuffer)],
+    leader: u32,
+    incumbents: &[u32],
+) -> RecBuffer {
     struct Best<'a> {
         header: LtdbHeader,
         value: &'a [u8],
+        incumbent: bool,
         from_dmaster: bool,
+    }
+    impl Best<'_> {
+        fn rank(&self) -> (bool, u64, bool) {
+            (self.incumbent, self.header.rsn, self.from_dmaster)
+        }
     }
     let mut best: HashMap<&[u8], Best<'_>> = HashMap::new();
     let mut bad = 0usize;
@@ -449,13 +548,11 @@ pub fn merge(db_id: u32, pulled: &[(u32, RecBuffer)], leader: u32) -> RecBuffer 
             let candidate = Best {
                 header,
                 value,
+                incumbent: incumbents.contains(source),
                 from_dmaster: header.dmaster == *source,
             };
             match best.get(&record.key[..]) {
-                Some(kept)
-                    if kept.header.rsn > header.rsn
-                        || (kept.header.rsn == header.rsn
-                            && (kept.from_dmaster || !candidate.from_dmaster)) => {}
+                Some(kept) if kept.rank() >= candidate.rank() => {}
                 _ => {
                     best.insert(&record.key[..], candidate);
                 }

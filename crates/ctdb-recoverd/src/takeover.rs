@@ -139,6 +139,38 @@ async fn gather<N: Nodes>(
     Ok(reports)
 }
 
+/// Releases every public address node `pnn` (this node) holds, leaving them held by
+/// nobody: what a node cut off from the cluster does (see `daemon`'s isolation).
+pub async fn release_own<N: Nodes>(
+    nodes: &N,
+    pnn: u32,
+    timeout: Duration,
+) -> Result<usize, NodeError> {
+    let here = dest::CURRENT_NODE;
+    let data = ok(nodes, here, Opcode::GetPublicIps, Bytes::new(), timeout).await?;
+    let list = PublicIpList::from_bytes(&data).map_err(|e| NodeError {
+        pnn,
+        error: e.to_string(),
+    })?;
+    let held: Vec<PublicIp> = list.ips.into_iter().filter(|ip| ip.pnn == pnn).collect();
+    for ip in &held {
+        info!(addr = ?crate::ips::ip_of(&ip.addr), "releasing a public address");
+        let release = PublicIp {
+            pnn: dest::UNKNOWN_PNN,
+            addr: ip.addr,
+        };
+        ok(
+            nodes,
+            here,
+            Opcode::ReleaseIp,
+            release.to_bytes().into(),
+            timeout,
+        )
+        .await?;
+    }
+    Ok(held.len())
+}
+
 /// Whether the addresses are where they should be without a run: checked by the
 /// leader between runs, so that a node that lost its state (a restarted recovery
 /// daemon starts knowing no holders) or an address nobody holds gets a run.

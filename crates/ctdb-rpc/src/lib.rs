@@ -8,6 +8,7 @@ pub mod v1 {
 }
 
 pub mod component;
+pub mod faults;
 pub mod uds;
 
 pub use v1::*;

@@ -427,9 +427,9 @@ impl Node {
                     ..
                 }) => {
                     let origin = node_origin(pnn);
-                    match routing::owner(control.opcode) {
-                        Some(Owner::Transport) => controls::handle(self, origin, &header, control),
-                        Some(owner) => {
+                    match routing::route(control.opcode, &control.data) {
+                        Ok(Owner::Transport) => controls::handle(self, origin, &header, control),
+                        Ok(owner) => {
                             controls::observe(self, &control);
                             if !self.to_component(owner, pnn, frame.bytes) {
                                 self.control_error(
@@ -440,12 +440,7 @@ impl Node {
                                 );
                             }
                         }
-                        None => self.control_error(
-                            origin,
-                            &header,
-                            control.flags,
-                            &format!("unsupported control {}", control.opcode.as_u32()),
-                        ),
+                        Err(why) => self.control_error(origin, &header, control.flags, &why),
                     }
                 }
                 Ok(_) => {}
@@ -595,9 +590,9 @@ impl Node {
         control: ctdb_protocol::ReqControl,
         bytes: Bytes,
     ) {
-        match routing::owner(control.opcode) {
-            Some(Owner::Transport) => controls::handle(self, client, header, control),
-            Some(owner) => {
+        match routing::route(control.opcode, &control.data) {
+            Ok(Owner::Transport) => controls::handle(self, client, header, control),
+            Ok(owner) => {
                 controls::observe(self, &control);
                 if !self.send_to(owner, client, bytes) {
                     self.control_error(
@@ -608,12 +603,7 @@ impl Node {
                     );
                 }
             }
-            None => self.control_error(
-                client,
-                header,
-                control.flags,
-                &format!("unsupported control {}", control.opcode.as_u32()),
-            ),
+            Err(why) => self.control_error(client, header, control.flags, &why),
         }
     }
 }

@@ -142,6 +142,25 @@ pub fn owner(opcode: Opcode) -> Option<Owner> {
     })
 }
 
+/// Where a control goes: the [`owner`] of its opcode, except SET_FAILPOINT (ctdb-rs's
+/// fault injection in test clusters), which goes to the component its data names: the
+/// first NUL-terminated field, `db` or `recoverd` (only they have fault points).
+/// `Err` is the reason for an error reply.
+pub fn route(opcode: Opcode, data: &[u8]) -> Result<Owner, String> {
+    if opcode == Opcode::SetFailpoint {
+        let component = data.split(|&b| b == 0).next().unwrap_or_default();
+        return match component {
+            b"db" => Ok(Owner::Db),
+            b"recoverd" => Ok(Owner::Recoverd),
+            other => Err(format!(
+                "SET_FAILPOINT: no fault points in component {:?} (db and recoverd have them)",
+                String::from_utf8_lossy(other)
+            )),
+        };
+    }
+    owner(opcode).ok_or_else(|| format!("unsupported control {}", opcode.as_u32()))
+}
+
 /// The nodes a packet for `destnode` goes to, this node (`me`) included where it is
 /// one of them, given every node's flags by pnn:
 ///
@@ -203,5 +222,18 @@ mod tests {
             .filter(|&&op| owner(op).is_some())
             .count();
         assert!(owned > 120, "{owned} controls owned");
+    }
+
+    #[test]
+    fn set_failpoint_goes_to_the_component_it_names() {
+        let failpoint = |data: &[u8]| route(Opcode::SetFailpoint, data);
+        assert_eq!(failpoint(b"db\0db::wipe\0return"), Ok(Owner::Db));
+        assert_eq!(failpoint(b"recoverd\0recoverd::push"), Ok(Owner::Recoverd));
+        for bad in [&b""[..], b"transport\0x\0return", b"eventd\0x", b"\xff\0x"] {
+            let e = failpoint(bad).unwrap_err();
+            assert!(e.contains("SET_FAILPOINT"), "{e}");
+        }
+        assert_eq!(route(Opcode::Ping, b""), Ok(Owner::Transport));
+        assert!(route(Opcode::Unknown(9999), b"").is_err());
     }
 }

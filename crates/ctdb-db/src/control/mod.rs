@@ -68,6 +68,8 @@ pub const OWNED_CONTROLS: &[Opcode] = &[
     Opcode::UpdateRecord,
     // vacuuming (vacuum.rs)
     Opcode::TryDeleteRecords,
+    // fault injection in test clusters (recovery.rs; transport routes it by its data)
+    Opcode::SetFailpoint,
 ];
 
 /// Controls that change records: held while their database is frozen, like calls.
@@ -208,6 +210,7 @@ impl DbDaemon {
             Opcode::TryDeleteRecords => self.try_delete_records(data),
             Opcode::UpdateSeqnum => self.update_seqnum(origin.srcnode, data),
             Opcode::ScheduleForDeletion => self.schedule_for_deletion(data),
+            Opcode::SetFailpoint => self.set_failpoint(data),
             other => fail(format!(
                 "control {other} ({}) is not implemented by ctdb-db",
                 other.as_u32()

@@ -13,14 +13,18 @@
 //! again. The sequence number record is not checked but numbered here: each commit
 //! that carries it gets the next number, so commits that share nothing else do not
 //! conflict over it (Samba's clients serialise all of them with a lock instead). The rest become one UPDATE_RECORD to every node of the vnn map, itself
-//! included; each node writes the records and flushes sled before it answers. When
-//! every node has answered, each commit of the round is answered: several clients
-//! committing together share one flush per node (group commit).
+//! included; each node writes the records and flushes sled before it answers. The
+//! coordinator writes its own copy last, once every other node has answered yes; then
+//! each commit of the round is answered: several clients committing together share one
+//! flush per node (group commit).
 //!
 //! A node that cannot be reached fails the round's commits (-1). Nodes that did apply
 //! it keep it, and the recovery that follows the node's loss takes the copy with the
 //! highest `__db_sequence_number__` whole, as Samba's does, so the commit ends up on
-//! every node or on none (Samba's failed commits also leave it to the recovery).
+//! every node or on none (Samba's failed commits also leave it to the recovery). The
+//! coordinator's own copy is never among those: a coordinator cut off from the others
+//! (a minority after a partition) never gets ahead of the majority with a commit it
+//! could not acknowledge, which the recovery after the heal would otherwise prefer.
 //!
 //! UPDATE_RECORD writes a record only when its RSN is above the stored one: a volatile
 //! record with a lower RSN is refused as Samba refuses it; for a persistent database a
@@ -83,6 +87,9 @@ struct Round {
     origins: Vec<Origin>,
     waiting: usize,
     failure: Option<String>,
+    /// The coordinator's own update (UPDATE_RECORD data), sent once the others
+    /// applied theirs.
+    own: Option<Vec<u8>>,
 }
 
 /// `record` (a sequence number record) with the RSN and value the round gives it; the
@@ -218,28 +225,49 @@ impl DbDaemon {
             records: merged.into_values().collect(),
         }
         .to_bytes();
-        let nodes = if self.vnn_map.map.is_empty() {
-            vec![self.pnn]
-        } else {
-            self.vnn_map.map.clone()
-        };
-        tracing::debug!(db = %db.name, commits = origins.len(), ?nodes, "commit round");
+        let others: Vec<u32> = self
+            .vnn_map
+            .map
+            .iter()
+            .copied()
+            .filter(|&pnn| pnn != self.pnn)
+            .collect();
+        tracing::debug!(db = %db.name, commits = origins.len(), ?others, "commit round");
+        let own = update.clone();
         self.commits.rounds.insert(
             db_id,
             Round {
                 origins,
-                waiting: nodes.len(),
+                waiting: others.len(),
                 failure: None,
+                own: Some(own),
             },
         );
-        // This node gets its update through transport too, so that the other nodes'
-        // updates leave before this one's flush holds the thread.
-        for pnn in nodes {
+        if others.is_empty() {
+            self.send_own_update(db_id, out);
+        }
+        for pnn in others {
             let reqid = self.commits.alloc_reqid();
             self.commits.updates.insert(reqid, db_id);
             let packet = self.control_packet(pnn, reqid, Opcode::UpdateRecord, &update);
             out.to_client(0, packet);
         }
+    }
+
+    /// The coordinator's own UPDATE_RECORD of a round, through transport like the
+    /// others' (so that it is answered like theirs).
+    fn send_own_update(&mut self, db_id: u32, out: &Outbox) {
+        let reqid = self.commits.alloc_reqid();
+        let Some(round) = self.commits.rounds.get_mut(&db_id) else {
+            return;
+        };
+        let Some(update) = round.own.take() else {
+            return;
+        };
+        round.waiting += 1;
+        self.commits.updates.insert(reqid, db_id);
+        let packet = self.control_packet(self.pnn, reqid, Opcode::UpdateRecord, &update);
+        out.to_client(0, packet);
     }
 
     /// Whether a commit may be applied: each record's RSN above the stored one and any
@@ -334,6 +362,10 @@ impl DbDaemon {
             round.failure = Some(format!("the commit did not reach every node: {why}"));
         }
         if round.waiting > 0 {
+            return true;
+        }
+        if round.failure.is_none() && round.own.is_some() {
+            self.send_own_update(db_id, out);
             return true;
         }
         if let Some(round) = self.commits.rounds.remove(&db_id) {

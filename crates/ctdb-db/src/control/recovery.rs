@@ -1,11 +1,27 @@
 //! The data side of recovery: vnn map, generation, recovery mode, freeze and thaw,
 //! pulling, wiping and pushing a database (the seed's PULL_DB / WIPE_DATABASE /
 //! PUSH_DB), and the per-database recovery transaction.
+//!
+//! Fault points (`fail` crate, switched on by SET_FAILPOINT in test clusters; see
+//! [`ctdb_rpc::faults`] and DESIGN.md). With the action `return` the step fails with
+//! "fault injected at <name>" (a failed control: the leader's recovery fails and
+//! cancels); with `return(abort)` ctdb-db aborts there and ctdbd restarts it.
+//! - `db::transaction_start`: DB_TRANSACTION_START, before anything is staged;
+//! - `db::wipe`: WIPE_DATABASE, before the wipe (staged or not);
+//! - `db::pull`: PULL_DB_PAGE, before the page is read;
+//! - `db::push`: PUSH_DB, before the records are stored;
+//! - `db::commit::before`: DB_TRANSACTION_COMMIT, before the staged copy becomes
+//!   current;
+//! - `db::commit::after_switch` (ltdb.rs, `commit_staging`): the staged copy is current
+//!   in sled (durably), the TDB file not yet rewritten;
+//! - `db::cancel`: DB_TRANSACTION_CANCEL, before the staged copy is dropped;
+//! - `db::flush` (store.rs, `SledStore::flush`): sled's flush, which every durable
+//!   write waits for (persistent writes, recovery commits, wipes).
 
 use std::collections::hash_map::{Entry, HashMap};
 
 use bytes::Bytes;
-use ctdb_protocol::control::{PullDb, PullDbPage, RecBuffer, RecData};
+use ctdb_protocol::control::{PullDb, PullDbPage, RecBuffer, RecData, SetFailpoint};
 use ctdb_protocol::flags::recmode;
 use ctdb_protocol::ltdb::split_record;
 use ctdb_protocol::LtdbHeader;
@@ -17,10 +33,39 @@ use crate::store::BatchOp;
 use crate::DbDaemon;
 use ctdb_protocol::Wire;
 
+/// The fault points of ctdb-db (the list above), what SET_FAILPOINT accepts.
+pub const FAULT_POINTS: &[&str] = &[
+    "db::transaction_start",
+    "db::wipe",
+    "db::pull",
+    "db::push",
+    "db::commit::before",
+    "db::commit::after_switch",
+    "db::cancel",
+    "db::flush",
+];
+
 /// PULL_DB's `lmaster` meaning every record (CTDB_LMASTER_ANY).
 pub const LMASTER_ANY: u32 = u32::MAX;
 
 impl DbDaemon {
+    /// SET_FAILPOINT for ctdb-db: reads, sets or removes one of [`FAULT_POINTS`];
+    /// answers how many times it fired before. Refused unless ctdb-db was started with
+    /// CTDB_RS_FAULT_INJECTION=1.
+    pub(crate) fn set_failpoint(&self, data: &[u8]) -> ControlResult {
+        let request = SetFailpoint::from_bytes(data)
+            .map_err(|e| format!("bad SET_FAILPOINT request: {e}"))?;
+        if request.component != "db" {
+            return fail(format!(
+                "SET_FAILPOINT for {:?} reached db",
+                request.component
+            ));
+        }
+        let count =
+            ctdb_rpc::faults::apply(FAULT_POINTS, &request.name, request.actions.as_deref())?;
+        ok(count.to_le_bytes().to_vec())
+    }
+
     pub(crate) fn getvnnmap(&self) -> ControlResult {
         ok(self.vnn_map.to_bytes())
     }
@@ -35,6 +80,15 @@ impl DbDaemon {
             return fail("SETVNNMAP with an empty map");
         }
         tracing::info!(generation = map.generation, map = ?map.map, "new vnn map");
+        // Kept across restarts: the generation says which recovery this node's copies
+        // last took part in (the leader prefers the copies of the nodes that share it).
+        let durable = self
+            .store
+            .put(crate::NODE_TREE, crate::VNNMAP_KEY, &map.to_bytes())
+            .and_then(|()| self.store.flush());
+        if let Err(e) = durable {
+            return fail(format!("cannot keep the vnn map: {e}"));
+        }
         let changed = map.generation != self.vnn_map.generation;
         self.vnn_map = map;
         if changed {
@@ -131,6 +185,7 @@ impl DbDaemon {
         if !self.is_db_frozen(db_id) {
             return fail(format!("database 0x{db_id:08x} is not frozen"));
         }
+        fault_point!("db::transaction_start");
         self.drop_staging(db_id)?;
         if let Some(db) = self.registry.get_mut(db_id) {
             db.transaction = Some(tid);
@@ -146,6 +201,7 @@ impl DbDaemon {
                 "no transaction {tid} open on database 0x{db_id:08x}"
             ));
         }
+        fault_point!("db::commit::before");
         if db.staging {
             self.commit_staging(&db)?;
         } else {
@@ -160,6 +216,7 @@ impl DbDaemon {
 
     pub(crate) fn db_transaction_cancel(&mut self, data: &[u8]) -> ControlResult {
         let db_id = self.db_arg(data)?.db_id;
+        fault_point!("db::cancel");
         self.drop_staging(db_id)?;
         if let Some(db) = self.registry.get_mut(db_id) {
             db.transaction = None;
@@ -177,25 +234,37 @@ impl DbDaemon {
         done()
     }
 
-    /// WIPE_DATABASE (`ctdb_transdb`): empties a frozen database; inside a recovery
-    /// transaction with the same tid, starts its staging copy instead.
+    /// WIPE_DATABASE (`ctdb_transdb`): inside the recovery transaction of the same tid on
+    /// a frozen database, starts its staging copy empty (the database is replaced when
+    /// the transaction commits).
     pub(crate) fn wipe_database(&mut self, data: &[u8]) -> ControlResult {
         let TransDb { db_id, tid } = TransDb::from_bytes(data)?;
         let db = self.db_arg(data)?;
         if !self.is_db_frozen(db_id) {
             return fail(format!("cannot wipe {}: database is not frozen", db.name));
         }
+        fault_point!("db::wipe");
         let db = db.clone();
-        if db.transaction == Some(tid) {
-            self.store.clear(&db.staging_tree())?;
-            if let Some(db) = self.registry.get_mut(db_id) {
-                db.staging = true;
-            }
-            tracing::debug!(db = %db.name, "wipe staged until the transaction commits");
-            return done();
+        // Only inside the recovery transaction it names, as Samba insists: a wipe that
+        // arrives outside it (a late packet of an abandoned recovery, a transaction
+        // another recovery replaced) must not empty the database for real.
+        if db.transaction != Some(tid) {
+            tracing::warn!(
+                db = %db.name,
+                tid,
+                open = ?db.transaction,
+                "WIPE_DATABASE outside its transaction refused"
+            );
+            return fail(format!(
+                "cannot wipe {}: no transaction {tid} open on it",
+                db.name
+            ));
         }
-        self.clear_values(&db, !db.is_volatile())?;
-        tracing::info!(db = %db.name, "wiped");
+        self.store.clear(&db.staging_tree())?;
+        if let Some(db) = self.registry.get_mut(db_id) {
+            db.staging = true;
+        }
+        tracing::debug!(db = %db.name, "wipe staged until the transaction commits");
         done()
     }
 }
@@ -242,6 +311,7 @@ impl DbDaemon {
     pub(crate) fn pull_db_page(&mut self, data: &[u8]) -> ControlResult {
         let request = PullDbPage::from_bytes(data)?;
         let db = self.db_arg(data)?.clone();
+        fault_point!("db::pull");
         // The first page lists the database's keys in order (keys only: the values are
         // read page by page); a later page without that list (ctdb-db restarted in the
         // middle) lists them again.
@@ -315,6 +385,7 @@ impl DbDaemon {
                 db.name
             ));
         }
+        fault_point!("db::push");
         let db = db.clone();
         let (name, durable) = (db.name.clone(), !db.is_volatile());
         let staging = db.staging.then(|| db.staging_tree());

@@ -4,7 +4,7 @@
 use bytes::{BufMut, Bytes};
 
 use super::get_vec;
-use crate::error::Result;
+use crate::error::{DecodeError, Result};
 use crate::wire::{Reader, Wire};
 
 /// `ctdb_server_id` (Samba 4.17, the same as Samba's `server_id`): pid u64, task_id,
@@ -123,6 +123,56 @@ impl Wire for SrvidList {
     }
 }
 
+/// SET_FAILPOINT (a ctdb-rs extension, test clusters only): switches a named fault
+/// point of one component of the node on or off. Layout: `component NUL name`, then
+/// `NUL actions` when the request changes the point (the `fail` crate's action string,
+/// e.g. `return`, `1*return`, `return(abort)`; empty: remove the point); without that
+/// third field the request only reads. No terminating NUL. The reply is a uint64: how
+/// many times the point fired in that process before this request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SetFailpoint {
+    /// `db`, `recoverd` or `transport`: whom transport routes the control to.
+    pub component: String,
+    pub name: String,
+    /// `None`: only read the count; `Some("")`: remove the point.
+    pub actions: Option<String>,
+}
+
+impl Wire for SetFailpoint {
+    fn encode<B: BufMut>(&self, out: &mut B) {
+        out.put_slice(self.component.as_bytes());
+        out.put_u8(0);
+        out.put_slice(self.name.as_bytes());
+        if let Some(actions) = &self.actions {
+            out.put_u8(0);
+            out.put_slice(actions.as_bytes());
+        }
+    }
+    fn decode(r: &mut Reader<'_>) -> Result<Self> {
+        let mut fields = r.rest().splitn(3, |&b| b == 0);
+        let mut field = |index: u64, may_be_empty: bool| -> Result<Option<String>> {
+            let Some(bytes) = fields.next() else {
+                return Ok(None);
+            };
+            match std::str::from_utf8(bytes) {
+                Ok(s) if may_be_empty || !s.is_empty() => Ok(Some(s.to_string())),
+                _ => Err(DecodeError::InvalidValue {
+                    what: "SET_FAILPOINT field (component and name: non-empty UTF-8)",
+                    value: index,
+                }),
+            }
+        };
+        let component = field(0, false)?.unwrap_or_default();
+        let name = field(1, false)?.ok_or(DecodeError::UnterminatedString)?;
+        let actions = field(2, true)?;
+        Ok(Self {
+            component,
+            name,
+            actions,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +202,30 @@ mod tests {
         let s = SrvidList { srvids: vec![1, 2] };
         assert_eq!(SrvidList::from_bytes(&s.to_bytes()), Ok(s));
         assert!(SrvidList::from_bytes(&[0; 9]).is_err());
+    }
+
+    #[test]
+    fn set_failpoint_fields() {
+        let set = SetFailpoint {
+            component: "db".into(),
+            name: "db::wipe".into(),
+            actions: Some("return".into()),
+        };
+        assert_eq!(set.to_bytes(), b"db\0db::wipe\0return");
+        assert_eq!(SetFailpoint::from_bytes(&set.to_bytes()), Ok(set));
+        let remove = SetFailpoint::from_bytes(b"db\0db::wipe\0").unwrap();
+        assert_eq!(remove.actions.as_deref(), Some(""));
+        let read = SetFailpoint::from_bytes(b"recoverd\0recoverd::push").unwrap();
+        assert_eq!(read.actions, None);
+        assert_eq!(SetFailpoint::from_bytes(&read.to_bytes()), Ok(read));
+        for bad in [
+            &b""[..],
+            b"db",
+            b"db\0",
+            b"\0x\0return",
+            b"db\0\xff\0return",
+        ] {
+            assert!(SetFailpoint::from_bytes(bad).is_err(), "{bad:?}");
+        }
     }
 }

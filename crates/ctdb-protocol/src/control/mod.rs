@@ -25,7 +25,7 @@ pub use ip::{
     AddrInfo, Connection, Iface, IfaceList, PublicIp, PublicIpInfo, PublicIpList, PublicIpV4,
     TickleList,
 };
-pub use misc::{EchoData, NotifyData, PidSrvid, ServerId, SrvidList};
+pub use misc::{EchoData, NotifyData, PidSrvid, ServerId, SetFailpoint, SrvidList};
 pub use node::{BanState, NodeAndFlags, NodeFlagChange, NodeMap, SockAddr, VnnMap};
 pub use script::{Script, ScriptList};
 pub use stats::{
@@ -223,6 +223,7 @@ control_data! {
     PidSrvid(PidSrvid) => "`ctdb_pid_srvid`.",
     NotifyData(NotifyData) => "`ctdb_notify_data`.",
     EchoData(EchoData) => "`ctdb_echo_data`.",
+    SetFailpoint(SetFailpoint) => "ctdb-rs's fault point switch: component, name, actions.",
     SrvidList(SrvidList) => "An array of srvids (CHECK_SRVIDS).",
 }
 
@@ -359,6 +360,8 @@ pub const fn shapes(opcode: Opcode) -> (Shape, Shape) {
         O::Thaw => (S::Empty, S::Empty),
         O::PullDb => (S::PullDb, S::RecBuffer),
         O::PullDbPage => (S::PullDbPage, S::RecBuffer),
+        // Fault injection in test clusters: the reply is the point's fire count.
+        O::SetFailpoint => (S::SetFailpoint, S::Uint64),
         O::PushDb => (S::RecBuffer, S::Empty),
         O::WipeDatabase => (S::TransDb, S::Empty),
         O::ReceiveRecords => (S::RecBuffer, S::RecBuffer),

@@ -80,7 +80,7 @@ fn merge_keeps_the_highest_rsn_and_makes_the_leader_dmaster() {
         (1, buffer(vec![rec("a", 3, 1, "a3"), rec("b", 9, 1, "b9")])),
         (2, buffer(vec![rec("c", 2, 2, "c2"), rec("a", 4, 2, "a4")])),
     ];
-    let merged = merge(7, &pulled, 2);
+    let merged = merge(7, &pulled, 2, &[0, 1, 2]);
     assert_eq!(merged.db_id, 7);
     assert_eq!(
         contents(&merged),
@@ -102,8 +102,66 @@ fn on_equal_rsns_the_dmaster_s_copy_wins_whatever_the_order() {
         vec![from_dmaster.clone(), stale.clone(), other.clone()],
         vec![stale.clone(), other.clone(), from_dmaster.clone()],
     ] {
-        let merged = merge(7, &pulled, 0);
+        let merged = merge(7, &pulled, 0, &[0, 1, 2]);
         assert_eq!(contents(&merged)[0].3, "dmaster's");
+    }
+}
+
+#[test]
+fn incumbents_are_the_largest_group_sharing_a_generation() {
+    const G1: u32 = 0x1111;
+    const G2: u32 = 0x2222;
+    const NONE: u32 = INVALID_GENERATION;
+    // Node 2 comes back from a partition in which 0 and 1 recovered without it.
+    assert_eq!(incumbents(&[(0, G2), (1, G2), (2, G1)], 0), vec![0, 1]);
+    // A restarted node (no valid generation) joins as a newcomer.
+    assert_eq!(incumbents(&[(0, G1), (1, NONE), (2, G1)], 0), vec![0, 2]);
+    // A tie goes to the leader's side.
+    assert_eq!(incumbents(&[(0, G1), (1, G2)], 1), vec![1]);
+    assert_eq!(incumbents(&[(0, G1), (1, G2)], 0), vec![0]);
+    // The whole cluster starting: everybody.
+    assert_eq!(incumbents(&[(0, NONE), (1, NONE)], 0), vec![0, 1]);
+    assert_eq!(incumbents(&[(2, G1), (0, G1)], 0), vec![0, 2]);
+}
+
+#[test]
+fn an_incumbent_s_copy_wins_over_a_returning_node_s_higher_rsn() {
+    // Node 2 wrote "k" on its own while cut off (rsn 9); 0 and 1 went on from rsn 4.
+    let pulled = vec![
+        (0, buffer(vec![rec("k", 5, 0, "majority")])),
+        (1, buffer(vec![rec("k", 4, 0, "older")])),
+        (
+            2,
+            buffer(vec![rec("k", 9, 2, "cut off"), rec("n", 1, 2, "new")]),
+        ),
+    ];
+    let merged = merge(7, &pulled, 0, &[0, 1]);
+    assert_eq!(
+        contents(&merged),
+        vec![
+            ("k".into(), 5, 0, "majority".into()),
+            // What only the returning node has is kept.
+            ("n".into(), 1, 0, "new".into()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_persistent_database_comes_from_the_incumbents_highest_sequence_number() {
+    let cluster = FakeCluster::new(3);
+    cluster.put(0, "pers.tdb", true, "p", 4, 0);
+    cluster.put(1, "pers.tdb", true, "p", 4, 1);
+    // Node 2 ran ahead on its own: commits nobody acknowledged.
+    cluster.put(2, "pers.tdb", true, "p", 9, 2);
+    cluster.put(2, "pers.tdb", true, "q", 9, 2);
+    let mut p = plan(&[0, 1, 2]);
+    p.incumbents = vec![0, 1];
+    recover(&cluster, &p).await.expect("recovery");
+    let pers = db_id_of("pers.tdb");
+    for pnn in 0..3 {
+        let records = &cluster.node(pnn).dbs[&pers].2;
+        assert_eq!(records[&b"p"[..]].0, 4, "node {pnn}");
+        assert!(!records.contains_key(&b"q"[..]), "node {pnn}");
     }
 }
 
@@ -114,7 +172,7 @@ fn records_without_a_header_are_left_out() {
         key: Bytes::from_static(b"x"),
         data: Bytes::from_static(b"short"),
     };
-    let merged = merge(7, &[(0, buffer(vec![broken, rec("y", 1, 0, "")]))], 0);
+    let merged = merge(7, &[(0, buffer(vec![broken, rec("y", 1, 0, "")]))], 0, &[0]);
     assert_eq!(contents(&merged), vec![("y".into(), 1, 0, String::new())]);
 }
 
@@ -382,6 +440,7 @@ fn plan(active: &[u32]) -> Plan {
         active: active.to_vec(),
         vnnmap: active.to_vec(),
         old_generations: vec![INVALID_GENERATION],
+        incumbents: active.to_vec(),
         timeout: Duration::from_secs(1),
     }
 }
@@ -511,6 +570,7 @@ async fn a_monitoring_round_recovers_a_new_cluster_once() {
         active: a.active,
         vnnmap: a.vnnmap,
         old_generations: vec![],
+        incumbents: vec![0, 1, 2],
         timeout: t,
     };
     recover(&cluster, &p).await.expect("recovery");

@@ -1,0 +1,164 @@
+//! Leadership without a recovery lock (the default): a leader holds a lease from a
+//! majority of the nodes file. 3-node clusters of real processes on 127.A.B.1-3 with no
+//! `recovery lock` configured.
+//!
+//! Locally a node is "cut off" by killing the others: what it sees is what a node in a
+//! minority sees (no peer answers). The docker-compose test cuts a real network.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ctdb_client::Client;
+use ctdb_protocol::flags::{dest, recmode};
+use ctdb_protocol::Opcode;
+use ctdb_tests::TestCluster;
+
+const HERE: u32 = dest::CURRENT_NODE;
+
+/// The leader the node behind `client` knows, if any.
+async fn leader_of(client: &Client) -> Option<u32> {
+    match client
+        .control_status(HERE, Opcode::GetRecmaster, Bytes::new())
+        .await
+    {
+        Ok(pnn) => Some(pnn as u32),
+        // -1: no leader known.
+        Err(ctdb_client::ClientError::ControlFailed { status: -1, .. }) => None,
+        Err(e) => panic!("GET_RECMASTER: {e}"),
+    }
+}
+
+/// Waits until every client names the same leader, and returns it.
+async fn agreed_leader(clients: &[&Client]) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut leaders = Vec::new();
+        for c in clients {
+            leaders.push(leader_of(c).await);
+        }
+        if let Some(Some(first)) = leaders.first() {
+            if leaders.iter().all(|l| *l == Some(*first)) {
+                return *first;
+            }
+        }
+        assert!(Instant::now() < deadline, "leaders disagree: {leaders:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn pstore(client: &Client, db_id: u32, key: &str, value: &str) {
+    client
+        .persistent_store(db_id, key.as_bytes(), value.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("commit of {key}: {e}"));
+}
+
+async fn pfetch(client: &Client, db_id: u32, key: &str) -> Vec<u8> {
+    client
+        .fetch(db_id, key.as_bytes())
+        .await
+        .unwrap_or_else(|e| panic!("fetch of {key}: {e}"))
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_a_majority_stops_serving_and_rejoins_through_a_recovery() {
+    let mut cluster = TestCluster::start_without_lock(3);
+    let clients = cluster.healthy(&[0, 1, 2]).await;
+    let all: Vec<&Client> = clients.iter().flatten().collect();
+    let leader = agreed_leader(&all).await;
+    eprintln!("leader {leader} holds a majority lease");
+
+    let db = all[0]
+        .attach(HERE, "majority.tdb", true)
+        .await
+        .expect("attach");
+    for (i, c) in all.iter().enumerate() {
+        pstore(c, db, &format!("before-{i}"), "kept").await;
+    }
+
+    // Node 2 loses the others: it must stop serving and must not lead.
+    let cut = Instant::now();
+    cluster.nodes[0].crash();
+    cluster.nodes[1].crash();
+    let lone = Client::connect(&cluster.nodes[2].socket)
+        .await
+        .expect("node 2");
+    let deadline = cut + Duration::from_secs(30);
+    loop {
+        let mode = lone.get_recmode(HERE).await.expect("GET_RECMODE");
+        if mode == recmode::ACTIVE && leader_of(&lone).await.is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 2 alone still serves (recovery mode {mode})\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "node 2 alone stopped serving {:.1} s after losing the others",
+        cut.elapsed().as_secs_f32()
+    );
+    // A commit there is not acknowledged: it waits for a recovery that cannot come.
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(3),
+        lone.persistent_store(db, b"while-alone", b"never"),
+    )
+    .await;
+    assert!(
+        !matches!(attempt, Ok(Ok(()))),
+        "a node without a majority acknowledged a commit"
+    );
+    // It stays that way (no leader of its own appears later).
+    assert_eq!(leader_of(&lone).await, None);
+
+    // The others come back: one leader, one generation, every commit everywhere.
+    cluster.nodes[0].restart();
+    cluster.nodes[1].restart();
+    let clients = cluster.healthy(&[0, 1, 2]).await;
+    let all: Vec<&Client> = clients.iter().flatten().collect();
+    agreed_leader(&all).await;
+    for c in &all {
+        for i in 0..3 {
+            assert_eq!(pfetch(c, db, &format!("before-{i}")).await, b"kept");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_majority_elects_a_new_leader_when_the_leader_is_lost() {
+    let mut cluster = TestCluster::start_without_lock(3);
+    let clients = cluster.healthy(&[0, 1, 2]).await;
+    let all: Vec<&Client> = clients.iter().flatten().collect();
+    let old = agreed_leader(&all).await;
+    let db = all[0]
+        .attach(HERE, "majority.tdb", true)
+        .await
+        .expect("attach");
+    pstore(all[0], db, "first", "1").await;
+
+    let lost = Instant::now();
+    cluster.nodes[old as usize].crash();
+    let rest: Vec<u32> = (0..3).filter(|&p| p != old).collect();
+    let clients = cluster.healthy(&rest).await;
+    let survivors: Vec<&Client> = clients.iter().flatten().collect();
+    let new = agreed_leader(&survivors).await;
+    assert_ne!(new, old, "the lost leader still leads");
+    eprintln!(
+        "node {new} leads the majority {:.1} s after leader {old} was lost",
+        lost.elapsed().as_secs_f32()
+    );
+    // The majority goes on committing.
+    pstore(survivors[0], db, "second", "2").await;
+
+    cluster.nodes[old as usize].restart();
+    let clients = cluster.healthy(&[0, 1, 2]).await;
+    let all: Vec<&Client> = clients.iter().flatten().collect();
+    agreed_leader(&all).await;
+    for c in &all {
+        assert_eq!(pfetch(c, db, "first").await, b"1");
+        assert_eq!(pfetch(c, db, "second").await, b"2");
+    }
+}
