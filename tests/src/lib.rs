@@ -288,7 +288,12 @@ impl TestCluster {
 
     /// A cluster with no recovery lock: leaders hold a lease from a majority.
     pub fn start_without_lock(n: usize) -> Self {
-        Self::start_configured(n, &[], &[], false)
+        Self::start_without_lock_with_env(n, &[])
+    }
+
+    /// As [`Self::start_without_lock`], with `env` added to every node's environment.
+    pub fn start_without_lock_with_env(n: usize, env: &[(&str, &str)]) -> Self {
+        Self::start_configured(n, &[], env, false)
     }
 
     fn start_configured(

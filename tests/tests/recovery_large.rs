@@ -5,7 +5,14 @@
 use ctdb_protocol::flags::dest::CURRENT_NODE;
 use ctdb_tests::TestCluster;
 
-const RECORDS: usize = 72;
+/// MiB of data (1 MiB records): 72 in CI; `CTDB_RS_RECOVERY_MIB=200 cargo test -p
+/// ctdb-tests --test recovery_large -- --nocapture` runs the 200 MiB case of issue 10.
+fn records() -> usize {
+    std::env::var("CTDB_RS_RECOVERY_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(72)
+}
 const RECORD_BYTES: usize = 1 << 20;
 
 fn value(i: usize) -> Vec<u8> {
@@ -47,26 +54,27 @@ async fn a_database_above_the_packet_limit_recovers_onto_a_returning_node() {
         .attach(CURRENT_NODE, "big.tdb", false)
         .await
         .expect("attach");
-    for i in 0..RECORDS {
+    for i in 0..records() {
         c0.store(db, format!("rec-{i}").as_bytes(), &value(i))
             .await
             .unwrap_or_else(|e| panic!("store {i}: {e}"));
     }
     drop(clients);
 
-    // Node 2 goes away and comes back: the recovery that takes it in pulls all 72 MiB
-    // from nodes 0 and 1 and pushes them to every node.
+    // Node 2 goes away and comes back: the recovery that takes it in pulls all of it
+    // (72 MiB by default) from nodes 0 and 1 and pushes it to every node.
     cluster.nodes[2].crash();
     cluster.healthy(&[0, 1]).await;
     cluster.nodes[2].restart();
     let clients = cluster.healthy(&[0, 1, 2]).await;
     println!(
-        "node 0 peak RSS after the recoveries: {}",
+        "{} MiB recovered; node 0 peak RSS after the recoveries: {}",
+        records(),
         peaks(&cluster.nodes[0])
     );
 
     let c2 = clients[2].as_ref().expect("client of node 2");
-    for i in 0..RECORDS {
+    for i in 0..records() {
         let got = c2
             .fetch(db, format!("rec-{i}").as_bytes())
             .await

@@ -66,6 +66,10 @@ enum Command {
     Recovery {
         #[arg(long, default_value_t = 10_000)]
         records: u32,
+        /// Bytes of data per record (0: empty records made through calls; above 0:
+        /// written into the node's TDB file as Samba's clients write them).
+        #[arg(long, default_value_t = 0)]
+        value_bytes: usize,
         #[arg(long, default_value = "/tmp/ctdb.socket")]
         socket: PathBuf,
     },
@@ -159,12 +163,21 @@ async fn run(args: Args) -> Result<(), String> {
                 .map_err(text)?;
             compare::print_check("node", &check);
         }
-        Command::Recovery { records, socket } => {
-            let name = format!("ctdb_bench_recovery_{records}.tdb");
-            let d = workloads::recovery::recovery(&socket, records, args.clients, &name)
-                .await
-                .map_err(|e| e.to_string())?;
-            println!("recovery of {records} records: {:.3} s", d.as_secs_f64());
+        Command::Recovery {
+            records,
+            value_bytes,
+            socket,
+        } => {
+            let name = format!("ctdb_bench_recovery_{records}_{value_bytes}.tdb");
+            let d =
+                workloads::recovery::recovery(&socket, records, args.clients, &name, value_bytes)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            let mib = records as f64 * value_bytes as f64 / f64::from(1 << 20);
+            println!(
+                "recovery of {records} records ({mib:.1} MiB of data): {:.3} s",
+                d.as_secs_f64()
+            );
         }
         Command::Detect {
             victim,

@@ -790,12 +790,14 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
             nodectl::recover(&mut ctx).await
         }
         // ctdb-rs's own, for test clusters (components started with
-        // CTDB_RS_FAULT_INJECTION=1): `failpoint <db|recoverd> <name> [<actions>]` sets
-        // a fault point (empty actions: removes it), or only reads how often it fired.
+        // CTDB_RS_FAULT_INJECTION=1): `failpoint <db|recoverd|transport> <name>
+        // [<actions>]` sets a fault point (empty actions: removes it), or only reads how
+        // often it fired (`transport transport::cut return(1,2)` cuts the node off nodes
+        // 1 and 2; the count is the packets the cut dropped).
         "failpoint" => {
             if !(2..=3).contains(&argc) {
                 return Err(Fail::new(
-                    "Usage: ctdb failpoint <db|recoverd> <name> [<actions>]".to_string(),
+                    "Usage: ctdb failpoint <db|recoverd|transport> <name> [<actions>]".to_string(),
                     1,
                 ));
             }

@@ -128,8 +128,12 @@ pub struct DbDaemon {
     seqnums: HashMap<u32, i32>,
     /// The ordered keys of each database a recovery is pulling page by page.
     pull_keys: HashMap<u32, Vec<bytes::Bytes>>,
-    /// Vacuum rounds waiting for the other nodes' answers.
+    /// Where the next sweep of each volatile file starts (records into the file).
+    sweep_cursor: HashMap<u32, usize>,
+    /// Vacuum passes under way.
     vacuums: vacuum::Vacuums,
+    /// Where the daemon rings when a vacuum pass can go on (its batch was answered).
+    vacuum_wake: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 /// The store tree of this node's own state, and its key of the last vnn map set.
@@ -189,7 +193,9 @@ impl DbDaemon {
             outbox: None,
             seqnums: HashMap::new(),
             pull_keys: HashMap::new(),
+            sweep_cursor: HashMap::new(),
             vacuums: Default::default(),
+            vacuum_wake: None,
         };
         // A file that cannot be opened is logged; its database is served from sled.
         let _ = daemon.open_files(None);
@@ -340,7 +346,8 @@ impl DbDaemon {
             Body::ReqCall(c) => self.req_call(origin, generation, c, envelope, out),
             Body::ReqControl(c) => self.req_control(origin, c, envelope, out),
             Body::ReplyControl(r) if !origin.is_local() => {
-                if !self.vacuum_reply(origin.reqid, &r) && !self.commit_reply(origin.reqid, r, out)
+                if !self.vacuum_reply(origin.reqid, &r, out)
+                    && !self.commit_reply(origin.reqid, r, out)
                 {
                     tracing::debug!(reqid = origin.reqid, "control reply for nothing waiting");
                 }
@@ -476,6 +483,13 @@ pub fn open_from_config(config: &ctdb_common::Config) -> Result<DbDaemon, String
     std::fs::create_dir_all(state)
         .map_err(|e| format!("cannot create {}: {e}", state.display()))?;
     let sled_path = state.join("ctdb-rs.sled");
-    DbDaemon::open(&sled_path, Options::new(pnn, dirs))
-        .map_err(|e| format!("cannot open {}: {e}", sled_path.display()))
+    let mut daemon = DbDaemon::open(&sled_path, Options::new(pnn, dirs))
+        .map_err(|e| format!("cannot open {}: {e}", sled_path.display()))?;
+    // As Samba's ctdbd: start frozen and let the first recovery thaw. Until then this
+    // node's copies and vnn map may be stale (it was down, or cut off, while the others
+    // went on): a call served from them, or a commit coordinated from a stale vnn map
+    // (UPDATE_RECORD skips what the others hold newer, yet answers yes), could be
+    // acknowledged without reaching every node.
+    let _ = daemon.freeze();
+    Ok(daemon)
 }

@@ -210,6 +210,16 @@ impl Files {
     pub fn is_open(&self, db_id: u32) -> bool {
         self.files.contains_key(&db_id)
     }
+
+    /// True while this node holds `db_id`'s file whole-locked (frozen).
+    pub fn is_locked(&self, db_id: u32) -> bool {
+        self.locked.contains(&db_id)
+    }
+
+    /// Takes `tdb` as `db_id`'s open file again (after [`close`](Self::close)).
+    pub fn reinsert(&mut self, db_id: u32, tdb: Tdb) {
+        self.files.insert(db_id, tdb);
+    }
 }
 
 /// Before the file is opened as clients open it (CLEAR_IF_FIRST, which empties it when
@@ -308,6 +318,10 @@ impl LockWaits {
         std::mem::take(&mut self.queue)
     }
 }
+
+/// How many records of a file one sweep compares with sled (see
+/// [`DbDaemon::sweep`](crate::DbDaemon::sweep)).
+pub const SWEEP_SLICE: usize = 10_000;
 
 impl crate::DbDaemon {
     /// Opens the TDB file of every attached database (at start) or of `db_id` (at
@@ -517,20 +531,40 @@ impl crate::DbDaemon {
     /// Brings what local clients changed in the volatile files into sled, without
     /// waiting for a chain a client holds (a busy file is swept next time). Returns how
     /// many records changed.
-    pub fn sweep(&self) -> usize {
+    ///
+    /// Each call compares at most [`SWEEP_SLICE`] records of each file with sled (the
+    /// next window, in the file's order): a sweep runs every second under the daemon's
+    /// lock, and comparing a large database whole each time would stall every call
+    /// behind it. A database of N records is swept whole every N / SWEEP_SLICE calls;
+    /// the file itself stays the copy clients and recoveries read, and reopening it
+    /// brings everything into sled at once.
+    pub fn sweep(&mut self) -> usize {
         let mut total = 0;
         // A frozen database is being recovered: the recovery rewrites sled and file.
-        let swept_dbs = self
+        let swept_dbs: Vec<DbInfo> = self
             .registry
             .iter()
-            .filter(|d| d.is_volatile() && !d.frozen && !self.frozen);
+            .filter(|d| d.is_volatile() && !d.frozen && !self.frozen)
+            .cloned()
+            .collect();
         for db in swept_dbs {
             let Some(tdb) = self.files.get(db.db_id) else {
                 continue;
             };
             let tree = db.tree();
+            let from = self.sweep_cursor.get(&db.db_id).copied().unwrap_or(0);
+            let until = from + SWEEP_SLICE;
+            let mut index = 0usize;
             let mut changed = Vec::new();
             let swept = tdb.try_for_each(&mut |k, v| {
+                let here = index;
+                index += 1;
+                if here < from {
+                    return true;
+                }
+                if here >= until {
+                    return false;
+                }
                 // Clients write only records this node is dmaster of.
                 if split_record(v).is_ok_and(|(h, _)| h.dmaster != self.pnn) {
                     return true;
@@ -548,6 +582,9 @@ impl crate::DbDaemon {
                     continue;
                 }
             }
+            // Past the end of the file: the next sweep starts again at its beginning.
+            let next = if index > until { until } else { 0 };
+            self.sweep_cursor.insert(db.db_id, next);
             total += changed.len();
             if let Err(e) = self.store.batch(&tree, changed) {
                 tracing::warn!(db = %db.name, "sweep cannot write sled: {e}");
@@ -611,7 +648,8 @@ impl crate::DbDaemon {
 /// Starts the daemon's timers on the current tokio runtime: calls that wait for a chain
 /// lock are retried (after 0.5 ms, backing off to 20 ms while the lock stays taken);
 /// every [`SWEEP_EVERY`] the volatile files are swept into sled and changed sequence
-/// numbers announced; every [`crate::vacuum::VACUUM_EVERY`] a vacuum round starts.
+/// numbers announced; every [`crate::vacuum::VACUUM_EVERY`] a vacuum pass starts,
+/// run in bounded slices with other tasks let in between.
 pub fn spawn_background(daemon: std::sync::Arc<std::sync::Mutex<crate::DbDaemon>>) {
     use ctdb_rpc::component::lock;
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -631,14 +669,33 @@ pub fn spawn_background(daemon: std::sync::Arc<std::sync::Mutex<crate::DbDaemon>
         }
     });
     let vacuuming = daemon.clone();
+    let vacuum_wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    lock(&daemon).set_vacuum_wake(vacuum_wake.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(crate::vacuum::VACUUM_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
-            let mut d = lock(&vacuuming);
-            if let Some(out) = d.outbox.clone() {
-                d.vacuum(&out);
+            let start = tokio::select! {
+                _ = tick.tick() => true,
+                _ = vacuum_wake.notified() => false,
+            };
+            // One bounded slice at a time, letting the packets waiting meanwhile in
+            // between (this runtime has one thread).
+            let mut more = {
+                let mut d = lock(&vacuuming);
+                match d.outbox.clone() {
+                    Some(out) if start => d.vacuum(&out),
+                    Some(out) => d.vacuum_slice(&out),
+                    None => false,
+                }
+            };
+            while more {
+                tokio::task::yield_now().await;
+                let mut d = lock(&vacuuming);
+                more = match d.outbox.clone() {
+                    Some(out) => d.vacuum_slice(&out),
+                    None => false,
+                };
             }
         }
     });

@@ -13,6 +13,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::*;
 
 mod records;
+mod vacuum_scale;
 
 const CLIENT: u64 = 7;
 const VOL: &str = "capture_vol.tdb";
@@ -464,6 +465,39 @@ fn clients_changes_in_the_file_survive_a_reopen_and_a_lost_file_comes_back_from_
     assert_eq!(data(&h, b"k"), b"by client");
     assert_eq!(data(&h, b"new"), b"also");
     assert!(std::path::Path::new(&path).exists());
+}
+
+#[test]
+fn a_large_file_is_swept_a_window_at_a_time() {
+    let mut h = Harness::with_pnn(0);
+    h.attach(Opcode::DbAttach, VOL);
+    assert_eq!(h.call_ok(VOL_ID, callid::NULL_FUNC, b"k"), b"");
+    let n = ltdb::SWEEP_SLICE * 2 + 500;
+    {
+        // Written into the file behind the daemon's back, as a client writes.
+        let tdb = h.daemon.files.get(VOL_ID).expect("the file is open");
+        for i in 0..n {
+            let value = call::encode_record(&hdr(1, 0), format!("v{i}").as_bytes());
+            tdb.store(format!("c{i}").as_bytes(), &value).unwrap();
+        }
+    }
+    // Each sweep compares one window with sled; together they cover the file.
+    let sweeps: Vec<usize> = (0..4).map(|_| h.daemon.sweep()).collect();
+    assert_eq!(sweeps.iter().sum::<usize>(), n, "{sweeps:?}");
+    assert!(sweeps.iter().all(|&s| s <= ltdb::SWEEP_SLICE), "{sweeps:?}");
+    let tree = registry::tree_name(VOL_ID);
+    assert!(h.daemon.store.get(&tree, b"c0").unwrap().is_some());
+    assert!(h
+        .daemon
+        .store
+        .get(&tree, format!("c{}", n - 1).as_bytes())
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        (0..4).map(|_| h.daemon.sweep()).sum::<usize>(),
+        0,
+        "nothing changed since"
+    );
 }
 
 #[test]

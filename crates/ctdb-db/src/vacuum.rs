@@ -1,47 +1,113 @@
-//! Vacuuming: deleted records go away.
+//! Vacuuming: deleted records go away, and so does the space they took.
 //!
 //! A client deletes a volatile record by storing it empty (and sends
 //! SCHEDULE_FOR_DELETION); the empty record and the older copies other nodes keep would
-//! otherwise stay for ever. Every [`VACUUM_EVERY`] each node looks at the empty records
-//! it is both lmaster and dmaster of (the node that has the last word on them), offers
-//! them to every other node of the vnn map (TRY_DELETE_RECORDS with their headers), and
-//! deletes its own copy of those no node kept. A node deletes its copy unless it is
-//! dmaster of it, holds a newer one, or a local client holds its chain; it answers with
-//! the records it kept. So a record is gone everywhere only once no node holds a newer
-//! copy, and a database's size follows its live records, in sled and in the TDB file.
+//! otherwise stay for ever. Every [`VACUUM_EVERY`] each node starts a *pass* over each
+//! volatile database: it looks for the empty records it is both lmaster and dmaster of
+//! (the node that has the last word on them), offers them to every other node of the
+//! vnn map (TRY_DELETE_RECORDS with their headers), and deletes its own copy of those
+//! no node kept. A node deletes its copy unless it is dmaster of it, holds a newer one,
+//! or a local client holds its chain; it answers with the records it kept. So a record
+//! is gone everywhere only once no node holds a newer copy.
 //!
-//! A round whose answers do not all come (a node died) is forgotten at the next vnn map,
-//! which a recovery brings.
+//! **Bounded work.** A pass goes through the database in slices, each a bounded piece
+//! of work done while holding the daemon (other packets run between slices): a slice
+//! reads at most [`SCAN_PER_SLICE`] records, resuming after the last key the previous
+//! one read (from sled, in key order; each candidate is checked against the TDB file),
+//! offers at most [`BATCH_RECORDS`] records and [`BATCH_BYTES`] bytes in one
+//! TRY_DELETE_RECORDS per node (far below the 64 MiB packet limit), and deletes at most
+//! one such batch (from the file and, in one write, from sled). One batch per database
+//! is out at a time; its answers drive the next slice. The timer's task runs slices
+//! while there is work that needs no answer, yielding between them. A pass not done
+//! after [`MAX_PASS_TIME`] (Samba's VacuumMaxRunTime) is stopped, its batch waiting
+//! for answers forgotten; the next pass goes on from where it stopped.
+//! A batch whose answers do not all come (a node died) is forgotten at the next vnn
+//! map, which a recovery brings, and with it the passes.
+//!
+//! **Space comes back** at the end of a pass:
+//! - The TDB file: libtdb never shrinks a file; deleted records become free-list
+//!   entries that later records reuse. When no other process has the file open (no
+//!   client of it, see [`ctdb_tdb::Tdb::recreate_if_alone`]) and it is far larger than
+//!   its records need (more than [`FILE_SLACK`] over twice an empty file plus twice its
+//!   records' bytes) and has at most [`RECREATE_MAX_RECORDS`] records, it is cut to an
+//!   empty file and its records are written back in one transaction (they are in sled
+//!   first, so a crash meanwhile loses nothing: the file is rebuilt from sled at
+//!   start). Otherwise, as Samba does, a file whose free list has [`REPACK_LIMIT`]
+//!   entries (Samba's RepackLimit) is repacked (`tdb_repack`), under the whole-file
+//!   lock taken without waiting: the free space becomes one block. Neither runs while
+//!   a freeze or a recovery transaction holds the file.
+//! - sled frees the pages of deleted keys, but its files do not shrink while it runs
+//!   (measured: 1,000,000 deleted records left a 300 MB directory; dropping the tree
+//!   changed nothing until a restart). When passes have deleted [`REPACK_LIMIT`]
+//!   records since the last rewrite, the store takes more than [`STORE_SLACK`] and
+//!   all its live entries are under an eighth of that (and under
+//!   [`STORE_COPY_LIMIT`]), the whole store is copied into a fresh directory and
+//!   switched to ([`crate::store::SledStore`] tells how a crash is survived).
 //!
 //! Not (yet) as Samba's: an empty record whose dmaster is not its lmaster is not
 //! migrated home first (Samba's VACUUM_FETCH), so it stays until a call brings it to
-//! its lmaster; no fast path on SCHEDULE_FOR_DELETION.
+//! its lmaster; no fast path on SCHEDULE_FOR_DELETION (Samba's delete queue), so an
+//! empty record waits for the next pass.
 
-use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ctdb_protocol::control::{RecBuffer, RecData};
 use ctdb_protocol::ltdb::split_record;
-use ctdb_protocol::{Opcode, ReplyControl, Wire};
+use ctdb_protocol::{LtdbHeader, Opcode, ReplyControl, Wire};
 use ctdb_rpc::component::Outbox;
 
 use crate::control::{ok, ControlResult};
 use crate::registry::DbInfo;
+use crate::store::BatchOp;
 use crate::DbDaemon;
 
 /// Samba's VacuumInterval default.
 pub const VACUUM_EVERY: Duration = Duration::from_secs(10);
 
-/// Most records offered in one round per database.
-const MAX_PER_ROUND: usize = 10_000;
+/// Most records one slice reads.
+pub const SCAN_PER_SLICE: usize = 20_000;
 
-/// Reqids of vacuum rounds carry these top bits (calls use the pnn, commits count up).
+/// Most records offered in one TRY_DELETE_RECORDS, and deleted in one slice.
+pub const BATCH_RECORDS: usize = 2_000;
+
+/// Most bytes of records in one TRY_DELETE_RECORDS.
+pub const BATCH_BYTES: usize = 1 << 20;
+
+/// Samba's VacuumMaxRunTime: a pass still under way after this is dropped.
+pub const MAX_PASS_TIME: Duration = Duration::from_secs(120);
+
+/// Samba's RepackLimit: free-list entries at which a TDB file is repacked; also the
+/// records deleted after which the store is considered for a rewrite.
+pub const REPACK_LIMIT: usize = 10_000;
+
+/// A TDB file is recreated only when it holds at most this many records (they are
+/// held in memory meanwhile).
+pub const RECREATE_MAX_RECORDS: usize = 100_000;
+
+/// A TDB file is recreated only when it is this much larger than twice what an empty
+/// file and its records need.
+pub const FILE_SLACK: u64 = 4 << 20;
+
+/// The store is rewritten only when it takes more than this on disk.
+pub const STORE_SLACK: u64 = 8 << 20;
+
+/// The store is rewritten only when its live entries are under this many bytes (what
+/// one rewrite copies while holding the daemon).
+pub const STORE_COPY_LIMIT: u64 = 64 << 20;
+
+/// Reqids of vacuum batches carry these top bits (calls use the pnn, commits count up).
 const REQID_TAG: u32 = 0xC000_0000;
 
-/// One database's offer to the other nodes, waiting for their answers.
-struct Round {
-    db_id: u32,
+/// Bytes of a RecData beyond its key and data (length, reqid, key and data lengths)
+/// and of the header it carries.
+const REC_OVERHEAD: usize = 16 + LtdbHeader::SIZE;
+
+/// A batch offered to the other nodes, waiting for their answers.
+struct Offer {
+    reqid: u32,
     /// Offered keys and the RSN offered.
     offered: HashMap<Bytes, u64>,
     waiting: usize,
@@ -49,88 +115,269 @@ struct Round {
     failed: bool,
 }
 
+/// One pass over one database.
+struct Pass {
+    began: Instant,
+    /// The next slice reads the records after this key (from the first if `None`).
+    cursor: Option<Bytes>,
+    read_all: bool,
+    offer: Option<Offer>,
+    /// Answered (or offered to nobody): offered keys with their RSN, and those kept.
+    answered: Option<(HashMap<Bytes, u64>, HashSet<Bytes>)>,
+    /// Records and bytes (keys and values) read, and deleted.
+    records: usize,
+    bytes: u64,
+    deleted: usize,
+    deleted_bytes: u64,
+}
+
+impl Pass {
+    fn new() -> Self {
+        Self {
+            began: Instant::now(),
+            cursor: None,
+            read_all: false,
+            offer: None,
+            answered: None,
+            records: 0,
+            bytes: 0,
+            deleted: 0,
+            deleted_bytes: 0,
+        }
+    }
+}
+
+/// What one slice of a pass left.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// More to do now.
+    More,
+    /// Waiting for answers, or paused (frozen, recovering).
+    Waiting,
+    /// The pass is over.
+    Done,
+}
+
 #[derive(Default)]
 pub struct Vacuums {
-    rounds: HashMap<u32, Round>,
+    passes: BTreeMap<u32, Pass>,
     next: u32,
+    /// Records deleted since the store was last rewritten.
+    deleted_since_rewrite: usize,
+    /// Where the next pass over a database starts, after one that ran out of time.
+    resume: HashMap<u32, Bytes>,
+}
+
+impl Vacuums {
+    /// Databases with a pass under way.
+    pub fn passes(&self) -> usize {
+        self.passes.len()
+    }
+}
+
+/// What the end of a pass did to the TDB file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileCompaction {
+    Nothing,
+    Repacked,
+    Recreated,
 }
 
 impl DbDaemon {
-    /// Starts a vacuum round on every volatile database (not while recovering).
-    pub fn vacuum(&mut self, out: &Outbox) {
-        if self.frozen || self.recovery_mode != ctdb_protocol::flags::recmode::NORMAL {
-            return;
+    /// Starts a vacuum pass on every volatile database without one (not while
+    /// recovering) and runs one slice; true while a slice can run now (call
+    /// [`vacuum_slice`](Self::vacuum_slice) until false).
+    pub fn vacuum(&mut self, out: &Outbox) -> bool {
+        if self.vacuum_paused() {
+            return false;
         }
-        let dbs: Vec<DbInfo> = self
+        let starting: Vec<u32> = self
             .registry
             .iter()
-            .filter(|d| d.is_volatile() && !d.frozen)
-            .filter(|d| !self.vacuums.rounds.values().any(|r| r.db_id == d.db_id))
-            .cloned()
+            .filter(|d| d.is_volatile() && !self.vacuums.passes.contains_key(&d.db_id))
+            .map(|d| d.db_id)
             .collect();
-        for db in dbs {
-            let candidates = self.empty_records_held_here(&db);
-            if candidates.is_empty() {
-                continue;
-            }
-            let others: Vec<u32> = self
-                .vnn_map
-                .map
-                .iter()
-                .copied()
-                .filter(|&p| p != self.pnn)
-                .collect();
-            let offered: HashMap<Bytes, u64> = candidates
-                .iter()
-                .map(|r| (r.key.clone(), rsn_of(r)))
-                .collect();
-            if others.is_empty() {
-                self.delete_unkept(&db, &offered, &HashSet::new());
-                continue;
-            }
-            self.vacuums.next = (self.vacuums.next + 1) & !REQID_TAG;
-            let reqid = REQID_TAG | self.vacuums.next;
-            let data = RecBuffer {
-                db_id: db.db_id,
-                records: candidates,
-            }
-            .to_bytes();
-            for &pnn in &others {
-                let packet = self.control_packet(pnn, reqid, Opcode::TryDeleteRecords, &data);
-                out.to_client(0, packet);
-            }
-            self.vacuums.rounds.insert(
-                reqid,
-                Round {
-                    db_id: db.db_id,
-                    offered,
-                    waiting: others.len(),
-                    kept: HashSet::new(),
-                    failed: false,
-                },
-            );
+        for db_id in starting {
+            let mut pass = Pass::new();
+            pass.cursor = self.vacuums.resume.remove(&db_id);
+            self.vacuums.passes.insert(db_id, pass);
         }
+        self.vacuum_slice(out)
     }
 
-    /// Empty records of `db` this node is lmaster and dmaster of (read without waiting
-    /// for clients: a busy file is vacuumed next time).
-    fn empty_records_held_here(&self, db: &DbInfo) -> Vec<RecData> {
-        let Some(tdb) = self.files.get(db.db_id) else {
-            return Vec::new();
+    /// Runs one bounded slice of every pass that needs no answer; true while there is
+    /// more such work.
+    pub fn vacuum_slice(&mut self, out: &Outbox) -> bool {
+        let dbs: Vec<u32> = self.vacuums.passes.keys().copied().collect();
+        let mut more = false;
+        for db_id in dbs {
+            more |= self.vacuum_db_slice(db_id, out) == Step::More;
+        }
+        more
+    }
+
+    /// Where the daemon rings when a pass can go on without waiting for the timer.
+    pub fn set_vacuum_wake(&mut self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        self.vacuum_wake = Some(wake);
+    }
+
+    fn vacuum_paused(&self) -> bool {
+        self.frozen || self.recovery_mode != ctdb_protocol::flags::recmode::NORMAL
+    }
+
+    fn vacuum_db_slice(&mut self, db_id: u32, out: &Outbox) -> Step {
+        let db = match self.registry.get(db_id) {
+            Some(db) if db.is_volatile() => db.clone(),
+            _ => {
+                self.vacuums.passes.remove(&db_id);
+                return Step::Done;
+            }
         };
-        let mut found = Vec::new();
-        let read = tdb.try_for_each(&mut |k, v| {
-            if let Ok((header, data)) = split_record(v) {
-                if data.is_empty() && header.dmaster == self.pnn && self.lmaster(k) == self.pnn {
-                    found.push(RecData::with_header(0, k, &header, &[]));
+        if self.vacuum_paused() || db.frozen || db.transaction.is_some() || db.staging {
+            return Step::Waiting;
+        }
+        let Some(pass) = self.vacuums.passes.get_mut(&db_id) else {
+            return Step::Done;
+        };
+        if pass.began.elapsed() > MAX_PASS_TIME {
+            // The next pass goes on from here (a batch whose answers never came is
+            // offered again then).
+            tracing::warn!(db = %db.name, "vacuuming pass not done in {MAX_PASS_TIME:?}: stopped");
+            if let Some(pass) = self.vacuums.passes.remove(&db_id) {
+                if let Some(cursor) = pass.cursor.filter(|_| !pass.read_all) {
+                    self.vacuums.resume.insert(db_id, cursor);
                 }
             }
-            found.len() < MAX_PER_ROUND
-        });
-        match read {
-            Ok(Some(_)) => found,
-            _ => Vec::new(),
+            return Step::Done;
         }
+        if pass.offer.is_some() {
+            return Step::Waiting;
+        }
+        if let Some((offered, kept)) = pass.answered.take() {
+            let (deleted, bytes) = self.delete_unkept(&db, &offered, &kept);
+            if let Some(pass) = self.vacuums.passes.get_mut(&db_id) {
+                pass.deleted += deleted;
+                pass.deleted_bytes += bytes;
+            }
+            self.vacuums.deleted_since_rewrite += deleted;
+            return Step::More;
+        }
+        if pass.read_all {
+            let Some(pass) = self.vacuums.passes.remove(&db_id) else {
+                return Step::Done;
+            };
+            self.end_pass(&db, &pass);
+            return Step::Done;
+        }
+        let cursor = pass.cursor.clone();
+        let candidates = match self.next_candidates(&db, cursor) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(db = %db.name, "vacuuming cannot read the database: {e}");
+                self.vacuums.passes.remove(&db_id);
+                return Step::Done;
+            }
+        };
+        let Some(pass) = self.vacuums.passes.get_mut(&db_id) else {
+            return Step::Done;
+        };
+        pass.cursor = candidates.cursor.or(pass.cursor.take());
+        pass.read_all = candidates.read_all;
+        pass.records += candidates.records;
+        pass.bytes += candidates.bytes;
+        if candidates.found.is_empty() {
+            return Step::More;
+        }
+        let offered: HashMap<Bytes, u64> = candidates
+            .found
+            .iter()
+            .map(|r| (r.key.clone(), rsn_of(r)))
+            .collect();
+        let others: Vec<u32> = self
+            .vnn_map
+            .map
+            .iter()
+            .copied()
+            .filter(|&p| p != self.pnn)
+            .collect();
+        if others.is_empty() {
+            pass.answered = Some((offered, HashSet::new()));
+            return Step::More;
+        }
+        self.vacuums.next = (self.vacuums.next + 1) & !REQID_TAG;
+        let reqid = REQID_TAG | self.vacuums.next;
+        let data = RecBuffer {
+            db_id,
+            records: candidates.found,
+        }
+        .to_bytes();
+        for &pnn in &others {
+            let packet = self.control_packet(pnn, reqid, Opcode::TryDeleteRecords, &data);
+            out.to_client(0, packet);
+        }
+        if let Some(pass) = self.vacuums.passes.get_mut(&db_id) {
+            pass.offer = Some(Offer {
+                reqid,
+                offered,
+                waiting: others.len(),
+                kept: HashSet::new(),
+                failed: false,
+            });
+        }
+        Step::Waiting
+    }
+
+    /// The next batch of empty records of `db` this node is lmaster and dmaster of,
+    /// read from sled after `cursor` and checked against the file.
+    fn next_candidates(&self, db: &DbInfo, cursor: Option<Bytes>) -> Result<Candidates, String> {
+        let tdb = self.files.get(db.db_id);
+        let mut c = Candidates::default();
+        let mut batch_bytes = 0;
+        let mut read = 0;
+        let mut last: Option<Bytes> = None;
+        let mut stopped = false;
+        let mut failed = None;
+        self.store
+            .scan_after(&db.tree(), cursor.as_deref(), &mut |k, v| {
+                read += 1;
+                c.records += 1;
+                c.bytes += (k.len() + v.len()) as u64;
+                last = Some(Bytes::copy_from_slice(k));
+                let empty_here = |v: &[u8]| {
+                    matches!(split_record(v), Ok((h, data))
+                        if data.is_empty() && h.dmaster == self.pnn)
+                };
+                if empty_here(v) && self.lmaster(k) == self.pnn {
+                    // The file's copy is the current one.
+                    let current = match tdb {
+                        Some(tdb) => match tdb.fetch(k) {
+                            Ok(found) => found,
+                            Err(e) => {
+                                failed = Some(e.to_string());
+                                return false;
+                            }
+                        },
+                        None => Some(v.to_vec()),
+                    };
+                    if let Some(value) = current.filter(|value| empty_here(value)) {
+                        if let Ok((header, _)) = split_record(&value) {
+                            batch_bytes += k.len() + REC_OVERHEAD;
+                            c.found.push(RecData::with_header(0, k, &header, &[]));
+                        }
+                    }
+                }
+                stopped = read >= SCAN_PER_SLICE
+                    || c.found.len() >= BATCH_RECORDS
+                    || batch_bytes >= BATCH_BYTES;
+                !stopped
+            })
+            .map_err(|e| e.to_string())?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        c.read_all = !stopped;
+        c.cursor = last;
+        Ok(c)
     }
 
     /// TRY_DELETE_RECORDS from the lmaster: delete each offered record here unless this
@@ -167,56 +414,103 @@ impl DbDaemon {
         .to_bytes())
     }
 
-    /// A node's answer to a vacuum round; false when `reqid` is not one.
-    pub(crate) fn vacuum_reply(&mut self, reqid: u32, reply: &ReplyControl) -> bool {
-        let Some(round) = self.vacuums.rounds.get_mut(&reqid) else {
+    /// A node's answer to a vacuum batch; false when `reqid` is not one. The last
+    /// answer lets the pass go on: its batch is deleted here and now and the next one
+    /// offered; the rest is left to the vacuuming task.
+    pub(crate) fn vacuum_reply(&mut self, reqid: u32, reply: &ReplyControl, out: &Outbox) -> bool {
+        let Some((&db_id, pass)) = self
+            .vacuums
+            .passes
+            .iter_mut()
+            .find(|(_, p)| p.offer.as_ref().is_some_and(|o| o.reqid == reqid))
+        else {
             return false;
         };
-        round.waiting = round.waiting.saturating_sub(1);
+        let Some(offer) = pass.offer.as_mut() else {
+            return false;
+        };
+        offer.waiting = offer.waiting.saturating_sub(1);
         match RecBuffer::from_bytes(&reply.data) {
             Ok(kept) if reply.status == 0 => {
-                round.kept.extend(kept.records.into_iter().map(|r| r.key))
+                offer.kept.extend(kept.records.into_iter().map(|r| r.key))
             }
-            _ => round.failed = true,
+            _ => offer.failed = true,
         }
-        if round.waiting > 0 {
+        if offer.waiting > 0 {
             return true;
         }
-        let Some(round) = self.vacuums.rounds.remove(&reqid) else {
+        let Some(offer) = pass.offer.take() else {
             return true;
         };
-        if round.failed {
-            tracing::debug!(
-                db_id = round.db_id,
-                "a node did not answer the vacuum round"
-            );
-            return true;
+        if offer.failed {
+            tracing::debug!(db_id, "a node did not take the vacuum batch");
+            pass.answered = Some((HashMap::new(), HashSet::new()));
+        } else {
+            pass.answered = Some((offer.offered, offer.kept));
         }
-        if let Some(db) = self.registry.get(round.db_id).cloned() {
-            self.delete_unkept(&db, &round.offered, &round.kept);
+        // Delete the batch, then read and offer the next (two bounded slices); what
+        // is left is the vacuuming task's.
+        if self.vacuum_db_slice(db_id, out) == Step::More
+            && self.vacuum_db_slice(db_id, out) == Step::More
+        {
+            if let Some(wake) = &self.vacuum_wake {
+                wake.notify_one();
+            }
         }
         true
     }
 
     /// Deletes the offered records no node kept, if they are still the empty copy
-    /// offered and held here.
-    fn delete_unkept(&mut self, db: &DbInfo, offered: &HashMap<Bytes, u64>, kept: &HashSet<Bytes>) {
-        let mut deleted = 0;
+    /// offered and held here: from the file one by one under their chain locks, from
+    /// sled in one write. Returns how many records and bytes went.
+    fn delete_unkept(
+        &mut self,
+        db: &DbInfo,
+        offered: &HashMap<Bytes, u64>,
+        kept: &HashSet<Bytes>,
+    ) -> (usize, u64) {
+        let mut gone = Vec::new();
+        let mut bytes = 0u64;
         for (key, &rsn) in offered {
             if kept.contains(key) {
                 continue;
             }
+            let value = self.get_value(db, key).ok().flatten();
             let still = matches!(
-                self.get_value(db, key).ok().flatten().as_deref().map(split_record),
+                value.as_deref().map(split_record),
                 Some(Ok((h, data))) if data.is_empty() && h.rsn == rsn && h.dmaster == self.pnn
             );
-            if still && self.delete_record(db, key) {
-                deleted += 1;
+            if !still {
+                continue;
+            }
+            let Ok(locked) = self.lock_record(db.db_id, key) else {
+                continue;
+            };
+            let deleted = match self.files.get(db.db_id) {
+                Some(tdb) => tdb.delete(key),
+                None => Ok(()),
+            };
+            if locked {
+                self.unlock_record(db.db_id, key);
+            }
+            match deleted {
+                Ok(()) => {
+                    bytes += (key.len() + value.map_or(0, |v| v.len())) as u64;
+                    gone.push(BatchOp::Delete(key.to_vec()));
+                }
+                Err(e) => tracing::warn!(db = %db.name, "vacuum cannot delete a record: {e}"),
             }
         }
+        let deleted = gone.len();
         if deleted > 0 {
+            if let Err(e) = self.store.batch(&db.tree(), gone) {
+                // The file's copy is gone: the next sweep or start finds sled's again.
+                tracing::warn!(db = %db.name, "vacuum cannot delete records from sled: {e}");
+                return (0, 0);
+            }
             tracing::debug!(db = %db.name, deleted, "vacuumed");
         }
+        (deleted, bytes)
     }
 
     /// Deletes one record from the file (if no client holds its chain) and from sled.
@@ -236,6 +530,198 @@ impl DbDaemon {
         }
         true
     }
+
+    /// The end of a pass: space comes back (see the module's text).
+    fn end_pass(&mut self, db: &DbInfo, pass: &Pass) {
+        let records = pass.records.saturating_sub(pass.deleted);
+        let bytes = pass.bytes.saturating_sub(pass.deleted_bytes);
+        if pass.deleted > 0 {
+            tracing::info!(
+                db = %db.name,
+                deleted = pass.deleted,
+                records,
+                ms = pass.began.elapsed().as_millis() as u64,
+                "vacuuming pass done"
+            );
+        }
+        match self.compact_file(db, records, bytes) {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(db = %db.name, "cannot compact the TDB file: {e}"),
+        }
+        if self.vacuums.deleted_since_rewrite >= REPACK_LIMIT {
+            match self.compact_store() {
+                Ok(true) => self.vacuums.deleted_since_rewrite = 0,
+                Ok(false) => {}
+                Err(e) => tracing::warn!("cannot rewrite the store: {e}"),
+            }
+        }
+    }
+
+    /// Recreates or repacks `db`'s file if it is worth it (see the module's text);
+    /// `records` and `bytes` are what the pass left in it.
+    pub(crate) fn compact_file(
+        &mut self,
+        db: &DbInfo,
+        records: usize,
+        bytes: u64,
+    ) -> Result<FileCompaction, String> {
+        if self.vacuum_paused()
+            || db.frozen
+            || db.transaction.is_some()
+            || self.files.is_locked(db.db_id)
+        {
+            return Ok(FileCompaction::Nothing);
+        }
+        let Some(tdb) = self.files.get(db.db_id) else {
+            return Ok(FileCompaction::Nothing);
+        };
+        let size = std::fs::metadata(tdb.path()).map_or(0, |m| m.len());
+        let empty = empty_file_size(tdb.hash_size());
+        let needed = 2 * (empty + bytes + (records * REC_OVERHEAD) as u64) + FILE_SLACK;
+        if size > needed && records <= RECREATE_MAX_RECORDS {
+            if let Some(done) = self.recreate_file(db)? {
+                let after = self
+                    .files
+                    .get(db.db_id)
+                    .and_then(|t| std::fs::metadata(t.path()).ok())
+                    .map_or(0, |m| m.len());
+                tracing::info!(db = %db.name, before = size, after, records = done, "TDB file recreated at its smallest");
+                return Ok(FileCompaction::Recreated);
+            }
+        }
+        let Some(tdb) = self.files.get(db.db_id) else {
+            return Ok(FileCompaction::Nothing);
+        };
+        let free = tdb.freelist_size().map_err(|e| e.to_string())?;
+        if free < REPACK_LIMIT || !tdb.try_lock_all().map_err(|e| e.to_string())? {
+            return Ok(FileCompaction::Nothing);
+        }
+        let began = Instant::now();
+        tdb.with_lock_all_released_after(|| tdb.repack())
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        tracing::info!(db = %db.name, free, ms = began.elapsed().as_millis() as u64, "TDB file repacked");
+        Ok(FileCompaction::Repacked)
+    }
+
+    /// Cuts `db`'s file to an empty one and writes its records back, if no other
+    /// process has it open and it holds at most [`RECREATE_MAX_RECORDS`]. Every record
+    /// read is in sled before the file is cut. Returns how many were written back, or
+    /// `None` when the file was left as it was.
+    fn recreate_file(&mut self, db: &DbInfo) -> Result<Option<usize>, String> {
+        let Some(tdb) = self.files.close(db.db_id) else {
+            return Ok(None);
+        };
+        let tree = db.tree();
+        let mut records: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut failed = None;
+        let store = &self.store;
+        let recreated = tdb.recreate_if_alone(
+            crate::ltdb::HASH_SIZE,
+            crate::ltdb::open_flags(db),
+            &mut |k, v| {
+                if records.len() >= RECREATE_MAX_RECORDS {
+                    return false;
+                }
+                // What a client changed in the file and the sweep has not brought over.
+                match store.get(&tree, k) {
+                    Ok(Some(stored)) if stored == v => {}
+                    Ok(_) => {
+                        if let Err(e) = store.put(&tree, k, v) {
+                            failed = Some(e.to_string());
+                            return false;
+                        }
+                    }
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        return false;
+                    }
+                }
+                records.push((k.to_vec(), v.to_vec()));
+                true
+            },
+        );
+        let tdb = match recreated {
+            Ok(Ok(fresh)) => fresh,
+            Ok(Err(unchanged)) => {
+                self.files.reinsert(db.db_id, unchanged);
+                return match failed {
+                    Some(e) => Err(e),
+                    None => Ok(None),
+                };
+            }
+            Err(e) => {
+                // The file may be cut: open it again, rebuilt from sled.
+                let _ = self.open_files(Some(db.db_id));
+                return Err(e.to_string());
+            }
+        };
+        let n = records.len();
+        let written = tdb.transaction().and_then(|txn| {
+            for (k, v) in &records {
+                txn.store(k, v)?;
+            }
+            txn.commit()
+        });
+        self.files.reinsert(db.db_id, tdb);
+        if let Err(e) = written {
+            // sled has every record: the next start writes them into the file.
+            return Err(e.to_string());
+        }
+        Ok(Some(n))
+    }
+
+    /// Rewrites the store into a fresh copy when it is far larger than its live
+    /// entries (see the module's text); true when it did.
+    fn compact_store(&mut self) -> Result<bool, String> {
+        let size = self.store.size_on_disk().map_err(|e| e.to_string())?;
+        if size <= STORE_SLACK {
+            return Ok(false);
+        }
+        let began = Instant::now();
+        let Some(live) = self
+            .store
+            .live_bytes((size / 8).min(STORE_COPY_LIMIT))
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(false);
+        };
+        self.store.flush().map_err(|e| e.to_string())?;
+        if !self.store.rewrite().map_err(|e| e.to_string())? {
+            return Ok(false);
+        }
+        let after = self.store.size_on_disk().map_err(|e| e.to_string())?;
+        tracing::info!(
+            before = size,
+            after,
+            live,
+            ms = began.elapsed().as_millis() as u64,
+            "store rewritten"
+        );
+        Ok(true)
+    }
+}
+
+/// One slice's read of a database.
+#[derive(Default)]
+struct Candidates {
+    found: Vec<RecData>,
+    /// The last key read.
+    cursor: Option<Bytes>,
+    read_all: bool,
+    records: usize,
+    bytes: u64,
+}
+
+/// The size of a new TDB file of `hash_size` chains: its header and one offset per
+/// chain and for the free list (libtdb's `TDB_DATA_START`).
+pub fn empty_file_size(hash_size: u32) -> u64 {
+    168 + 4 * (u64::from(hash_size) + 1)
+}
+
+/// The size of `path`'s file, 0 when it cannot be read.
+pub fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
 fn rsn_of(record: &RecData) -> u64 {

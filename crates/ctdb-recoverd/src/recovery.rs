@@ -448,7 +448,7 @@ async fn stream_merge<N: Nodes>(
                 ))
             })
             .collect();
-        for record in merge(db_id, &copies, plan.leader, &plan.incumbents).records {
+        for record in merge(db_id, &copies, plan.leader).records {
             piece_bytes += record.key.len() + record.data.len() + 16;
             piece.records.push(record);
         }
@@ -483,13 +483,16 @@ async fn push_piece<N: Nodes>(
     Ok(n)
 }
 
-/// The nodes whose copies a recovery prefers: those that took part in the last
-/// recovery of the cluster as it is now — the largest group of active nodes that share
-/// a generation (on a tie, the leader's). A node that comes back from a partition or a
-/// long absence still holds an older generation: what it wrote on its own while cut off
-/// was never acknowledged by a majority, and its copies must not win over records the
-/// others went on writing — not even with a higher RSN. When no node holds a valid
-/// generation (the whole cluster starts), every node is an incumbent.
+/// The nodes whose copy of a persistent database a recovery takes: those that took part
+/// in the last recovery of the cluster as it is now — the largest group of active nodes
+/// that share a generation (on a tie, the leader's). A node that comes back from a
+/// partition or a long absence still holds an older generation: a commit only it applied
+/// was never acknowledged (a commit needs every node of the vnn map), and its copy must
+/// not win over the commits the others went on acknowledging — not even with a higher
+/// sequence number. When no node holds a valid generation (the whole cluster starts),
+/// every node is an incumbent. Volatile records are merged by RSN from every node, as
+/// Samba does: a record lives on its dmaster, and a returning node's newer copy of a
+/// record nobody else wrote meanwhile is the one to keep.
 /// `generations`: `(pnn, generation)` of each active node.
 pub fn incumbents(generations: &[(u32, u32)], leader: u32) -> Vec<u32> {
     let mut count: BTreeMap<u32, usize> = BTreeMap::new();
@@ -517,24 +520,17 @@ pub fn incumbents(generations: &[(u32, u32)], leader: u32) -> Vec<u32> {
 }
 
 /// Merges the record buffers pulled from each node (`(source pnn, buffer)`): per key,
-/// a copy from one of `incumbents` over any other (see [`incumbents`]), then the copy
-/// with the highest RSN; on equal RSNs, the copy from the node its header names as
-/// dmaster. The kept copies get `leader` as dmaster. Records come out in key order.
-pub fn merge(
-    db_id: u32,
-    pulled: &[(u32, RecBuffer)],
-    leader: u32,
-    incumbents: &[u32],
-) -> RecBuffer {
+/// the copy with the highest RSN; on equal RSNs, the copy from the node its header names
+/// as dmaster. The kept copies get `leader` as dmaster. Records come out in key order.
+pub fn merge(db_id: u32, pulled: &[(u32, RecBuffer)], leader: u32) -> RecBuffer {
     struct Best<'a> {
         header: LtdbHeader,
         value: &'a [u8],
-        incumbent: bool,
         from_dmaster: bool,
     }
     impl Best<'_> {
-        fn rank(&self) -> (bool, u64, bool) {
-            (self.incumbent, self.header.rsn, self.from_dmaster)
+        fn rank(&self) -> (u64, bool) {
+            (self.header.rsn, self.from_dmaster)
         }
     }
     let mut best: HashMap<&[u8], Best<'_>> = HashMap::new();
@@ -548,7 +544,6 @@ pub fn merge(
             let candidate = Best {
                 header,
                 value,
-                incumbent: incumbents.contains(source),
                 from_dmaster: header.dmaster == *source,
             };
             match best.get(&record.key[..]) {

@@ -16,7 +16,8 @@
 //! error (a failed control, or a failed recovery step); `return(abort)` kills the
 //! process at once (`std::process::abort`), as a crash would, and ctdbd restarts it;
 //! `1*return` fails once; `sleep(ms)`, `delay(ms)`, `pause`, `off` as the crate defines
-//! them. The crate's `panic` action is not a way to kill a component: a panic ends
+//! them. (Transport's one point, `transport::cut`, is no `fail` point: its action
+//! names the peers to cut off, see `ctdb_transport::peers`.) The crate's `panic` action is not a way to kill a component: a panic ends
 //! only the tokio task that handles the packets (or runs the recovery loop), not the
 //! process; use `return(abort)`.
 
@@ -36,6 +37,22 @@ static FIRED: LazyLock<Mutex<HashMap<String, u64>>> = LazyLock::new(Default::def
 pub fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var(ENABLE_ENV).is_ok_and(|v| v == "1"))
+}
+
+/// `Ok` when this process accepts SET_FAILPOINT ([`enabled`]), else the reason to
+/// refuse it (for a component whose points are not `fail` points, e.g. transport's cut).
+pub fn check_enabled() -> Result<(), String> {
+    check(enabled())
+}
+
+fn check(enabled: bool) -> Result<(), String> {
+    if enabled {
+        Ok(())
+    } else {
+        Err(format!(
+            "fault injection is off: this process was not started with {ENABLE_ENV}=1"
+        ))
+    }
 }
 
 /// Called by fault point `name` whose action fired with argument `arg`: counts it,
@@ -74,11 +91,7 @@ fn apply_if(
     name: &str,
     actions: Option<&str>,
 ) -> Result<u64, String> {
-    if !enabled {
-        return Err(format!(
-            "fault injection is off: this process was not started with {ENABLE_ENV}=1"
-        ));
-    }
+    check(enabled)?;
     if !known.contains(&name) {
         return Err(format!(
             "unknown fault point {name:?} (this process has: {})",

@@ -132,7 +132,16 @@ extern "C" {
     fn tdb_get_seqnum(tdb: *mut TdbContext) -> c_int;
     fn tdb_increment_seqnum_nonblock(tdb: *mut TdbContext);
     fn tdb_hash_size(tdb: *mut TdbContext) -> c_int;
+    fn tdb_repack(tdb: *mut TdbContext) -> c_int;
+    fn tdb_freelist_size(tdb: *mut TdbContext) -> c_int;
+    fn tdb_fd(tdb: *mut TdbContext) -> c_int;
 }
+
+/// Bytes of libtdb's own fcntl locks (`tdb_private.h`): every opener holds OPEN_LOCK
+/// while it opens the file, and an opener with CLEAR_IF_FIRST read-locks ACTIVE_LOCK
+/// for as long as it has the file open.
+const OPEN_LOCK: libc::off_t = 0;
+const ACTIVE_LOCK: libc::off_t = 4;
 
 /// `TDB_REPLACE`: store whether or not the key exists.
 const TDB_REPLACE: c_int = 1;
@@ -430,12 +439,143 @@ impl Tdb {
         })
     }
 
+    /// How many entries the file's free list has (Samba's vacuuming repacks a file
+    /// when this reaches its RepackLimit).
+    pub fn freelist_size(&self) -> TdbResult<usize> {
+        // SAFETY: ctx is an open tdb.
+        let n = unsafe { tdb_freelist_size(self.ctx.as_ptr()) };
+        usize::try_from(n).map_err(|_| self.error("freelist_size"))
+    }
+
+    /// `tdb_repack`: rewrites every record in one transaction so that the free space
+    /// becomes one block at the end of the file, which later records reuse. The file
+    /// does not get smaller (libtdb never shrinks a file; see
+    /// [`recreate_if_alone`](Self::recreate_if_alone)). libtdb takes the transaction
+    /// and whole-file locks, waiting for other processes' chain locks: take
+    /// [`try_lock_all`](Self::try_lock_all) first and call this inside
+    /// [`with_lock_all_released_after`](Self::with_lock_all_released_after) so that
+    /// nothing waits. Refused inside a transaction.
+    pub fn repack(&self) -> TdbResult<()> {
+        // SAFETY: ctx is an open tdb.
+        let rc = unsafe { tdb_repack(self.ctx.as_ptr()) };
+        self.check(rc, "repack")
+    }
+
+    /// Cuts the file to nothing and opens it again as a new, empty database of
+    /// `hash_size` chains (the smallest the file can be), if no other process has it
+    /// open or is opening it; `Ok(Err(self))`, untouched, if one has or is. Before the
+    /// file is cut, `read` sees every record it holds (nobody else can change them
+    /// then) and returns `false` to give up (`Ok(Err(self))`); the caller writes back
+    /// those it keeps.
+    ///
+    /// Other openers are seen by libtdb's locks: the file's OPEN_LOCK is taken without
+    /// waiting (so nobody opens it meanwhile: an opener waits for it, then finds the
+    /// file empty and makes it a new database, as does this reopen), and ACTIVE_LOCK,
+    /// which every process that opened the file with CLEAR_IF_FIRST holds (Samba's
+    /// clients of volatile databases do), must be free of other processes. A process
+    /// that opened the file without CLEAR_IF_FIRST is not seen. This handle must hold
+    /// no lock and no transaction. A failure to open the file again is returned; the
+    /// file is then empty.
+    pub fn recreate_if_alone(
+        self,
+        hash_size: u32,
+        tdb_flags: i32,
+        read: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> TdbResult<Result<Tdb, Tdb>> {
+        // SAFETY: ctx is an open tdb; tdb_fd returns its descriptor, which stays open
+        // as long as `self`.
+        let fd = unsafe { tdb_fd(self.ctx.as_ptr()) };
+        if !self.fcntl_lock(fd, libc::F_SETLK, libc::F_WRLCK, OPEN_LOCK)? {
+            return Ok(Err(self));
+        }
+        let mut probe = lock_range(libc::F_WRLCK, ACTIVE_LOCK);
+        // SAFETY: fd is open; probe is a valid flock for F_GETLK to fill in.
+        let rc = unsafe { libc::fcntl(fd, libc::F_GETLK, &mut probe) };
+        if rc != 0 || probe.l_type != libc::F_UNLCK as libc::c_short {
+            let err = (rc != 0).then(|| self.os_error("fcntl(F_GETLK)"));
+            self.fcntl_lock(fd, libc::F_SETLK, libc::F_UNLCK, OPEN_LOCK)?;
+            return match err {
+                Some(e) => Err(e),
+                None => Ok(Err(self)),
+            };
+        }
+        let mut gave_up = false;
+        let seen = self.for_each(&mut |k, v| {
+            gave_up = !read(k, v);
+            !gave_up
+        });
+        if seen.is_err() || gave_up {
+            self.fcntl_lock(fd, libc::F_SETLK, libc::F_UNLCK, OPEN_LOCK)?;
+            return seen.map(|_| Err(self));
+        }
+        // A file of length zero is made a new database by the next open (whoever
+        // opens it first, under OPEN_LOCK).
+        // SAFETY: fd is open; the mapping beyond the new end is never touched again:
+        // the handle is closed next.
+        if unsafe { libc::ftruncate(fd, 0) } != 0 {
+            let e = self.os_error("ftruncate");
+            self.fcntl_lock(fd, libc::F_SETLK, libc::F_UNLCK, OPEN_LOCK)?;
+            return Err(e);
+        }
+        let path = self.path.clone();
+        // Closing the descriptor lets go of every lock this process holds on the file.
+        drop(self);
+        Tdb::open(&path, hash_size, tdb_flags).map(Ok)
+    }
+
+    /// Takes (`F_WRLCK`) or releases (`F_UNLCK`) one byte of libtdb's lock area
+    /// without waiting; false when another process holds it.
+    fn fcntl_lock(
+        &self,
+        fd: c_int,
+        cmd: c_int,
+        kind: c_int,
+        offset: libc::off_t,
+    ) -> TdbResult<bool> {
+        let lock = lock_range(kind, offset);
+        // SAFETY: fd is this tdb's open descriptor; lock is a valid flock.
+        let rc = unsafe { libc::fcntl(fd, cmd, &lock) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(false),
+            _ => Err(TdbError::Call {
+                path: self.path.clone(),
+                op: "fcntl",
+                code: 0,
+                message: err.to_string(),
+            }),
+        }
+    }
+
+    fn os_error(&self, op: &'static str) -> TdbError {
+        TdbError::Call {
+            path: self.path.clone(),
+            op,
+            code: 0,
+            message: std::io::Error::last_os_error().to_string(),
+        }
+    }
+
     /// Deletes every record.
     pub fn wipe_all(&self) -> TdbResult<()> {
         // SAFETY: ctx is an open tdb.
         let rc = unsafe { tdb_wipe_all(self.ctx.as_ptr()) };
         self.check(rc, "wipe_all")
     }
+}
+
+/// One byte of the file's lock area, for fcntl.
+fn lock_range(kind: c_int, offset: libc::off_t) -> libc::flock {
+    // SAFETY: flock is plain old data; all-zero is a valid value.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = offset;
+    lock.l_len = 1;
+    lock
 }
 
 /// # Safety

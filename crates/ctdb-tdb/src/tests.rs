@@ -236,3 +236,132 @@ fn seqnum_moves_with_changes_once_enabled_and_when_bumped() {
     tdb.increment_seqnum();
     assert_eq!(tdb.seqnum(), after_store + 1);
 }
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).expect("stat").len()
+}
+
+#[test]
+fn repack_gathers_the_free_list_but_the_file_keeps_its_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("r.tdb");
+    let tdb = Tdb::open(&path, 131, volatile_flags()).expect("open");
+    for i in 0..5_000u32 {
+        tdb.store(format!("key-{i}").as_bytes(), &[7u8; 40])
+            .expect("store");
+    }
+    for i in 0..5_000u32 {
+        if i % 100 != 0 {
+            tdb.delete(format!("key-{i}").as_bytes()).expect("delete");
+        }
+    }
+    let full = file_len(&path);
+    assert!(
+        tdb.freelist_size().expect("freelist") > 1_000,
+        "deleted records are free-list entries"
+    );
+    assert!(tdb.try_lock_all().expect("lock all"));
+    tdb.with_lock_all_released_after(|| tdb.repack())
+        .expect("released")
+        .expect("repack");
+    assert!(tdb.freelist_size().expect("freelist") <= 2);
+    // libtdb never shrinks a file (the transaction's recovery area even grows it).
+    assert!(file_len(&path) >= full);
+    assert_eq!(tdb.try_for_each(&mut |_, _| true).expect("read"), Some(50));
+    assert_eq!(
+        tdb.fetch(b"key-100").expect("fetch").as_deref(),
+        Some(&[7u8; 40][..])
+    );
+    // Not inside a transaction.
+    let t = tdb.transaction().expect("start");
+    assert!(tdb.repack().is_err());
+    drop(t);
+}
+
+#[test]
+fn a_file_nobody_else_has_open_is_recreated_at_its_smallest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("c.tdb");
+    let empty = {
+        let _fresh = Tdb::open(&dir.path().join("fresh.tdb"), 131, volatile_flags()).expect("open");
+        file_len(&dir.path().join("fresh.tdb"))
+    };
+    let tdb = Tdb::open(&path, 131, volatile_flags()).expect("open");
+    for i in 0..5_000u32 {
+        tdb.store(format!("key-{i}").as_bytes(), &[7u8; 40])
+            .expect("store");
+    }
+    assert!(file_len(&path) > 10 * empty);
+
+    // Another process has it open: left alone.
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "tests::holder_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CTDB_TDB_HOLD", &path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the holder");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    loop {
+        let line = lines.next().expect("holder output").expect("read");
+        if line.trim_end().ends_with("locked") {
+            break;
+        }
+    }
+    let mut read = 0;
+    let tdb = match tdb
+        .recreate_if_alone(131, volatile_flags(), &mut |_, _| {
+            read += 1;
+            true
+        })
+        .expect("check")
+    {
+        Ok(_) => panic!("recreated a file another process has open"),
+        Err(unchanged) => unchanged,
+    };
+    assert_eq!(read, 0);
+    assert_eq!(tdb.try_for_each(&mut |_, _| false).expect("read"), None);
+    drop(child.stdin.take());
+    child.wait().expect("holder exits");
+    assert_eq!(
+        tdb.fetch(b"key-1").expect("fetch").as_deref(),
+        Some(&[7u8; 40][..])
+    );
+
+    // Alone, but the reader gives up: untouched.
+    let tdb = match tdb
+        .recreate_if_alone(131, volatile_flags(), &mut |_, _| false)
+        .expect("give up")
+    {
+        Ok(_) => panic!("recreated although the reader gave up"),
+        Err(unchanged) => unchanged,
+    };
+    assert_eq!(
+        tdb.try_for_each(&mut |_, _| true).expect("read"),
+        Some(5_000)
+    );
+    // Alone: every record read, then emptied to a new file, and the handle works on it.
+    let mut kept = Vec::new();
+    let tdb = match tdb
+        .recreate_if_alone(131, volatile_flags(), &mut |k, _| {
+            kept.push(k.to_vec());
+            true
+        })
+        .expect("recreate")
+    {
+        Ok(tdb) => tdb,
+        Err(_) => panic!("nobody else has the file open"),
+    };
+    assert_eq!(kept.len(), 5_000);
+    assert_eq!(file_len(&path), empty);
+    assert_eq!(tdb.hash_size(), 131);
+    assert_eq!(tdb.fetch(b"key-1").expect("fetch"), None);
+    tdb.store(b"k", b"v").expect("store");
+    assert_eq!(other_process_sees(&path), "free");
+    assert_eq!(tdb.fetch(b"k").expect("fetch").as_deref(), Some(&b"v"[..]));
+}

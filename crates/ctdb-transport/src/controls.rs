@@ -18,6 +18,7 @@ use ctdb_rpc::{Empty, Health, NodeInfo};
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
+use crate::peers;
 use crate::routing::Owner;
 use crate::state::RunState;
 use crate::Node;
@@ -181,6 +182,10 @@ fn answer(
             }
             other => return Err(format!("unexpected GET_TUNABLE payload {other:?}")),
         },
+        SetFailpoint => match decode(control)? {
+            ControlData::SetFailpoint(request) => ok(set_cut(node, &request)?.to_bytes()),
+            other => return Err(format!("unexpected SET_FAILPOINT payload {other:?}")),
+        },
         SetTunable => match decode(control)? {
             ControlData::Tunable(t) => {
                 node.state()
@@ -288,6 +293,32 @@ fn answer(
 
 /// The bits a MODIFY_FLAGS from `old` to `new` sets and clears. Connectivity is this
 /// node's own view (the mesh keeps it): the sender's DISCONNECTED bit does not count.
+/// SET_FAILPOINT for transport: its one point, `transport::cut`, cuts this node off
+/// from the peers its action names (`return(1,2)`), heals (empty action) or only reads
+/// (no action). Answers how many packets the cut dropped so far. Refused unless the
+/// process was started with CTDB_RS_FAULT_INJECTION=1.
+fn set_cut(node: &Node, request: &control::SetFailpoint) -> Result<u64, String> {
+    ctdb_rpc::faults::check_enabled()?;
+    if request.component != "transport" || request.name != peers::CUT_POINT {
+        return Err(format!(
+            "unknown fault point {:?} (transport has: {})",
+            request.name,
+            peers::CUT_POINT
+        ));
+    }
+    let dropped = node.mesh.cut_dropped();
+    if let Some(actions) = &request.actions {
+        let pnns = peers::parse_cut(actions)?;
+        node.mesh.set_cut(&pnns)?;
+        if pnns.is_empty() {
+            info!(dropped, "transport::cut healed");
+        } else {
+            warn!(peers = ?pnns, "transport::cut: cut off from nodes {pnns:?}");
+        }
+    }
+    Ok(dropped)
+}
+
 fn flag_change(old: u32, new: u32) -> (u32, u32) {
     let set = new & !old & !node_flags::DISCONNECTED;
     let clear = old & !new & !node_flags::DISCONNECTED;

@@ -12,6 +12,15 @@
 //! flags as soon as either closes, and when nothing at all (keepalive or other) has
 //! arrived from it for `KeepaliveInterval * KeepaliveLimit` seconds; then both its
 //! connections are dropped so that they are made again. Every change is logged.
+//!
+//! **A cut** (the fault point `transport::cut`, test clusters only; see [`parse_cut`])
+//! stands for a network partition: while a peer is cut off, every packet to it is lost
+//! on the way (sent as far as transport knows), every packet from it is discarded
+//! unread, and no connection with it is made or accepted. Nothing is closed at once:
+//! as on a real partition, the keepalive silence check finds the peer dead and drops
+//! its connections, and both sides see each other DISCONNECTED. The cut lives in this
+//! process only (a restarted transport has none). Off, it costs one relaxed atomic
+//! load per packet.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -54,6 +63,8 @@ pub struct Peer {
     connected: AtomicBool,
     /// Bumped to make every connection with this peer drop (and be made again).
     reset: watch::Sender<u64>,
+    /// Cut off by the fault point `transport::cut`: nothing goes or comes.
+    cut: AtomicBool,
 }
 
 impl Default for Peer {
@@ -65,6 +76,7 @@ impl Default for Peer {
             last_keepalive_ms: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             reset: watch::Sender::new(0),
+            cut: AtomicBool::new(false),
         }
     }
 }
@@ -82,12 +94,19 @@ impl Peer {
     fn drop_connections(&self) {
         self.reset.send_modify(|n| *n += 1);
     }
+
+    /// Whether the fault point `transport::cut` cuts this peer off.
+    fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Relaxed)
+    }
 }
 
 /// Every other node of the nodes file, by pnn (ourselves and deleted nodes have none).
 pub struct Mesh {
     pub peers: Vec<Option<Peer>>,
     started: Instant,
+    /// Packets the cut dropped (both ways) since this process started.
+    cut_dropped: AtomicU64,
 }
 
 impl Mesh {
@@ -101,6 +120,7 @@ impl Mesh {
         Self {
             peers,
             started: Instant::now(),
+            cut_dropped: AtomicU64::new(0),
         }
     }
 
@@ -117,11 +137,17 @@ impl Mesh {
             .is_some_and(|p| p.connected.load(Ordering::Acquire))
     }
 
-    /// Queues a packet on our connection to `pnn`; false when it is not up.
+    /// Queues a packet on our connection to `pnn`; false when it is not up. A packet
+    /// to a peer that is cut off is lost on the way, unseen by the sender as on a
+    /// partition (true while our connection is still up).
     pub fn send(&self, pnn: u32, packet: Bytes) -> bool {
         let Some(peer) = self.peer(pnn) else {
             return false;
         };
+        if peer.is_cut() {
+            self.cut_dropped.fetch_add(1, Ordering::Relaxed);
+            return peer.out_up();
+        }
         let out = peer.out.read().unwrap_or_else(|p| p.into_inner());
         out.as_ref().is_some_and(|tx| tx.send(packet).is_ok())
     }
@@ -132,6 +158,66 @@ impl Mesh {
             .filter(|&p| self.is_connected(p))
             .collect()
     }
+
+    /// Cuts this node off from exactly the peers `pnns` (none: heals every cut). Every
+    /// pnn must be another live node of the nodes file; nothing changes otherwise.
+    pub fn set_cut(&self, pnns: &[u32]) -> Result<(), String> {
+        if let Some(bad) = pnns.iter().find(|&&p| self.peer(p).is_none()) {
+            return Err(format!(
+                "transport::cut: {bad} is not another live node of this cluster"
+            ));
+        }
+        for (pnn, peer) in self.peers.iter().enumerate() {
+            if let Some(peer) = peer {
+                peer.cut
+                    .store(pnns.contains(&(pnn as u32)), Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// The peers cut off, in pnn order.
+    pub fn cut_off(&self) -> Vec<u32> {
+        (0..self.peers.len() as u32)
+            .filter(|&p| self.peer(p).is_some_and(Peer::is_cut))
+            .collect()
+    }
+
+    /// How many packets the cut dropped, both ways, since this process started.
+    pub fn cut_dropped(&self) -> u64 {
+        self.cut_dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The name of transport's one fault point.
+pub const CUT_POINT: &str = "transport::cut";
+
+/// The peers an action string of `transport::cut` cuts off: `return(P,Q,...)`, pnns
+/// separated by commas (spaces allowed); `""` or `off` heals (no peer). Anything else
+/// is refused with the reason.
+pub fn parse_cut(actions: &str) -> Result<Vec<u32>, String> {
+    let actions = actions.trim();
+    if actions.is_empty() || actions == "off" {
+        return Ok(Vec::new());
+    }
+    let usage = || {
+        format!(
+            "{CUT_POINT}: actions {actions:?}: expected return(PNN,...) with the peers to cut \
+             off, or nothing to heal"
+        )
+    };
+    let list = actions
+        .strip_prefix("return(")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .ok_or_else(usage)?;
+    let mut pnns = Vec::new();
+    for item in list.split(',') {
+        let pnn = item.trim().parse::<u32>().map_err(|_| usage())?;
+        if !pnns.contains(&pnn) {
+            pnns.push(pnn);
+        }
+    }
+    Ok(pnns)
 }
 
 /// Which node of `nodes` a connection from `ip` is: a node that is not deleted and
@@ -215,6 +301,13 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
             warn!(%from, "refusing a node connection from an address not in the nodes file");
             continue;
         };
+        if node.mesh.peer(pnn).is_some_and(Peer::is_cut) {
+            debug!(
+                peer = pnn,
+                "node {pnn} is cut off (transport::cut): connection dropped"
+            );
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         tokio::spawn(read_peer(node.clone(), pnn, stream, from));
     }
@@ -236,6 +329,10 @@ async fn read_peer(node: Arc<Node>, pnn: u32, stream: TcpStream, from: SocketAdd
         tokio::select! {
             frame = frames.next() => match frame {
                 Some(Ok(frame)) => {
+                    if peer.is_cut() {
+                        node.mesh.cut_dropped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     peer.last_rx_ms.store(node.mesh.now_ms(), Ordering::Release);
                     node.from_peer(pnn, frame);
                 }
@@ -262,7 +359,16 @@ async fn connect_loop(node: Arc<Node>, pnn: u32, local: IpAddr, target: SocketAd
     };
     let mut backoff = FIRST_BACKOFF;
     loop {
-        match connect(local, target).await {
+        let attempt = if peer.is_cut() {
+            // A partition: the connection attempt goes nowhere.
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "cut off by transport::cut",
+            ))
+        } else {
+            connect(local, target).await
+        };
+        match attempt {
             Ok(stream) => {
                 debug!(peer = pnn, "connected to node {pnn} at {target}");
                 let since = Instant::now();
@@ -411,6 +517,65 @@ mod tests {
         assert!(!mesh.is_connected(0));
         assert!(!mesh.send(0, Bytes::from_static(b"x")));
         assert!(mesh.connected().is_empty());
+    }
+
+    #[test]
+    fn cut_actions_name_the_peers_or_heal() {
+        assert_eq!(parse_cut("return(1,2)"), Ok(vec![1, 2]));
+        assert_eq!(parse_cut(" return( 2 , 0 ,2) "), Ok(vec![2, 0]));
+        assert_eq!(parse_cut("return(0)"), Ok(vec![0]));
+        assert_eq!(parse_cut(""), Ok(vec![]));
+        assert_eq!(parse_cut("off"), Ok(vec![]));
+        for bad in [
+            "return",
+            "return()",
+            "return(1,)",
+            "return(x)",
+            "1*return(1)",
+            "cut(1)",
+        ] {
+            let e = parse_cut(bad).unwrap_err();
+            assert!(e.contains(CUT_POINT), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_cut_peer_gets_nothing_and_a_heal_lets_it_through() {
+        let mesh = Mesh::new(4, 1, &[false, false, false, true]);
+        let (tx0, mut rx0) = mpsc::unbounded_channel();
+        let (tx2, mut rx2) = mpsc::unbounded_channel();
+        mesh.peer(0).unwrap().set_out(Some(tx0));
+        mesh.peer(2).unwrap().set_out(Some(tx2));
+        assert!(mesh.cut_off().is_empty());
+
+        for bad in [[1], [3], [7]] {
+            let e = mesh.set_cut(&bad).unwrap_err();
+            assert!(e.contains("not another live node"), "{e}");
+        }
+        mesh.set_cut(&[2]).unwrap();
+        assert_eq!(mesh.cut_off(), [2]);
+        // Lost on the way, unseen by the sender while its connection is up.
+        assert!(mesh.send(2, Bytes::from_static(b"lost")));
+        assert!(mesh.send(0, Bytes::from_static(b"kept")));
+        assert!(rx2.try_recv().is_err());
+        assert_eq!(rx0.try_recv().unwrap(), Bytes::from_static(b"kept"));
+        assert_eq!(mesh.cut_dropped(), 1);
+
+        // A new set replaces the old one; an empty one heals.
+        mesh.set_cut(&[0]).unwrap();
+        assert_eq!(mesh.cut_off(), [0]);
+        assert!(mesh.send(2, Bytes::from_static(b"through")));
+        assert_eq!(rx2.try_recv().unwrap(), Bytes::from_static(b"through"));
+        mesh.set_cut(&[]).unwrap();
+        assert!(mesh.cut_off().is_empty());
+        assert!(mesh.send(0, Bytes::from_static(b"again")));
+        assert_eq!(rx0.try_recv().unwrap(), Bytes::from_static(b"again"));
+        assert_eq!(mesh.cut_dropped(), 1);
+
+        // A cut peer whose connection is down: not sent, as before the cut.
+        mesh.peer(2).unwrap().set_out(None);
+        mesh.set_cut(&[2]).unwrap();
+        assert!(!mesh.send(2, Bytes::from_static(b"x")));
     }
 
     fn entry(pnn: u32, addr: &str, deleted: bool) -> NodeEntry {

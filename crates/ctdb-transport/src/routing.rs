@@ -144,7 +144,8 @@ pub fn owner(opcode: Opcode) -> Option<Owner> {
 
 /// Where a control goes: the [`owner`] of its opcode, except SET_FAILPOINT (ctdb-rs's
 /// fault injection in test clusters), which goes to the component its data names: the
-/// first NUL-terminated field, `db` or `recoverd` (only they have fault points).
+/// first NUL-terminated field, `db`, `recoverd` or `transport` (only they have fault
+/// points; transport's is the network cut, [`crate::peers::parse_cut`]).
 /// `Err` is the reason for an error reply.
 pub fn route(opcode: Opcode, data: &[u8]) -> Result<Owner, String> {
     if opcode == Opcode::SetFailpoint {
@@ -152,8 +153,10 @@ pub fn route(opcode: Opcode, data: &[u8]) -> Result<Owner, String> {
         return match component {
             b"db" => Ok(Owner::Db),
             b"recoverd" => Ok(Owner::Recoverd),
+            b"transport" => Ok(Owner::Transport),
             other => Err(format!(
-                "SET_FAILPOINT: no fault points in component {:?} (db and recoverd have them)",
+                "SET_FAILPOINT: no fault points in component {:?} (db, recoverd and transport \
+                 have them)",
                 String::from_utf8_lossy(other)
             )),
         };
@@ -229,7 +232,15 @@ mod tests {
         let failpoint = |data: &[u8]| route(Opcode::SetFailpoint, data);
         assert_eq!(failpoint(b"db\0db::wipe\0return"), Ok(Owner::Db));
         assert_eq!(failpoint(b"recoverd\0recoverd::push"), Ok(Owner::Recoverd));
-        for bad in [&b""[..], b"transport\0x\0return", b"eventd\0x", b"\xff\0x"] {
+        assert_eq!(
+            failpoint(b"transport\0transport::cut\0return(1,2)"),
+            Ok(Owner::Transport)
+        );
+        assert_eq!(
+            failpoint(b"transport\0transport::cut"),
+            Ok(Owner::Transport)
+        );
+        for bad in [&b""[..], b"eventd\0x", b"\xff\0x", b"Transport\0x"] {
             let e = failpoint(bad).unwrap_err();
             assert!(e.contains("SET_FAILPOINT"), "{e}");
         }

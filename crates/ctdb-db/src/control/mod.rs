@@ -107,6 +107,12 @@ pub fn fail<T>(msg: impl Into<String>) -> Result<T, ControlError> {
     Err(ControlError(msg.into()))
 }
 
+/// The generation in a packet's header (that of the vnn map its sender had).
+fn packet_generation(envelope: &Envelope) -> u32 {
+    ctdb_protocol::packet::Header::parse(&envelope.packet, u32::MAX)
+        .map_or(ctdb_protocol::flags::INVALID_GENERATION, |h| h.generation)
+}
+
 impl DbDaemon {
     pub(crate) fn req_control(
         &mut self,
@@ -126,9 +132,14 @@ impl DbDaemon {
         }
         if opcode == Opcode::Trans3Commit {
             // Answered when the commit is on every node.
-            return self.trans3_commit(origin, &c.data, out);
+            let generation = packet_generation(&envelope);
+            return self.trans3_commit(origin, generation, &c.data, out);
         }
-        let result = self.run_control(&origin, &c, out);
+        let result = if opcode == Opcode::UpdateRecord {
+            self.update_record(&origin, packet_generation(&envelope), &c.data)
+        } else {
+            self.run_control(&origin, &c, out)
+        };
         let attach = matches!(
             opcode,
             Opcode::DbAttach | Opcode::DbAttachPersistent | Opcode::DbAttachReplicated
@@ -205,7 +216,6 @@ impl DbDaemon {
             Opcode::TraverseAll | Opcode::TraverseAllExt => self.traverse_all(c.opcode, data, out),
             Opcode::TraverseData => self.traverse_data(origin.srcnode, data, out),
             Opcode::TraverseKill => self.traverse_kill(origin.client, data),
-            Opcode::UpdateRecord => self.update_record(data),
             Opcode::EnableSeqnum => self.enable_seqnum(data),
             Opcode::TryDeleteRecords => self.try_delete_records(data),
             Opcode::UpdateSeqnum => self.update_seqnum(origin.srcnode, data),

@@ -26,6 +26,15 @@
 //! (a minority after a partition) never gets ahead of the majority with a commit it
 //! could not acknowledge, which the recovery after the heal would otherwise prefer.
 //!
+//! A commit belongs to the generation it arrived in. A recovery in between (a new
+//! generation: nodes gone or back, copies replaced) fails it (-1, run it again): a
+//! commit queued before it, one passed on by a node in another generation, and a round
+//! under way, whose UPDATE_RECORDs went to the old vnn map's nodes only and may still
+//! wait, held, in a frozen node — an UPDATE_RECORD from another generation is refused,
+//! never applied after the recovery that replaced the copy it was meant for.
+//! Acknowledging such a round would leave the commit off a node that joined meanwhile,
+//! and the next recovery might take that node's copy.
+//!
 //! UPDATE_RECORD writes a record only when its RSN is above the stored one: a volatile
 //! record with a lower RSN is refused as Samba refuses it; for a persistent database a
 //! late copy (held over a recovery) is skipped, so it never overwrites newer data.
@@ -80,6 +89,8 @@ impl Commits {
 struct Queued {
     origin: Origin,
     records: Vec<RecData>,
+    /// The generation it arrived in.
+    generation: u32,
 }
 
 #[derive(Debug)]
@@ -90,6 +101,8 @@ struct Round {
     /// The coordinator's own update (UPDATE_RECORD data), sent once the others
     /// applied theirs.
     own: Option<Vec<u8>>,
+    /// The generation it started in: it fails if a recovery ends that one.
+    generation: u32,
 }
 
 /// `record` (a sequence number record) with the RSN and value the round gives it; the
@@ -134,9 +147,15 @@ impl DbDaemon {
         }
     }
 
-    /// TRANS3_COMMIT from a client, or from a node passing its client's commit on.
-    /// Answers later (or now when it fails at once).
-    pub(crate) fn trans3_commit(&mut self, origin: Origin, data: &[u8], out: &Outbox) {
+    /// TRANS3_COMMIT from a client, or from a node passing its client's commit on (in
+    /// its `generation`). Answers later (or now when it fails at once).
+    pub(crate) fn trans3_commit(
+        &mut self,
+        origin: Origin,
+        generation: u32,
+        data: &[u8],
+        out: &Outbox,
+    ) {
         let buffer = match self.commit_target(data) {
             Ok(b) if b.records.is_empty() => {
                 return self.send_control_error(out, &origin, "empty commit");
@@ -145,6 +164,13 @@ impl DbDaemon {
             Err(e) => return self.send_control_error(out, &origin, &e.0),
         };
         let coordinator = self.coordinator(buffer.db_id);
+        if !origin.is_local() && generation != self.vnn_map.generation {
+            let msg = format!(
+                "a commit passed on in generation {generation}, node {} is in generation {}",
+                self.pnn, self.vnn_map.generation
+            );
+            return self.send_control_error(out, &origin, &msg);
+        }
         if coordinator != self.pnn {
             if !origin.is_local() {
                 let msg = format!(
@@ -167,6 +193,7 @@ impl DbDaemon {
             .push_back(Queued {
                 origin,
                 records: buffer.records,
+                generation: self.vnn_map.generation,
             });
         if !self.commits.rounds.contains_key(&db_id) {
             self.start_round(db_id, out);
@@ -186,6 +213,15 @@ impl DbDaemon {
         // The sequence number record as the round leaves it: (rsn, value).
         let mut seqnum: Option<(u64, u64)> = None;
         for mut commit in queued {
+            if commit.generation != self.vnn_map.generation {
+                let msg = format!(
+                    "a recovery ran while the commit waited (generation {} is now {})",
+                    commit.generation, self.vnn_map.generation
+                );
+                let reply = ReplyControl::error(-1, &msg);
+                self.send(out, &commit.origin, Body::ReplyControl(reply));
+                continue;
+            }
             let checked: Vec<RecData> = commit
                 .records
                 .iter()
@@ -241,6 +277,7 @@ impl DbDaemon {
                 waiting: others.len(),
                 failure: None,
                 own: Some(own),
+                generation: self.vnn_map.generation,
             },
         );
         if others.is_empty() {
@@ -316,8 +353,21 @@ impl DbDaemon {
         }
     }
 
-    /// UPDATE_RECORD: write the records whose RSN is above the stored one, durably.
-    pub(crate) fn update_record(&mut self, data: &[u8]) -> ControlResult {
+    /// UPDATE_RECORD: write the records whose RSN is above the stored one, durably. One
+    /// from a node (a commit round's) must be of this node's generation: a round of
+    /// another has already failed or will (see the module's notes).
+    pub(crate) fn update_record(
+        &mut self,
+        origin: &Origin,
+        generation: u32,
+        data: &[u8],
+    ) -> ControlResult {
+        if !origin.is_local() && generation != self.vnn_map.generation {
+            return fail(format!(
+                "UPDATE_RECORD of generation {generation} refused in generation {}",
+                self.vnn_map.generation
+            ));
+        }
         let buffer = RecBuffer::from_bytes(data)?;
         let Some(db) = self.registry.get(buffer.db_id).cloned() else {
             return fail(format!("unknown database 0x{:08x}", buffer.db_id));
@@ -363,6 +413,12 @@ impl DbDaemon {
         }
         if round.waiting > 0 {
             return true;
+        }
+        if round.failure.is_none() && round.generation != self.vnn_map.generation {
+            round.failure = Some(format!(
+                "a recovery ran during the commit (generation {} is now {})",
+                round.generation, self.vnn_map.generation
+            ));
         }
         if round.failure.is_none() && round.own.is_some() {
             self.send_own_update(db_id, out);

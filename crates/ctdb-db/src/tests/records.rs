@@ -431,6 +431,81 @@ fn commits_wait_for_a_thaw_and_failures_are_reported() {
     assert_eq!(net.nodes[c].daemon.commits_in_progress(), 0);
 }
 
+/// Every node through a recovery that changes nothing but the generation.
+fn new_generation(net: &mut Net, generation: u32) {
+    let map = VnnMap {
+        generation,
+        map: (0..net.nodes.len() as u32).collect(),
+    };
+    for h in &mut net.nodes {
+        h.control_ok(Opcode::SetRecmode, &recmode::ACTIVE.to_le_bytes());
+        h.control_ok(Opcode::Setvnnmap, &map.to_bytes());
+        h.control_ok(Opcode::SetRecmode, &recmode::NORMAL.to_le_bytes());
+    }
+}
+
+#[test]
+fn a_commit_spanning_a_recovery_fails_and_its_held_updates_are_never_applied() {
+    let mut net = pers_net();
+    let c = net.nodes[0].daemon.coordinator(PERS_ID) as usize;
+    let other = (c + 1) % 3;
+    // The other node is frozen: the round's UPDATE_RECORD waits there.
+    net.nodes[other].control_ok(Opcode::Freeze, &[]);
+    let bytes =
+        net.nodes[c].control_packet(Opcode::Trans3Commit, &commit(&[(b"k", 1, b"v")], 1), 0);
+    let reqid = net.nodes[c].reqid;
+    net.nodes[c].send_raw(CLIENT, LOCAL, bytes);
+    let (clients, _) = net.pump();
+    assert!(control_replies(&clients).is_empty(), "the round waits");
+    // A recovery replaces the copies (a new generation), then the node thaws: the
+    // update of the old generation is refused, so the round fails.
+    new_generation(&mut net, MIGRATION_GEN + 1);
+    let thaw = net.nodes[other].control_packet(Opcode::Thaw, &[], 0);
+    net.nodes[other].send_raw(CLIENT, LOCAL, thaw);
+    let (clients, _) = net.pump();
+    let replies = control_replies(&clients);
+    assert!(
+        replies.contains(&(c as u32, reqid, -1)),
+        "the commit failed: {replies:?}"
+    );
+    // Neither the held update nor the coordinator's own (sent last) was applied; the
+    // third node applied it before the recovery, whose copies it then was among (a
+    // commit that failed may or may not be there afterwards).
+    for node in [c, other] {
+        let rows = net.nodes[node].contents(PERS_ID);
+        assert!(rows.iter().all(|r| r.0 != b"k"), "node {node}: {rows:?}");
+    }
+    assert_eq!(net.nodes[c].daemon.commits_in_progress(), 0);
+
+    // A commit passed on by a node of another generation is refused at once.
+    let stale =
+        net.nodes[other].control_packet(Opcode::Trans3Commit, &commit(&[(b"k", 1, b"v")], 1), 0);
+    let mut stale = Packet::from_slice(&stale).unwrap();
+    stale.generation = MIGRATION_GEN;
+    net.nodes[c].send_raw(0, other as u32, stale.to_bytes());
+    let replies: Vec<i32> = net.nodes[c]
+        .sent()
+        .into_iter()
+        .filter_map(|(_, p)| match p.body {
+            Body::ReplyControl(r) => Some(r.status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replies, [-1]);
+    // A commit in this generation goes through.
+    let bytes =
+        net.nodes[other].control_packet(Opcode::Trans3Commit, &commit(&[(b"k2", 1, b"v")], 1), 0);
+    net.nodes[other].send_raw(CLIENT, LOCAL, bytes);
+    let (clients, _) = net.pump();
+    assert!(control_replies(&clients).iter().all(|r| r.2 == 0));
+    for node in 0..3 {
+        assert!(net.nodes[node]
+            .contents(PERS_ID)
+            .iter()
+            .any(|r| r.0 == b"k2"));
+    }
+}
+
 #[test]
 fn commits_to_volatile_or_unknown_databases_and_garbage_fail_at_once() {
     let mut h = Harness::new();
