@@ -120,6 +120,22 @@ pub fn init(component: &str, location: &str, level: &str) {
     }
 }
 
+/// Makes a panic anywhere in this process end it (after the panic is logged), so that
+/// ctdbd restarts the component. Without this a panic in a tokio task ends only that
+/// task: a component whose packet handler or recovery loop died would stay up, deaf.
+/// For the components ctdbd supervises; call after [`init`].
+pub fn abort_on_panic(component: &'static str) {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(
+            component,
+            "panic: {info}; aborting so that ctdbd restarts it"
+        );
+        report(info);
+        std::process::abort();
+    }));
+}
+
 /// Like [`init`], but a bad location, level or `RUST_LOG`, or a log file that cannot be
 /// opened, is an error and nothing is installed.
 pub fn try_init(component: &str, location: &str, level: &str) -> Result<(), ConfigError> {

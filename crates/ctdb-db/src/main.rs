@@ -16,6 +16,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     ctdb_common::logging::init("db", &config.logging.location, &config.logging.level);
+    ctdb_common::logging::abort_on_panic("db");
     let daemon = match ctdb_db::open_from_config(&config) {
         Ok(d) => d,
         Err(e) => {

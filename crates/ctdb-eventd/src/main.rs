@@ -28,6 +28,7 @@ async fn main() -> ExitCode {
         &config.logging.location,
         &config.logging.level,
     );
+    ctdb_common::logging::abort_on_panic("eventd");
 
     let ev = &config.event;
     let eventd = Eventd::new(EventdConfig {

@@ -15,6 +15,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     ctdb_common::logging::init("recoverd", &config.logging.location, &config.logging.level);
+    ctdb_common::logging::abort_on_panic("recoverd");
     let pnn = match config.pnn() {
         Ok(p) => p,
         Err(e) => {

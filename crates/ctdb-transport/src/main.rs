@@ -14,6 +14,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     ctdb_common::logging::init("transport", &config.logging.location, &config.logging.level);
+    ctdb_common::logging::abort_on_panic("transport");
     let mut in_process = InProcess::new();
     let mut db = None;
     if config.database.in_transport {
