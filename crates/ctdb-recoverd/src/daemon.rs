@@ -279,6 +279,10 @@ struct Session {
     last_in_cluster: Instant,
     /// Whether this node isolated itself for want of a majority.
     isolated: bool,
+    /// No recovery lock: leadership and recoveries need a majority of the nodes.
+    majority_rules: bool,
+    /// Whether we already said that a recovery waits for a majority.
+    said_minority_recovery: bool,
 }
 
 impl Session {
@@ -311,6 +315,8 @@ impl Session {
             said_takeover_deferred: false,
             last_in_cluster: Instant::now(),
             isolated: false,
+            majority_rules: true,
+            said_minority_recovery: false,
         })
     }
 
@@ -358,6 +364,7 @@ impl Session {
         let eligible = leader_role && is_active(own_flags);
 
         let spec = reclock.as_deref().and_then(LockSpec::parse);
+        self.majority_rules = spec.is_none();
         let leader = match spec {
             Some(spec) => self.lock_election(&spec, eligible, &mine, s).await,
             None => {
@@ -683,6 +690,31 @@ impl Session {
             self.takeover(mine, &connected, s).await;
             return;
         };
+        // Without a recovery lock a recovery installs a generation only for a majority
+        // of the nodes file: every node of its vnn map must apply a commit, so a
+        // generation of fewer nodes would let a minority acknowledge commits the next
+        // recovery drops (a leader whose lease still runs may see its peers
+        // disconnected for a moment, e.g. right after its transport restarted).
+        if self.majority_rules {
+            let nodes = mine
+                .nodes
+                .iter()
+                .filter(|n| n.flags & node::DELETED == 0)
+                .count();
+            if a.active.len() < crate::lease::majority(nodes) {
+                if !self.said_minority_recovery {
+                    info!(
+                        reason = %why,
+                        active = ?a.active,
+                        nodes,
+                        "recovery needed, but the active nodes are no majority: waiting"
+                    );
+                    self.said_minority_recovery = true;
+                }
+                return;
+            }
+            self.said_minority_recovery = false;
+        }
         // Disabled recoveries (Samba's tool, around reloadnodes): wait, and look again
         // next round.
         let begun = ctdb_rpc::component::lock(&self.shared.requests)
