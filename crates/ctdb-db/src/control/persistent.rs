@@ -19,9 +19,11 @@
 //! flush per node (group commit).
 //!
 //! A node that cannot be reached fails the round's commits (-1). Nodes that did apply
-//! it keep it, and the recovery that follows the node's loss takes the copy with the
-//! highest `__db_sequence_number__` whole, as Samba's does, so the commit ends up on
-//! every node or on none (Samba's failed commits also leave it to the recovery). The
+//! it keep it, and the recovery that follows takes the copy with the highest
+//! `__db_sequence_number__` whole, as Samba's does, so the commit ends up on every node
+//! or on none. A failed round always asks for that recovery (the coordinator's node
+//! enters recovery mode; the leader sees it): without one, the nodes that applied it
+//! and those that did not would stay different. The
 //! coordinator's own copy is never among those: a coordinator cut off from the others
 //! (a minority after a partition) never gets ahead of the majority with a commit it
 //! could not acknowledge, which the recovery after the heal would otherwise prefer.
@@ -425,6 +427,15 @@ impl DbDaemon {
             return true;
         }
         if let Some(round) = self.commits.rounds.remove(&db_id) {
+            if let Some(why) = &round.failure {
+                // Some nodes may hold the commit and others not: a recovery makes every
+                // copy the same again (the highest sequence number wins, whole).
+                tracing::warn!(
+                    db_id = format_args!("0x{db_id:08x}"),
+                    "commit round failed ({why}): asking for a recovery"
+                );
+                self.recovery_mode = ctdb_protocol::flags::recmode::ACTIVE;
+            }
             for origin in round.origins {
                 let body = match &round.failure {
                     None => Body::ReplyControl(ReplyControl {
