@@ -439,3 +439,37 @@ pub async fn create_records(clients: &[Option<Client>], db_id: u32, keys: &[Vec<
             .unwrap_or_else(|e| panic!("creating a record on node {node}: {e}"));
     }
 }
+
+/// The leader the node behind `client` knows, if any (GET_RECMASTER; -1 is "none").
+pub async fn leader_of(client: &Client) -> Option<u32> {
+    match client
+        .control_status(
+            ctdb_protocol::flags::dest::CURRENT_NODE,
+            ctdb_protocol::Opcode::GetRecmaster,
+            bytes::Bytes::new(),
+        )
+        .await
+    {
+        Ok(pnn) => Some(pnn as u32),
+        Err(ctdb_client::ClientError::ControlFailed { status: -1, .. }) => None,
+        Err(e) => panic!("GET_RECMASTER: {e}"),
+    }
+}
+
+/// Waits (30 s at most) until every client names the same leader, and returns it.
+pub async fn agreed_leader(clients: &[&Client]) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut leaders = Vec::new();
+        for c in clients {
+            leaders.push(leader_of(c).await);
+        }
+        if let Some(Some(first)) = leaders.first() {
+            if leaders.iter().all(|l| *l == Some(*first)) {
+                return *first;
+            }
+        }
+        assert!(Instant::now() < deadline, "leaders disagree: {leaders:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -8,37 +8,9 @@ use ctdb_client::Client;
 use ctdb_protocol::control::{PullDb, RecBuffer};
 use ctdb_protocol::flags::{dest, node as node_flags};
 use ctdb_protocol::{Opcode, Wire};
-use ctdb_tests::{create_records, TestCluster};
+use ctdb_tests::{agreed_leader, create_records, TestCluster};
 
 const HERE: u32 = dest::CURRENT_NODE;
-
-/// The leader the node knows, or UNKNOWN_PNN while it knows none (status -1).
-async fn leader_of(client: &Client) -> u32 {
-    match client
-        .control_status(HERE, Opcode::GetRecmaster, Bytes::new())
-        .await
-    {
-        Ok(pnn) => pnn as u32,
-        Err(ctdb_client::ClientError::ControlFailed { status: -1, .. }) => dest::UNKNOWN_PNN,
-        Err(e) => panic!("GET_RECMASTER: {e}"),
-    }
-}
-
-/// Waits until every given client names the same leader, and returns it.
-async fn agreed_leader(clients: &[&Client]) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut leaders = Vec::new();
-        for c in clients {
-            leaders.push(leader_of(c).await);
-        }
-        if leaders[0] != dest::UNKNOWN_PNN && leaders.windows(2).all(|w| w[0] == w[1]) {
-            return leaders[0];
-        }
-        assert!(Instant::now() < deadline, "leaders disagree: {leaders:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 fn all(clients: &[Option<Client>]) -> Vec<&Client> {
     clients.iter().flatten().collect()

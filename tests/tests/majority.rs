@@ -7,44 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use ctdb_client::Client;
 use ctdb_protocol::flags::{dest, recmode};
-use ctdb_protocol::Opcode;
-use ctdb_tests::TestCluster;
+use ctdb_tests::{agreed_leader, leader_of, TestCluster};
 
 const HERE: u32 = dest::CURRENT_NODE;
-
-/// The leader the node behind `client` knows, if any.
-async fn leader_of(client: &Client) -> Option<u32> {
-    match client
-        .control_status(HERE, Opcode::GetRecmaster, Bytes::new())
-        .await
-    {
-        Ok(pnn) => Some(pnn as u32),
-        // -1: no leader known.
-        Err(ctdb_client::ClientError::ControlFailed { status: -1, .. }) => None,
-        Err(e) => panic!("GET_RECMASTER: {e}"),
-    }
-}
-
-/// Waits until every client names the same leader, and returns it.
-async fn agreed_leader(clients: &[&Client]) -> u32 {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut leaders = Vec::new();
-        for c in clients {
-            leaders.push(leader_of(c).await);
-        }
-        if let Some(Some(first)) = leaders.first() {
-            if leaders.iter().all(|l| *l == Some(*first)) {
-                return *first;
-            }
-        }
-        assert!(Instant::now() < deadline, "leaders disagree: {leaders:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 async fn pstore(client: &Client, db_id: u32, key: &str, value: &str) {
     client

@@ -5,22 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use ctdb_client::{Client, ClientError};
-use ctdb_protocol::flags::dest;
-use ctdb_protocol::Opcode;
-use ctdb_tests::{loopback_subnet, TestNode};
+use ctdb_client::Client;
+use ctdb_tests::{leader_of, loopback_subnet, TestNode};
 
-async fn leader_of(socket: &std::path::Path) -> Option<u32> {
-    let client = Client::connect(socket).await.ok()?;
-    match client
-        .control_status(dest::CURRENT_NODE, Opcode::GetRecmaster, Bytes::new())
-        .await
-    {
-        Ok(pnn) => Some(pnn as u32),
-        Err(ClientError::ControlFailed { status: -1, .. }) => None,
-        Err(e) => panic!("GET_RECMASTER: {e}"),
-    }
+async fn leader_at(socket: &std::path::Path) -> Option<u32> {
+    leader_of(&Client::connect(socket).await.ok()?).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,8 +38,8 @@ async fn two_holders_of_an_unshared_lock_resolve_to_one_leader() {
     let mut agreed_since: Option<Instant> = None;
     loop {
         let seen = [
-            leader_of(&nodes[0].socket).await,
-            leader_of(&nodes[1].socket).await,
+            leader_at(&nodes[0].socket).await,
+            leader_at(&nodes[1].socket).await,
         ];
         match seen {
             [Some(a), Some(b)] if a == b => {

@@ -31,6 +31,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes};
 
+use crate::messages::{u32_at, u64_at};
+
 /// How much earlier than the promises a lease ends, for clocks that do not tick alike.
 pub const MARGIN: Duration = Duration::from_millis(100);
 
@@ -104,18 +106,6 @@ impl LeaseReply {
             holder_term: u64_at(data, 20),
         })
     }
-}
-
-fn u32_at(data: &[u8], at: usize) -> u32 {
-    let mut b = [0; 4];
-    b.copy_from_slice(&data[at..at + 4]);
-    u32::from_le_bytes(b)
-}
-
-fn u64_at(data: &[u8], at: usize) -> u64 {
-    let mut b = [0; 8];
-    b.copy_from_slice(&data[at..at + 8]);
-    u64::from_le_bytes(b)
 }
 
 /// A promise given: to whom, for which term, until when.

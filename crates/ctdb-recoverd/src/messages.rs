@@ -50,13 +50,13 @@ fn need(data: &[u8], what: &'static str, need: usize) -> Result<(), PayloadError
     Ok(())
 }
 
-fn u32_at(data: &[u8], at: usize) -> u32 {
+pub(crate) fn u32_at(data: &[u8], at: usize) -> u32 {
     let mut b = [0; 4];
     b.copy_from_slice(&data[at..at + 4]);
     u32::from_le_bytes(b)
 }
 
-fn u64_at(data: &[u8], at: usize) -> u64 {
+pub(crate) fn u64_at(data: &[u8], at: usize) -> u64 {
     let mut b = [0; 8];
     b.copy_from_slice(&data[at..at + 8]);
     u64::from_le_bytes(b)
