@@ -50,7 +50,7 @@ use crate::hash::ctdb_hash;
 use crate::registry::DbInfo;
 use crate::{DbDaemon, Origin, LOCAL, MAX_DEFERRED_CALLS};
 
-const REC_RO_FLAGS: u32 = REC_RO_HAVE_DELEGATIONS
+pub(crate) const REC_RO_FLAGS: u32 = REC_RO_HAVE_DELEGATIONS
     | REC_RO_HAVE_READONLY
     | REC_RO_REVOKING_READONLY
     | REC_RO_REVOKE_COMPLETE;
@@ -169,7 +169,8 @@ impl DbDaemon {
         })
     }
 
-    /// Stores `record` back after a call, as `ctdb_ltdb_store_server` does.
+    /// Stores `record` back after a call, as `ctdb_ltdb_store_server` does; returns
+    /// the header stored, if it stored one.
     fn store_after_call(
         &self,
         db: &DbInfo,
@@ -177,24 +178,25 @@ impl DbDaemon {
         record: &Record,
         changed: bool,
         migrate: bool,
-    ) -> Result<(), String> {
+    ) -> Result<Option<LtdbHeader>, String> {
         if !record.exists && !changed && !migrate {
             // A read of a record that is not there leaves nothing behind (Samba stores
             // an empty record, and its memory grows with every key ever read). But a
             // NULL_FUNC call with IMMEDIATE_MIGRATION is Samba's fetch_locked: the
             // client locks and reads the record in the TDB file next and must find it
             // there, with this node as dmaster, or it asks again for ever.
-            return Ok(());
+            return Ok(None);
         }
         let mut header = record.header;
         if db.is_volatile() && header.dmaster == self.pnn && header.flags & REC_RO_FLAGS == 0 {
             // A peer may hand us any RSN, u64::MAX too: it must not wrap to 0.
             header.rsn = header.rsn.saturating_add(1);
         } else if record.exists && !changed {
-            return Ok(());
+            return Ok(None);
         }
         header.flags &= !(REC_FLAG_AUTOMATIC | REC_FLAG_VACUUM_MIGRATED);
-        self.put_value(db, key, &encode_record(&header, &record.data))
+        self.put_value(db, key, &encode_record(&header, &record.data))?;
+        Ok(Some(header))
     }
 
     /// Drops node packets of another generation, as Samba does: the sender resends its
@@ -295,6 +297,17 @@ impl DbDaemon {
             if own {
                 return self.serve_pending(&db, origin.reqid, record, out);
             }
+            if call.flags & ctdb_protocol::flags::call::VACUUM_MIGRATION != 0
+                && !record.data.is_empty()
+            {
+                // Filled again since it was offered for vacuuming: it stays where it
+                // is used, and the lmaster hears so.
+                let reply = ReplyCall {
+                    status: 0,
+                    data: Bytes::new(),
+                };
+                return self.send(out, &origin, Body::ReplyCall(reply));
+            }
             // Samba migrates a normal record to every remote caller.
             if let Err(msg) = self.migrate(&db, &call.key, record, &origin, out) {
                 tracing::warn!(db = %db.name, "migration failed: {msg}");
@@ -387,6 +400,16 @@ impl DbDaemon {
                 let result = self.run_call(db, &call, record);
                 self.complete_pending(reqid, result, out);
             }
+            Asker::Vacuum => {
+                // Home for vacuuming: the next pass deletes it if it is still empty.
+                if record.data.is_empty() && record.header.dmaster == self.pnn {
+                    self.schedule_deletion(db.db_id, call.key.clone(), record.header.rsn);
+                }
+                if let Some(p) = self.pending.remove(&reqid) {
+                    self.vacuums.fetch_done();
+                    self.drain(reqid, p.db_id, p.key, out);
+                }
+            }
             Asker::Node { pnn, reqid: theirs } => {
                 let to = Origin {
                     client: 0,
@@ -474,7 +497,15 @@ impl DbDaemon {
         // Samba's fetch_locked: NULL_FUNC with IMMEDIATE_MIGRATION.
         let migrate = call.callid == callid::NULL_FUNC
             && call.flags & ctdb_protocol::flags::call::IMMEDIATE_MIGRATION != 0;
-        self.store_after_call(db, &call.key, &record, outcome.changed, migrate)?;
+        let created = !record.exists;
+        let stored = self.store_after_call(db, &call.key, &record, outcome.changed, migrate)?;
+        if let Some(header) = stored.filter(|h| record.data.is_empty() && h.dmaster == self.pnn) {
+            // An empty record left here (a fetch_locked of a new key, or emptied by a
+            // call) goes when nobody fills it: Samba queues such records too.
+            if created || outcome.changed {
+                self.schedule_deletion(db.db_id, call.key.clone(), header.rsn);
+            }
+        }
         if outcome.changed {
             // A write the client is told about survives a crash of this process, as
             // DESIGN.md promises (RSN bumps of reads reach disk within FLUSH_EVERY_MS).
@@ -762,9 +793,66 @@ impl DbDaemon {
                 srcnode: pnn,
                 reqid,
             },
+            Asker::Vacuum => {
+                // Refused or failed: the record stays where it is for now.
+                self.vacuums.fetch_done();
+                return self.drain(reqid, p.db_id, p.key, out);
+            }
         };
         self.send(out, &to, body);
         self.drain(reqid, p.db_id, p.key, out);
+    }
+
+    /// Brings `key` home from the node its copy here names as dmaster, for vacuuming:
+    /// a NULL call flagged IMMEDIATE and VACUUM_MIGRATION, as Samba's lmaster sends.
+    /// False when there is nothing to bring (not its lmaster, already here, a call on
+    /// it under way, or its chain held by a client).
+    pub(crate) fn fetch_home(&mut self, db: &DbInfo, key: Bytes, out: &Outbox) -> bool {
+        if self.lmaster(&key) != self.pnn || self.in_flight.contains_key(&(db.db_id, key.clone())) {
+            return false;
+        }
+        let Ok(Some(value)) = self.read_unlocked(db, &key) else {
+            return false;
+        };
+        let Ok((header, data)) = split_record(&value) else {
+            return false;
+        };
+        if header.dmaster == self.pnn {
+            if data.is_empty() {
+                self.schedule_deletion(db.db_id, key, header.rsn);
+            }
+            return false;
+        }
+        let call = ReqCall {
+            flags: ctdb_protocol::flags::call::IMMEDIATE_MIGRATION
+                | ctdb_protocol::flags::call::VACUUM_MIGRATION,
+            db_id: db.db_id,
+            callid: callid::NULL_FUNC,
+            hopcount: 0,
+            key: key.clone(),
+            calldata: Bytes::new(),
+        };
+        let reqid = self.alloc_reqid();
+        self.pending.insert(
+            reqid,
+            PendingCall {
+                asker: Asker::Vacuum,
+                db_id: db.db_id,
+                key: key.clone(),
+                call: call.clone(),
+                started: Instant::now(),
+                envelope: None,
+            },
+        );
+        self.in_flight.insert(
+            (db.db_id, key),
+            InFlight {
+                reqid,
+                queue: VecDeque::new(),
+            },
+        );
+        self.send_node(out, header.dmaster, self.pnn, reqid, Body::ReqCall(call));
+        true
     }
 
     /// A new vnn map: calls sent to other nodes in the old generation are lost (their
@@ -798,6 +886,8 @@ enum Asker {
     Client { client: u64, reqid: u32 },
     /// Another node and its reqid: the record is passed on to it.
     Node { pnn: u32, reqid: u32 },
+    /// This node's vacuuming, bringing an empty record home (VACUUM_FETCH).
+    Vacuum,
 }
 
 /// A call this node sent on to another node, by the reqid it gave it.

@@ -346,7 +346,8 @@ impl DbDaemon {
             Body::ReqCall(c) => self.req_call(origin, generation, c, envelope, out),
             Body::ReqControl(c) => self.req_control(origin, c, envelope, out),
             Body::ReplyControl(r) if !origin.is_local() => {
-                if !self.vacuum_reply(origin.reqid, &r, out)
+                if !self.tunables_reply(origin.reqid, &r)
+                    && !self.vacuum_reply(origin.reqid, &r, out)
                     && !self.commit_reply(origin.reqid, r, out)
                 {
                     tracing::debug!(reqid = origin.reqid, "control reply for nothing waiting");

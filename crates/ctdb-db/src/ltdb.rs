@@ -648,8 +648,8 @@ impl crate::DbDaemon {
 /// Starts the daemon's timers on the current tokio runtime: calls that wait for a chain
 /// lock are retried (after 0.5 ms, backing off to 20 ms while the lock stays taken);
 /// every [`SWEEP_EVERY`] the volatile files are swept into sled and changed sequence
-/// numbers announced; every [`crate::vacuum::VACUUM_EVERY`] a vacuum pass starts,
-/// run in bounded slices with other tasks let in between.
+/// numbers announced; every VacuumInterval (see [`crate::vacuum`]) a vacuum pass
+/// starts, run in bounded slices with other tasks let in between.
 pub fn spawn_background(daemon: std::sync::Arc<std::sync::Mutex<crate::DbDaemon>>) {
     use ctdb_rpc::component::lock;
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -672,13 +672,17 @@ pub fn spawn_background(daemon: std::sync::Arc<std::sync::Mutex<crate::DbDaemon>
     let vacuum_wake = std::sync::Arc::new(tokio::sync::Notify::new());
     lock(&daemon).set_vacuum_wake(vacuum_wake.clone());
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(crate::vacuum::VACUUM_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first pass at once; then VacuumInterval, as the node's tunables say when
+        // each wait begins.
+        let mut next = tokio::time::Instant::now();
         loop {
             let start = tokio::select! {
-                _ = tick.tick() => true,
+                _ = tokio::time::sleep_until(next) => true,
                 _ = vacuum_wake.notified() => false,
             };
+            if start {
+                next = tokio::time::Instant::now() + lock(&vacuuming).vacuum_interval();
+            }
             // One bounded slice at a time, letting the packets waiting meanwhile in
             // between (this runtime has one thread).
             let mut more = {

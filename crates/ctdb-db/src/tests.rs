@@ -13,6 +13,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::*;
 
 mod records;
+mod vacuum_paths;
 mod vacuum_scale;
 
 const CLIENT: u64 = 7;

@@ -2,8 +2,9 @@
 //!
 //! A client deletes a volatile record by storing it empty (and sends
 //! SCHEDULE_FOR_DELETION); the empty record and the older copies other nodes keep would
-//! otherwise stay for ever. Every [`VACUUM_EVERY`] each node starts a *pass* over each
-//! volatile database: it looks for the empty records it is both lmaster and dmaster of
+//! otherwise stay for ever. Every VacuumInterval ([`VACUUM_EVERY`] by default) each node
+//! starts a *pass* over each volatile database (fast or full, see below): it looks for
+//! the empty records it is both lmaster and dmaster of
 //! (the node that has the last word on them), offers them to every other node of the
 //! vnn map (TRY_DELETE_RECORDS with their headers), and deletes its own copy of those
 //! no node kept. A node deletes its copy unless it is dmaster of it, holds a newer one,
@@ -44,25 +45,46 @@
 //!   [`STORE_COPY_LIMIT`]), the whole store is copied into a fresh directory and
 //!   switched to ([`crate::store::SledStore`] tells how a crash is survived).
 //!
-//! Not (yet) as Samba's: an empty record whose dmaster is not its lmaster is not
-//! migrated home first (Samba's VACUUM_FETCH), so it stays until a call brings it to
-//! its lmaster; no fast path on SCHEDULE_FOR_DELETION (Samba's delete queue), so an
-//! empty record waits for the next pass.
+//! **Fast passes and the delete queue** (Samba's fast-path vacuuming). A client that
+//! empties a record tells the daemon (SCHEDULE_FOR_DELETION, smbd sends it on every
+//! delete), and so does this node when it becomes dmaster of an empty record (a
+//! record brought home for vacuuming, or one a client's fetch_locked created): the
+//! key and its RSN go into the database's delete queue (at most
+//! [`DELETE_QUEUE_LIMIT`] keys; the rest wait for a full pass). Most passes are
+//! *fast*: they read only the queued keys, each still empty, held here and with the
+//! RSN it was queued with (a key whose chain a client holds is skipped), instead of
+//! the whole database; every VacuumFastPathCount-th pass (and the first after a start)
+//! is *full* and reads every record.
+//!
+//! **Records held away from their lmaster** (Samba's VACUUM_FETCH). An empty record
+//! this node is dmaster of but not lmaster of cannot be deleted here: a pass sends it
+//! to its lmaster in a VACUUM_FETCH (no reply), and the lmaster migrates it home with a
+//! NULL call flagged IMMEDIATE and VACUUM_MIGRATION (at most [`FETCHES_IN_FLIGHT`] at
+//! once, the rest dropped: the next pass sends them again) and queues it for
+//! deletion. A dmaster asked so for a record that has data again keeps it and answers
+//! the call. The lmaster's next pass then deletes it everywhere as above.
+//!
+//! **Tunables**: each pass asks the node for VacuumInterval, VacuumMaxRunTime,
+//! RepackLimit and VacuumFastPathCount (transport keeps them; `ctdb setvar` changes
+//! them) and the next one follows them. DB_VACUUM runs a pass of one database now,
+//! fast or full as asked, and is answered when it is over.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ctdb_protocol::control::{RecBuffer, RecData};
+use ctdb_protocol::control::{DbVacuum, KeyData, RecBuffer, RecData};
+use ctdb_protocol::flags::control::NOREPLY;
 use ctdb_protocol::ltdb::split_record;
-use ctdb_protocol::{LtdbHeader, Opcode, ReplyControl, Wire};
+use ctdb_protocol::{Body, LtdbHeader, Opcode, Packet, ReplyControl, ReqControl, Wire};
 use ctdb_rpc::component::Outbox;
 
-use crate::control::{ok, ControlResult};
+use crate::call::REC_RO_FLAGS;
+use crate::control::{done, fail, ok, ControlError, ControlResult};
 use crate::registry::DbInfo;
 use crate::store::BatchOp;
-use crate::DbDaemon;
+use crate::{DbDaemon, Origin};
 
 /// Samba's VacuumInterval default.
 pub const VACUUM_EVERY: Duration = Duration::from_secs(10);
@@ -98,8 +120,64 @@ pub const STORE_SLACK: u64 = 8 << 20;
 /// one rewrite copies while holding the daemon).
 pub const STORE_COPY_LIMIT: u64 = 64 << 20;
 
+/// Most keys in one database's delete queue.
+pub const DELETE_QUEUE_LIMIT: usize = 100_000;
+
+/// Most migrations home for vacuuming (VACUUM_FETCH) under way at once on a node.
+pub const FETCHES_IN_FLIGHT: usize = 2_000;
+
+/// Samba's VacuumFastPathCount default: fast passes between two full ones.
+pub const FAST_PATH_COUNT: u32 = 60;
+
 /// Reqids of vacuum batches carry these top bits (calls use the pnn, commits count up).
 const REQID_TAG: u32 = 0xC000_0000;
+
+/// The reqid of this node's request for its tunables (batches use the ones above).
+const TUNABLES_REQID: u32 = REQID_TAG;
+
+/// The tunables vacuuming follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VacuumSettings {
+    /// VacuumInterval: time between two passes.
+    pub interval: Duration,
+    /// VacuumMaxRunTime.
+    pub max_run: Duration,
+    /// RepackLimit.
+    pub repack_limit: usize,
+    /// VacuumFastPathCount: fast passes between two full ones (0: every pass full).
+    pub fast_path_count: u32,
+}
+
+impl Default for VacuumSettings {
+    fn default() -> Self {
+        Self {
+            interval: VACUUM_EVERY,
+            max_run: MAX_PASS_TIME,
+            repack_limit: REPACK_LIMIT,
+            fast_path_count: FAST_PATH_COUNT,
+        }
+    }
+}
+
+impl VacuumSettings {
+    /// The settings in a GET_ALL_TUNABLES answer (a zero interval or run time is
+    /// taken as one second).
+    fn from_tunables(list: &ctdb_protocol::control::TunableList) -> Self {
+        let d = Self::default();
+        let secs = |name, default: Duration| {
+            list.get(name)
+                .map_or(default, |s| Duration::from_secs(u64::from(s.max(1))))
+        };
+        Self {
+            interval: secs("VacuumInterval", d.interval),
+            max_run: secs("VacuumMaxRunTime", d.max_run),
+            repack_limit: list
+                .get("RepackLimit")
+                .map_or(d.repack_limit, |n| n.max(1) as usize),
+            fast_path_count: list.get("VacuumFastPathCount").unwrap_or(d.fast_path_count),
+        }
+    }
+}
 
 /// Bytes of a RecData beyond its key and data (length, reqid, key and data lengths)
 /// and of the header it carries.
@@ -115,9 +193,23 @@ struct Offer {
     failed: bool,
 }
 
+/// What a pass reads.
+enum Source {
+    /// Every record (a full pass), in key order from sled.
+    Scan,
+    /// The keys queued for deletion when it began (a fast pass), from `next` on.
+    Queue {
+        keys: Vec<(Bytes, u64)>,
+        next: usize,
+    },
+}
+
 /// One pass over one database.
 struct Pass {
     began: Instant,
+    source: Source,
+    /// DB_VACUUM requests answered when the pass is over.
+    waiters: Vec<Origin>,
     /// The next slice reads the records after this key (from the first if `None`).
     cursor: Option<Bytes>,
     read_all: bool,
@@ -132,9 +224,11 @@ struct Pass {
 }
 
 impl Pass {
-    fn new() -> Self {
+    fn new(source: Source) -> Self {
         Self {
             began: Instant::now(),
+            source,
+            waiters: Vec::new(),
             cursor: None,
             read_all: false,
             offer: None,
@@ -158,20 +252,65 @@ enum Step {
     Done,
 }
 
+/// Passes asked for by DB_VACUUM while another pass of the database ran.
+struct Requested {
+    full: bool,
+    waiters: Vec<Origin>,
+}
+
 #[derive(Default)]
 pub struct Vacuums {
     passes: BTreeMap<u32, Pass>,
     next: u32,
     /// Records deleted since the store was last rewritten.
     deleted_since_rewrite: usize,
-    /// Where the next pass over a database starts, after one that ran out of time.
+    /// Where the next full pass over a database starts, after one that ran out of time.
     resume: HashMap<u32, Bytes>,
+    /// Keys to look at in the next fast pass, with the RSN they were queued with.
+    queues: HashMap<u32, HashMap<Bytes, u64>>,
+    /// Keys not queued because a queue was full (a full pass finds them).
+    pub queue_overflow: u64,
+    /// Fast passes since the last full one, per database (none yet: the next is full).
+    fast_passes: HashMap<u32, u32>,
+    requested: HashMap<u32, Requested>,
+    settings: VacuumSettings,
+    /// Migrations home for vacuuming under way.
+    fetching: usize,
 }
 
 impl Vacuums {
     /// Databases with a pass under way.
     pub fn passes(&self) -> usize {
         self.passes.len()
+    }
+
+    /// Keys queued for deletion in `db_id`.
+    pub fn queued(&self, db_id: u32) -> usize {
+        self.queues.get(&db_id).map_or(0, HashMap::len)
+    }
+
+    pub fn settings(&self) -> VacuumSettings {
+        self.settings
+    }
+
+    /// A migration home for vacuuming ended.
+    pub(crate) fn fetch_done(&mut self) {
+        self.fetching = self.fetching.saturating_sub(1);
+    }
+
+    /// Whether `db_id`'s next pass started by the timer is full, counting it.
+    fn next_is_full(&mut self, db_id: u32) -> bool {
+        let every = self.settings.fast_path_count;
+        match self.fast_passes.get_mut(&db_id) {
+            Some(n) if *n < every => {
+                *n += 1;
+                false
+            }
+            _ => {
+                self.fast_passes.insert(db_id, 0);
+                true
+            }
+        }
     }
 }
 
@@ -188,6 +327,7 @@ impl DbDaemon {
     /// recovering) and runs one slice; true while a slice can run now (call
     /// [`vacuum_slice`](Self::vacuum_slice) until false).
     pub fn vacuum(&mut self, out: &Outbox) -> bool {
+        self.request_tunables(out);
         if self.vacuum_paused() {
             return false;
         }
@@ -198,11 +338,186 @@ impl DbDaemon {
             .map(|d| d.db_id)
             .collect();
         for db_id in starting {
-            let mut pass = Pass::new();
-            pass.cursor = self.vacuums.resume.remove(&db_id);
-            self.vacuums.passes.insert(db_id, pass);
+            match self.vacuums.requested.remove(&db_id) {
+                Some(r) => self.start_pass(db_id, r.full, r.waiters),
+                None => {
+                    let full = self.vacuums.next_is_full(db_id);
+                    self.start_pass(db_id, full, Vec::new());
+                }
+            }
         }
         self.vacuum_slice(out)
+    }
+
+    /// How long the timer waits between two passes (VacuumInterval).
+    pub fn vacuum_interval(&self) -> Duration {
+        self.vacuums.settings.interval
+    }
+
+    fn start_pass(&mut self, db_id: u32, full: bool, waiters: Vec<Origin>) {
+        let mut pass = if full {
+            let mut pass = Pass::new(Source::Scan);
+            pass.cursor = self.vacuums.resume.remove(&db_id);
+            pass
+        } else {
+            let keys = self.vacuums.queues.remove(&db_id).unwrap_or_default();
+            Pass::new(Source::Queue {
+                keys: keys.into_iter().collect(),
+                next: 0,
+            })
+        };
+        pass.waiters = waiters;
+        self.vacuums.passes.insert(db_id, pass);
+    }
+
+    /// Asks transport for the tunables (answered to [`Self::tunables_reply`]).
+    fn request_tunables(&self, out: &Outbox) {
+        let packet = self.control_packet(self.pnn, TUNABLES_REQID, Opcode::GetAllTunables, &[]);
+        out.to_client(0, packet);
+    }
+
+    /// The node's answer to [`Self::request_tunables`]; false when `reqid` is not it.
+    pub(crate) fn tunables_reply(&mut self, reqid: u32, reply: &ReplyControl) -> bool {
+        if reqid != TUNABLES_REQID {
+            return false;
+        }
+        match ctdb_protocol::control::TunableList::from_bytes(&reply.data) {
+            Ok(list) if reply.status == 0 => {
+                let settings = VacuumSettings::from_tunables(&list);
+                if settings != self.vacuums.settings {
+                    tracing::info!(?settings, "vacuuming follows new tunables");
+                    self.vacuums.settings = settings;
+                }
+            }
+            _ => tracing::debug!(status = reply.status, "no tunables for vacuuming"),
+        }
+        true
+    }
+
+    /// Queues `key` of `db_id` for the next fast pass, if it is volatile and its queue
+    /// has room.
+    pub(crate) fn schedule_deletion(&mut self, db_id: u32, key: Bytes, rsn: u64) {
+        if !self.registry.get(db_id).is_some_and(DbInfo::is_volatile) {
+            return;
+        }
+        let queue = self.vacuums.queues.entry(db_id).or_default();
+        if queue.len() >= DELETE_QUEUE_LIMIT && !queue.contains_key(&key) {
+            self.vacuums.queue_overflow += 1;
+            return;
+        }
+        queue.insert(key, rsn);
+    }
+
+    /// SCHEDULE_FOR_DELETION: a client emptied a record (smbd sends it on every
+    /// delete, without a reply); the next fast pass looks at it.
+    pub(crate) fn schedule_for_deletion(&mut self, data: &[u8]) -> ControlResult {
+        let req = KeyData::from_bytes(data)?;
+        match self.registry.get(req.db_id) {
+            None => {
+                return fail(format!(
+                    "schedule for deletion: unknown database 0x{:08x}",
+                    req.db_id
+                ))
+            }
+            Some(db) if !db.is_volatile() => {
+                return fail(format!(
+                    "schedule for deletion: {} is not volatile",
+                    db.name
+                ))
+            }
+            Some(_) => {}
+        }
+        self.schedule_deletion(req.db_id, req.key, req.header.rsn);
+        done()
+    }
+
+    /// DB_VACUUM: a pass over one database now, fast or full, answered when it is over
+    /// (after the pass under way, if any).
+    pub(crate) fn db_vacuum(
+        &mut self,
+        origin: Origin,
+        data: &[u8],
+        out: &Outbox,
+    ) -> Result<(), ControlError> {
+        let req = DbVacuum::from_bytes(data)?;
+        match self.registry.get(req.db_id) {
+            None => return fail(format!("DB_VACUUM: unknown database 0x{:08x}", req.db_id)),
+            Some(db) if !db.is_volatile() => {
+                return fail(format!("DB_VACUUM: {} is not volatile", db.name))
+            }
+            Some(_) => {}
+        }
+        if self.vacuums.passes.contains_key(&req.db_id) {
+            let r = self
+                .vacuums
+                .requested
+                .entry(req.db_id)
+                .or_insert(Requested {
+                    full: false,
+                    waiters: Vec::new(),
+                });
+            r.full |= req.full_vacuum_run;
+            r.waiters.push(origin);
+        } else {
+            self.start_pass(req.db_id, req.full_vacuum_run, vec![origin]);
+            if self.vacuum_db_slice(req.db_id, out) == Step::More {
+                if let Some(wake) = &self.vacuum_wake {
+                    wake.notify_one();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A pass ended: its DB_VACUUM requests are answered (`Err`: why it stopped), and
+    /// a pass asked for meanwhile starts.
+    fn pass_over(
+        &mut self,
+        db_id: u32,
+        waiters: Vec<Origin>,
+        result: Result<(), String>,
+        out: &Outbox,
+    ) {
+        let reply = match &result {
+            Ok(()) => ReplyControl {
+                status: 0,
+                data: Bytes::new(),
+                errmsg: Bytes::new(),
+            },
+            Err(msg) => ReplyControl::error(-1, msg),
+        };
+        for origin in waiters {
+            self.send(out, &origin, Body::ReplyControl(reply.clone()));
+        }
+        if let Some(r) = self.vacuums.requested.remove(&db_id) {
+            if self.registry.get(db_id).is_some() {
+                self.start_pass(db_id, r.full, r.waiters);
+                if let Some(wake) = &self.vacuum_wake {
+                    wake.notify_one();
+                }
+            } else {
+                self.pass_over(db_id, r.waiters, Err("the database went away".into()), out);
+            }
+        }
+    }
+
+    /// A new vnn map: answers to batches of the old generation will not come, so the
+    /// passes stop (their requests are told); the delete queues stay.
+    pub(crate) fn vacuum_new_generation(&mut self) {
+        let passes = std::mem::take(&mut self.vacuums.passes);
+        let requested = std::mem::take(&mut self.vacuums.requested);
+        self.vacuums.fetching = 0;
+        let Some(out) = self.outbox.clone() else {
+            return;
+        };
+        let waiters = passes
+            .into_values()
+            .flat_map(|p| p.waiters)
+            .chain(requested.into_values().flat_map(|r| r.waiters));
+        let reply = ReplyControl::error(-1, "a recovery stopped the vacuuming pass");
+        for origin in waiters.collect::<Vec<_>>() {
+            self.send(&out, &origin, Body::ReplyControl(reply.clone()));
+        }
     }
 
     /// Runs one bounded slice of every pass that needs no answer; true while there is
@@ -229,24 +544,30 @@ impl DbDaemon {
         let db = match self.registry.get(db_id) {
             Some(db) if db.is_volatile() => db.clone(),
             _ => {
-                self.vacuums.passes.remove(&db_id);
+                if let Some(pass) = self.vacuums.passes.remove(&db_id) {
+                    let why = Err("the database went away".to_string());
+                    self.pass_over(db_id, pass.waiters, why, out);
+                }
                 return Step::Done;
             }
         };
         if self.vacuum_paused() || db.frozen || db.transaction.is_some() || db.staging {
             return Step::Waiting;
         }
+        let max_run = self.vacuums.settings.max_run;
         let Some(pass) = self.vacuums.passes.get_mut(&db_id) else {
             return Step::Done;
         };
-        if pass.began.elapsed() > MAX_PASS_TIME {
+        if pass.began.elapsed() > max_run {
             // The next pass goes on from here (a batch whose answers never came is
             // offered again then).
-            tracing::warn!(db = %db.name, "vacuuming pass not done in {MAX_PASS_TIME:?}: stopped");
+            tracing::warn!(db = %db.name, "vacuuming pass not done in {max_run:?}: stopped");
             if let Some(pass) = self.vacuums.passes.remove(&db_id) {
                 if let Some(cursor) = pass.cursor.filter(|_| !pass.read_all) {
                     self.vacuums.resume.insert(db_id, cursor);
                 }
+                let why = Err(format!("vacuuming pass not done in {max_run:?}"));
+                self.pass_over(db_id, pass.waiters, why, out);
             }
             return Step::Done;
         }
@@ -267,14 +588,31 @@ impl DbDaemon {
                 return Step::Done;
             };
             self.end_pass(&db, &pass);
+            self.pass_over(db_id, pass.waiters, Ok(()), out);
             return Step::Done;
         }
+        // Taken out while it is read (put back below).
+        let mut source = std::mem::replace(&mut pass.source, Source::Scan);
         let cursor = pass.cursor.clone();
-        let candidates = match self.next_candidates(&db, cursor) {
+        let read = match &mut source {
+            Source::Scan => self.next_candidates(&db, cursor),
+            Source::Queue { keys, next } => {
+                let c = self.next_queued(&db, &keys[*next..]);
+                *next += c.consumed;
+                Ok(c)
+            }
+        };
+        if let Some(pass) = self.vacuums.passes.get_mut(&db_id) {
+            pass.source = source;
+        }
+        let candidates = match read {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(db = %db.name, "vacuuming cannot read the database: {e}");
-                self.vacuums.passes.remove(&db_id);
+                if let Some(pass) = self.vacuums.passes.remove(&db_id) {
+                    let why = Err(format!("cannot read the database: {e}"));
+                    self.pass_over(db_id, pass.waiters, why, out);
+                }
                 return Step::Done;
             }
         };
@@ -285,6 +623,7 @@ impl DbDaemon {
         pass.read_all = candidates.read_all;
         pass.records += candidates.records;
         pass.bytes += candidates.bytes;
+        self.send_vacuum_fetches(db_id, candidates.fetch, out);
         if candidates.found.is_empty() {
             return Step::More;
         }
@@ -300,11 +639,14 @@ impl DbDaemon {
             .copied()
             .filter(|&p| p != self.pnn)
             .collect();
+        let Some(pass) = self.vacuums.passes.get_mut(&db_id) else {
+            return Step::Done;
+        };
         if others.is_empty() {
             pass.answered = Some((offered, HashSet::new()));
             return Step::More;
         }
-        self.vacuums.next = (self.vacuums.next + 1) & !REQID_TAG;
+        self.vacuums.next = self.vacuums.next % (REQID_TAG - 1) + 1;
         let reqid = REQID_TAG | self.vacuums.next;
         let data = RecBuffer {
             db_id,
@@ -327,10 +669,104 @@ impl DbDaemon {
         Step::Waiting
     }
 
-    /// The next batch of empty records of `db` this node is lmaster and dmaster of,
-    /// read from sled after `cursor` and checked against the file.
+    /// Tells each lmaster which of its records this node holds empty (VACUUM_FETCH,
+    /// no reply): it brings them home and deletes them.
+    fn send_vacuum_fetches(&self, db_id: u32, lists: BTreeMap<u32, Vec<RecData>>, out: &Outbox) {
+        for (lmaster, records) in lists {
+            tracing::debug!(db_id, lmaster, records = records.len(), "vacuum fetch");
+            let data = RecBuffer { db_id, records }.to_bytes();
+            let packet = Packet {
+                generation: self.vnn_map.generation,
+                destnode: lmaster,
+                srcnode: self.pnn,
+                reqid: 0,
+                body: Body::ReqControl(ReqControl {
+                    opcode: Opcode::VacuumFetch,
+                    srvid: 0,
+                    client_id: 0,
+                    flags: NOREPLY,
+                    data: Bytes::from(data),
+                }),
+            };
+            out.to_client(0, packet.to_bytes());
+        }
+    }
+
+    /// VACUUM_FETCH from a node holding empty records this node is lmaster of: bring
+    /// them home, where the next pass deletes them.
+    pub(crate) fn vacuum_fetch(&mut self, data: &[u8], out: &Outbox) -> ControlResult {
+        let buffer = RecBuffer::from_bytes(data)?;
+        let Some(db) = self.registry.get(buffer.db_id).cloned() else {
+            return fail(format!(
+                "VACUUM_FETCH: unknown database 0x{:08x}",
+                buffer.db_id
+            ));
+        };
+        if !db.is_volatile() {
+            return fail(format!("VACUUM_FETCH: {} is not volatile", db.name));
+        }
+        if self.vacuum_paused() || db.frozen {
+            // The sender offers them again at its next pass.
+            return done();
+        }
+        for record in buffer.records {
+            if self.vacuums.fetching >= FETCHES_IN_FLIGHT {
+                tracing::debug!(db = %db.name, "too many vacuum fetches under way");
+                break;
+            }
+            if self.fetch_home(&db, record.key, out) {
+                self.vacuums.fetching += 1;
+            }
+        }
+        done()
+    }
+
+    /// `key`'s value if no other process holds its chain (`Ok(None)`: missing;
+    /// `Err(None)`: locked, or a wait queued on it).
+    pub(crate) fn read_unlocked(
+        &self,
+        db: &DbInfo,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, Option<String>> {
+        let locked = self.lock_record(db.db_id, key).map_err(|()| None)?;
+        let value = self.get_value(db, key);
+        if locked {
+            self.unlock_record(db.db_id, key);
+        }
+        value.map_err(Some)
+    }
+
+    /// The next batch of queued keys still empty, held here with the RSN they were
+    /// queued with: those this node is lmaster of to offer, the others to send home.
+    fn next_queued(&self, db: &DbInfo, keys: &[(Bytes, u64)]) -> Candidates {
+        let mut c = Candidates::default();
+        let mut batch_bytes = 0;
+        for (key, rsn) in keys {
+            c.consumed += 1;
+            if let Ok(Some(value)) = self.read_unlocked(db, key) {
+                if let Ok((header, data)) = split_record(&value) {
+                    let deletable = data.is_empty()
+                        && header.dmaster == self.pnn
+                        && header.rsn == *rsn
+                        && header.flags & REC_RO_FLAGS == 0;
+                    if deletable {
+                        batch_bytes += key.len() + REC_OVERHEAD;
+                        c.add(self.lmaster(key), self.pnn, key, &header);
+                    }
+                }
+            }
+            if c.found.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES {
+                break;
+            }
+        }
+        c.read_all = c.consumed == keys.len();
+        c
+    }
+
+    /// The next batch of empty records of `db` this node is dmaster of, read from sled
+    /// after `cursor` and checked against the file: those it is lmaster of to offer,
+    /// the others to send home.
     fn next_candidates(&self, db: &DbInfo, cursor: Option<Bytes>) -> Result<Candidates, String> {
-        let tdb = self.files.get(db.db_id);
         let mut c = Candidates::default();
         let mut batch_bytes = 0;
         let mut read = 0;
@@ -345,24 +781,23 @@ impl DbDaemon {
                 last = Some(Bytes::copy_from_slice(k));
                 let empty_here = |v: &[u8]| {
                     matches!(split_record(v), Ok((h, data))
-                        if data.is_empty() && h.dmaster == self.pnn)
+                        if data.is_empty() && h.dmaster == self.pnn && h.flags & REC_RO_FLAGS == 0)
                 };
-                if empty_here(v) && self.lmaster(k) == self.pnn {
-                    // The file's copy is the current one.
-                    let current = match tdb {
-                        Some(tdb) => match tdb.fetch(k) {
-                            Ok(found) => found,
-                            Err(e) => {
-                                failed = Some(e.to_string());
-                                return false;
-                            }
-                        },
-                        None => Some(v.to_vec()),
+                if empty_here(v) {
+                    // The file's copy is the current one (a chain a client holds is
+                    // left for the next pass).
+                    let current = match self.read_unlocked(db, k) {
+                        Ok(found) => found,
+                        Err(None) => None,
+                        Err(Some(e)) => {
+                            failed = Some(e);
+                            return false;
+                        }
                     };
                     if let Some(value) = current.filter(|value| empty_here(value)) {
                         if let Ok((header, _)) = split_record(&value) {
                             batch_bytes += k.len() + REC_OVERHEAD;
-                            c.found.push(RecData::with_header(0, k, &header, &[]));
+                            c.add(self.lmaster(k), self.pnn, k, &header);
                         }
                     }
                 }
@@ -544,11 +979,13 @@ impl DbDaemon {
                 "vacuuming pass done"
             );
         }
-        match self.compact_file(db, records, bytes) {
+        // A fast pass does not know what the file holds: it only repacks.
+        let left = matches!(pass.source, Source::Scan).then_some((records, bytes));
+        match self.compact_file(db, left) {
             Ok(_) => {}
             Err(e) => tracing::warn!(db = %db.name, "cannot compact the TDB file: {e}"),
         }
-        if self.vacuums.deleted_since_rewrite >= REPACK_LIMIT {
+        if self.vacuums.deleted_since_rewrite >= self.vacuums.settings.repack_limit {
             match self.compact_store() {
                 Ok(true) => self.vacuums.deleted_since_rewrite = 0,
                 Ok(false) => {}
@@ -558,12 +995,12 @@ impl DbDaemon {
     }
 
     /// Recreates or repacks `db`'s file if it is worth it (see the module's text);
-    /// `records` and `bytes` are what the pass left in it.
+    /// `left` is the records and bytes a full pass left in it (a file is recreated
+    /// only then).
     pub(crate) fn compact_file(
         &mut self,
         db: &DbInfo,
-        records: usize,
-        bytes: u64,
+        left: Option<(usize, u64)>,
     ) -> Result<FileCompaction, String> {
         if self.vacuum_paused()
             || db.frozen
@@ -577,8 +1014,11 @@ impl DbDaemon {
         };
         let size = std::fs::metadata(tdb.path()).map_or(0, |m| m.len());
         let empty = empty_file_size(tdb.hash_size());
-        let needed = 2 * (empty + bytes + (records * REC_OVERHEAD) as u64) + FILE_SLACK;
-        if size > needed && records <= RECREATE_MAX_RECORDS {
+        let worth_recreating = left.is_some_and(|(records, bytes)| {
+            let needed = 2 * (empty + bytes + (records * REC_OVERHEAD) as u64) + FILE_SLACK;
+            size > needed && records <= RECREATE_MAX_RECORDS
+        });
+        if worth_recreating {
             if let Some(done) = self.recreate_file(db)? {
                 let after = self
                     .files
@@ -593,7 +1033,9 @@ impl DbDaemon {
             return Ok(FileCompaction::Nothing);
         };
         let free = tdb.freelist_size().map_err(|e| e.to_string())?;
-        if free < REPACK_LIMIT || !tdb.try_lock_all().map_err(|e| e.to_string())? {
+        if free < self.vacuums.settings.repack_limit
+            || !tdb.try_lock_all().map_err(|e| e.to_string())?
+        {
             return Ok(FileCompaction::Nothing);
         }
         let began = Instant::now();
@@ -705,7 +1147,12 @@ impl DbDaemon {
 /// One slice's read of a database.
 #[derive(Default)]
 struct Candidates {
+    /// Empty records this node is lmaster of.
     found: Vec<RecData>,
+    /// Empty records held here for other lmasters, by lmaster.
+    fetch: BTreeMap<u32, Vec<RecData>>,
+    /// Queued keys looked at.
+    consumed: usize,
     /// The last key read.
     cursor: Option<Bytes>,
     read_all: bool,
@@ -722,6 +1169,17 @@ pub fn empty_file_size(hash_size: u32) -> u64 {
 /// The size of `path`'s file, 0 when it cannot be read.
 pub fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+impl Candidates {
+    fn add(&mut self, lmaster: u32, pnn: u32, key: &[u8], header: &LtdbHeader) {
+        let record = RecData::with_header(0, key, header, &[]);
+        if lmaster == pnn {
+            self.found.push(record);
+        } else {
+            self.fetch.entry(lmaster).or_default().push(record);
+        }
+    }
 }
 
 fn rsn_of(record: &RecData) -> u64 {

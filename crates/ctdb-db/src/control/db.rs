@@ -177,11 +177,4 @@ impl DbDaemon {
             );
         }
     }
-
-    /// SCHEDULE_FOR_DELETION: a client emptied a record (smbd sends it on every delete,
-    /// without a reply). Accepted; the empty record stays until vacuuming removes it.
-    pub(crate) fn schedule_for_deletion(&mut self, data: &[u8]) -> ControlResult {
-        tracing::trace!(len = data.len(), "record scheduled for deletion");
-        done()
-    }
 }

@@ -68,6 +68,8 @@ pub const OWNED_CONTROLS: &[Opcode] = &[
     Opcode::UpdateRecord,
     // vacuuming (vacuum.rs)
     Opcode::TryDeleteRecords,
+    Opcode::VacuumFetch,
+    Opcode::DbVacuum,
     // fault injection in test clusters (recovery.rs; transport routes it by its data)
     Opcode::SetFailpoint,
 ];
@@ -127,6 +129,15 @@ impl DbDaemon {
                 self.deferred.push_back(envelope);
             } else if c.flags & NOREPLY == 0 {
                 self.send_control_error(out, &origin, "frozen, and too many requests wait");
+            }
+            return;
+        }
+        if opcode == Opcode::DbVacuum {
+            // Answered when the pass is over.
+            if let Err(ControlError(msg)) = self.db_vacuum(origin, &c.data, out) {
+                if c.flags & NOREPLY == 0 {
+                    self.send_control_error(out, &origin, &msg);
+                }
             }
             return;
         }
@@ -218,6 +229,7 @@ impl DbDaemon {
             Opcode::TraverseKill => self.traverse_kill(origin.client, data),
             Opcode::EnableSeqnum => self.enable_seqnum(data),
             Opcode::TryDeleteRecords => self.try_delete_records(data),
+            Opcode::VacuumFetch => self.vacuum_fetch(data, out),
             Opcode::UpdateSeqnum => self.update_seqnum(origin.srcnode, data),
             Opcode::ScheduleForDeletion => self.schedule_for_deletion(data),
             Opcode::SetFailpoint => self.set_failpoint(data),

@@ -94,7 +94,7 @@ impl DbDaemon {
         if changed {
             self.requeue_remote_calls();
             // Answers to vacuum rounds of the old generation will not come.
-            self.vacuums = Default::default();
+            self.vacuum_new_generation();
             self.traversals.clear();
         }
         done()

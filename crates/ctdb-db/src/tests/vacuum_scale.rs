@@ -261,7 +261,7 @@ fn a_large_offer_goes_in_bounded_batches_and_everything_goes() {
         let (_, wire) = net.pump();
         offers += wire
             .iter()
-            .filter(|(op, from, _)| *op == Operation::ReqControl && *from == 1)
+            .filter(|(op, from, to)| *op == Operation::ReqControl && *from == 1 && *to == 0)
             .count();
         if !more && net.nodes[1].daemon.vacuums.passes() == 0 {
             break;
