@@ -28,6 +28,10 @@ async fn main() -> std::process::ExitCode {
     ctdb_db::ltdb::spawn_background(handler.clone());
     let (outbox, rx) = Outbox::new();
     let component = PacketComponent::with_outbox("db", handler.clone(), outbox, rx);
+    if let Err(e) = component.serve_packets(&config.run_dir) {
+        tracing::error!("{e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let router = tonic::transport::Server::builder().add_service(component.into_server());
     let socket = socket_path(&config.run_dir, "db");
     tracing::info!(socket = %socket.display(), "serving");

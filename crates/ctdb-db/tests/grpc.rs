@@ -9,9 +9,9 @@ use ctdb_db::{DbDaemon, DbDirs, Options};
 use ctdb_protocol::flags::call as callid;
 use ctdb_protocol::{Body, Opcode, Packet, ReqCall, ReqControl};
 use ctdb_rpc::component::{lock, serve_on, Outbox, PacketComponent};
-use ctdb_rpc::component_client::ComponentClient;
-use ctdb_rpc::uds::{channel, socket_path};
-use ctdb_rpc::{Envelope, PacketBatch};
+use ctdb_rpc::packets::PacketClient;
+use ctdb_rpc::uds::socket_path;
+use ctdb_rpc::Envelope;
 
 fn control(reqid: u32, opcode: Opcode, data: &[u8]) -> Vec<u8> {
     let mut p = Packet::new(Body::ReqControl(ReqControl {
@@ -74,6 +74,8 @@ async fn session(dir: &std::path::Path, packets: Vec<Vec<u8>>) -> Vec<Packet> {
     let handler = Arc::new(Mutex::new(daemon));
     let (outbox, rx) = Outbox::new();
     let component = PacketComponent::with_outbox("db", handler.clone(), outbox, rx);
+    let run_dir = dir.join("run");
+    let serving = component.serve_packets(&run_dir).unwrap();
     let router = tonic::transport::Server::builder().add_service(component.into_server());
     let socket = socket_path(&dir.join("run"), "db");
     // The previous session leaves its socket file behind: wait for this server's.
@@ -97,43 +99,38 @@ async fn session(dir: &std::path::Path, packets: Vec<Vec<u8>>) -> Vec<Packet> {
     }
 
     let expected = packets.len();
-    let mut client = ComponentClient::new(channel(socket));
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(PacketBatch {
-        packets: packets
-            .into_iter()
-            .map(|packet| Envelope {
-                client: 9,
-                from_node: u32::MAX,
-                packet,
-            })
-            .collect(),
-    })
+    let mut conn = PacketClient::connect(
+        &ctdb_rpc::packets::socket_path(&run_dir, "db"),
+        Duration::from_secs(5),
+    )
     .await
     .unwrap();
-    let mut inbound = client
-        .packets(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    let envelopes: Vec<Envelope> = packets
+        .into_iter()
+        .map(|packet| Envelope {
+            client: 9,
+            from_node: u32::MAX,
+            packet,
+        })
+        .collect();
+    conn.send(&envelopes).await.unwrap();
     let mut replies = Vec::new();
     while replies.len() < expected {
-        let batch = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+        let env = tokio::time::timeout(Duration::from_secs(10), conn.recv())
             .await
             .expect("replies in time")
             .unwrap()
-            .expect("stream open");
-        for env in batch.packets {
-            if env.client == 0 {
-                // The attach broadcast to other nodes, not a reply.
-                continue;
-            }
-            assert_eq!(env.client, 9);
-            replies.push(Packet::from_slice(&env.packet).unwrap());
+            .expect("connection open");
+        if env.client == 0 {
+            // The attach broadcast to other nodes, not a reply.
+            continue;
         }
+        assert_eq!(env.client, 9);
+        replies.push(Packet::from_slice(&env.packet).unwrap());
     }
-    drop(tx);
-    drop(inbound);
+    drop(conn);
+    serving.abort();
+    let _ = serving.await;
     let _ = stop_tx.send(());
     server.await.unwrap();
     lock(&handler).flush().unwrap();

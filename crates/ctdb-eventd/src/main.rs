@@ -63,15 +63,19 @@ async fn main() -> ExitCode {
         events_dir = %eventd.config().events_dir.display(),
         "ctdb-eventd serving"
     );
+    let component = PacketComponent::new("eventd", eventd.clone());
+    if let Err(e) = component.serve_packets(&config.run_dir) {
+        tracing::error!("{e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let router = tonic::transport::Server::builder()
-        .add_service(PacketComponent::new("eventd", eventd.clone()).into_server())
+        .add_service(component.into_server())
         .add_service(eventd.clone().into_server());
     let stop = shutdown.clone();
     let serve = ctdb_rpc::component::serve_on(&path, router, async move {
         stop.cancelled().await;
     });
-    // Graceful shutdown waits for open streams (transport's packet stream may never
-    // close on its own): give them a few seconds, no more.
+    // Graceful shutdown waits for open gRPC streams: give them a few seconds, no more.
     let served = tokio::select! {
         r = serve => r,
         () = async {

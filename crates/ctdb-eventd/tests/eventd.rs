@@ -551,32 +551,28 @@ async fn grpc_services_on_the_eventd_socket() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 
-    // The packet stream: a GET_MONMODE through Component.Packets.
-    let mut component = ctdb_rpc::component_client::ComponentClient::new(channel);
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(ctdb_rpc::PacketBatch {
-        packets: vec![request(Opcode::GetMonmode, Vec::new(), 0)],
-    })
-    .await
-    .unwrap();
-    let mut stream = component
-        .packets(tokio_stream::wrappers::ReceiverStream::new(rx))
+    // The packet socket: a GET_MONMODE.
+    let component = ctdb_rpc::component::PacketComponent::new("eventd", eventd.clone());
+    let packets = component.serve_packets(run_dir.path()).unwrap();
+    let socket = ctdb_rpc::packets::socket_path(run_dir.path(), "eventd");
+    let mut conn = ctdb_rpc::packets::PacketClient::connect(&socket, Duration::from_secs(5))
         .await
-        .unwrap()
-        .into_inner();
-    let batch = tokio::time::timeout(Duration::from_secs(10), stream.message())
-        .await
-        .unwrap()
-        .unwrap()
         .unwrap();
-    let p = Packet::from_slice(&batch.packets[0].packet).unwrap();
-    assert_eq!(batch.packets[0].client, CLIENT);
+    conn.send(&[request(Opcode::GetMonmode, Vec::new(), 0)])
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), conn.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("a reply");
+    let p = Packet::from_slice(&reply.packet).unwrap();
+    assert_eq!(reply.client, CLIENT);
     match p.body {
         Body::ReplyControl(r) => assert_eq!(r.status, MONITORING_ACTIVE),
         other => panic!("{other:?}"),
     }
-    drop(tx);
-    drop(stream);
+    packets.abort();
     stop.cancel();
     server.await.unwrap();
 }

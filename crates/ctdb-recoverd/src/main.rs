@@ -31,6 +31,10 @@ async fn main() -> std::process::ExitCode {
     ));
     let (outbox, rx) = Outbox::new();
     let component = PacketComponent::with_outbox("recoverd", state.clone(), outbox, rx);
+    if let Err(e) = component.serve_packets(&config.run_dir) {
+        tracing::error!("{e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let router = tonic::transport::Server::builder().add_service(component.into_server());
     let path = ctdb_rpc::uds::socket_path(&config.run_dir, "recoverd");
     let monitor = Monitor::new(config.socket.clone(), eventd, state)

@@ -1,25 +1,22 @@
 //! The server side of the `Component` service, shared by db, recoverd and eventd.
 //!
 //! A component is a [`PacketHandler`] owned by one lock and fed the packets transport
-//! routes to it. What it wants delivered goes into its [`Outbox`]; one task drains the
-//! outbox into as few `PacketBatch` messages as the load allows.
+//! routes to it over its packet socket ([`crate::packets`]). What it wants delivered
+//! goes into its [`Outbox`]; one task drains the outbox onto the socket, everything
+//! queued in one write.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
-use tonic::{Request, Response, Status, Streaming};
+use tokio_util::codec::FramedRead;
+use tonic::{Request, Response, Status};
 
 use crate::v1::component_server::{Component, ComponentServer};
-use crate::v1::{
-    ComponentStatus, DebugLevel, Empty, Envelope, LatencyCounter, PacketBatch, StatisticsPart,
-};
-
-/// Most envelopes put in one outgoing batch.
-const MAX_BATCH: usize = 256;
+use crate::v1::{ComponentStatus, DebugLevel, Empty, Envelope, LatencyCounter, StatisticsPart};
 
 /// What a component does with the packets it owns.
 pub trait PacketHandler: Send + 'static {
@@ -70,8 +67,8 @@ pub struct PacketComponent<H> {
     started_us: i64,
     handler: Arc<Mutex<H>>,
     outbox: Outbox,
-    /// Held by the stream currently draining the outbox; a reconnecting transport
-    /// takes it over once the old stream is gone.
+    /// Held by the connection currently draining the outbox; a reconnecting
+    /// transport takes it over once the old connection is gone.
     outgoing: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Envelope>>>,
 }
 
@@ -115,54 +112,73 @@ pub fn lock<H: ?Sized>(handler: &Mutex<H>) -> MutexGuard<'_, H> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-#[tonic::async_trait]
-impl<H: PacketHandler> Component for PacketComponent<H> {
-    type PacketsStream = ReceiverStream<Result<PacketBatch, Status>>;
-
-    async fn packets(
-        &self,
-        request: Request<Streaming<PacketBatch>>,
-    ) -> Result<Response<Self::PacketsStream>, Status> {
-        let mut inbound = request.into_inner();
+impl<H: PacketHandler> PacketComponent<H> {
+    /// Serves this component's packet socket in `run_dir` (see [`crate::packets`]):
+    /// transport's packets go to the handler, the outbox goes back. A new connection
+    /// (transport restarted) replaces the old one and takes over what is still queued.
+    pub fn serve_packets(&self, run_dir: &Path) -> Result<JoinHandle<()>, String> {
+        let path = crate::packets::socket_path(run_dir, &self.name);
+        let listener = crate::uds::bind_listener(&path)
+            .map_err(|e| format!("cannot serve {}: {e}", path.display()))?;
         let handler = self.handler.clone();
         let outbox = self.outbox.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(batch)) = inbound.next().await {
-                let mut h = lock(&handler);
-                for envelope in batch.packets {
-                    h.handle(envelope, &outbox);
-                }
-            }
-        });
-
-        let (tx, rx) = mpsc::channel::<Result<PacketBatch, Status>>(64);
         let outgoing = self.outgoing.clone();
-        tokio::spawn(async move {
-            let mut pending = outgoing.lock().await;
+        Ok(tokio::spawn(async move {
+            let mut current: Option<(JoinHandle<()>, JoinHandle<()>)> = None;
             loop {
-                let first = tokio::select! {
-                    envelope = pending.recv() => envelope,
-                    () = tx.closed() => return,
-                };
-                let Some(first) = first else { return };
-                // Let the rest of the inbound batch be handled first so that its
-                // replies leave together.
-                tokio::task::yield_now().await;
-                let mut packets = vec![first];
-                while packets.len() < MAX_BATCH {
-                    match pending.try_recv() {
-                        Ok(envelope) => packets.push(envelope),
-                        Err(_) => break,
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // EMFILE and the like: wait instead of spinning.
+                        tracing::warn!("packet socket accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
                     }
+                };
+                if let Some((reader, writer)) = current.take() {
+                    reader.abort();
+                    writer.abort();
                 }
-                if tx.send(Ok(PacketBatch { packets })).await.is_err() {
-                    return;
-                }
+                tracing::info!("transport connected to the packet socket");
+                let (read, mut write) = stream.into_split();
+                let reader = tokio::spawn(read_packets(read, handler.clone(), outbox.clone()));
+                let outgoing = outgoing.clone();
+                let writer = tokio::spawn(async move {
+                    let mut queue = outgoing.lock().await;
+                    if let Err(e) = crate::packets::write_from(&mut queue, &mut write).await {
+                        tracing::debug!("packet socket write failed: {e}");
+                    }
+                });
+                current = Some((reader, writer));
             }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        }))
     }
+}
 
+/// Hands every packet read from transport to the handler, until the connection ends.
+async fn read_packets<H: PacketHandler>(
+    read: tokio::net::unix::OwnedReadHalf,
+    handler: Arc<Mutex<H>>,
+    outbox: Outbox,
+) {
+    let mut frames = FramedRead::new(read, crate::packets::codec());
+    while let Some(frame) = frames.next().await {
+        let envelope = match frame
+            .map_err(|e| e.to_string())
+            .and_then(|f| crate::packets::decode(f).map_err(|e| e.to_string()))
+        {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                tracing::warn!("bad frame on the packet socket: {e}; dropping the connection");
+                return;
+            }
+        };
+        lock(&handler).handle(envelope, &outbox);
+    }
+}
+
+#[tonic::async_trait]
+impl<H: PacketHandler> Component for PacketComponent<H> {
     async fn status(&self, _: Request<Empty>) -> Result<Response<ComponentStatus>, Status> {
         Ok(Response::new(ComponentStatus {
             component: self.name.clone(),

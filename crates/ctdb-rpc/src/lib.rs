@@ -9,6 +9,7 @@ pub mod v1 {
 
 pub mod component;
 pub mod faults;
+pub mod packets;
 pub mod uds;
 
 pub use v1::*;

@@ -26,6 +26,11 @@ pub fn channel(path: impl Into<PathBuf>) -> Channel {
 
 /// Binds a Unix listener at `path`, replacing a stale socket file from an earlier run.
 pub fn bind(path: &Path) -> std::io::Result<tokio_stream::wrappers::UnixListenerStream> {
+    bind_listener(path).map(tokio_stream::wrappers::UnixListenerStream::new)
+}
+
+/// Like [`bind`], the listener itself.
+pub fn bind_listener(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -34,6 +39,5 @@ pub fn bind(path: &Path) -> std::io::Result<tokio_stream::wrappers::UnixListener
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let listener = tokio::net::UnixListener::bind(path)?;
-    Ok(tokio_stream::wrappers::UnixListenerStream::new(listener))
+    tokio::net::UnixListener::bind(path)
 }

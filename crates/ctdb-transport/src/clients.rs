@@ -1,16 +1,75 @@
 //! Local clients of the Unix socket and the srvids they registered.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Bytes waiting for one client beyond which it is cut off: it does not read what it
+/// is sent (one larger packet alone is still queued).
+pub const MAX_BACKLOG: usize = 32 << 20;
+
+/// Most clients connected at once; a connection beyond is closed at once.
+pub const MAX_CLIENTS: usize = 20_000;
 
 /// How transport reaches one connected client: its writer task drains this channel.
 #[derive(Debug, Clone)]
 pub struct ClientHandle {
-    pub tx: mpsc::UnboundedSender<Bytes>,
+    tx: mpsc::UnboundedSender<Bytes>,
     pub pid: u32,
+    /// Bytes queued and not written yet.
+    backlog: Arc<AtomicUsize>,
+    /// Cancelled when the client is cut off: its reader and writer stop.
+    pub cut: CancellationToken,
+}
+
+/// The writer's end of a client's queue.
+pub struct ClientQueue {
+    pub rx: mpsc::UnboundedReceiver<Bytes>,
+    backlog: Arc<AtomicUsize>,
+}
+
+impl ClientQueue {
+    /// `bytes` were written to the client.
+    pub fn written(&self, bytes: usize) {
+        self.backlog.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+impl ClientHandle {
+    pub fn new(pid: u32) -> (Self, ClientQueue) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let backlog = Arc::new(AtomicUsize::new(0));
+        let handle = Self {
+            tx,
+            pid,
+            backlog: backlog.clone(),
+            cut: CancellationToken::new(),
+        };
+        (handle, ClientQueue { rx, backlog })
+    }
+
+    /// Queues `packet`; false (and the client is cut off) when its backlog is full.
+    fn push(&self, packet: Bytes) -> bool {
+        let len = packet.len();
+        let before = self.backlog.fetch_add(len, Ordering::AcqRel);
+        if before > 0 && before + len > MAX_BACKLOG {
+            self.backlog.fetch_sub(len, Ordering::AcqRel);
+            if !self.cut.is_cancelled() {
+                tracing::warn!(
+                    pid = self.pid,
+                    backlog = before,
+                    "client does not read what it is sent: disconnecting it"
+                );
+                self.cut.cancel();
+            }
+            return false;
+        }
+        self.tx.send(packet).is_ok()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -56,7 +115,7 @@ impl Clients {
     /// Queues `packet` for client `id`; false when the client is gone.
     pub fn send(&self, id: u64, packet: Bytes) -> bool {
         match self.read().clients.get(&id) {
-            Some(c) => c.tx.send(packet).is_ok(),
+            Some(c) => c.push(packet),
             None => false,
         }
     }
@@ -108,7 +167,7 @@ impl Clients {
         let mut delivered = 0;
         for id in exact.into_iter().flatten().chain(catch_all) {
             if let Some(c) = inner.clients.get(id) {
-                if c.tx.send(packet.clone()).is_ok() {
+                if c.push(packet.clone()) {
                     delivered += 1;
                 }
             }
@@ -121,13 +180,40 @@ impl Clients {
 mod tests {
     use super::*;
 
+    fn client(clients: &Clients, id: u64, pid: u32) -> mpsc::UnboundedReceiver<Bytes> {
+        let (handle, queue) = ClientHandle::new(pid);
+        clients.add(id, handle);
+        queue.rx
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_is_cut_off_past_its_backlog() {
+        let clients = Clients::default();
+        let (handle, queue) = ClientHandle::new(10);
+        let cut = handle.cut.clone();
+        clients.add(1, handle);
+        let packet = Bytes::from(vec![0u8; 1 << 20]);
+        let mut queued = 0;
+        while clients.send(1, packet.clone()) {
+            queued += 1;
+            assert!(queued <= MAX_BACKLOG >> 20, "never cut off");
+        }
+        assert_eq!(queued, MAX_BACKLOG >> 20);
+        assert!(cut.is_cancelled());
+        // What the writer wrote makes room again (a client cut off is gone anyway).
+        queue.written(MAX_BACKLOG);
+        assert!(clients.send(1, packet));
+        // One packet larger than the whole backlog still goes alone.
+        let (big, _queue) = ClientHandle::new(11);
+        clients.add(2, big);
+        assert!(clients.send(2, Bytes::from(vec![0u8; MAX_BACKLOG + 1])));
+    }
+
     #[test]
     fn catch_all_clients_get_each_message_once() {
         let clients = Clients::default();
-        let (tx1, mut rx1) = mpsc::unbounded_channel();
-        let (tx2, mut rx2) = mpsc::unbounded_channel();
-        clients.add(1, ClientHandle { tx: tx1, pid: 10 });
-        clients.add(2, ClientHandle { tx: tx2, pid: 20 });
+        let mut rx1 = client(&clients, 1, 10);
+        let mut rx2 = client(&clients, 2, 20);
         let all = ctdb_protocol::srvid::ALL;
         clients.register_srvid(1, 0xabc);
         clients.register_srvid(1, all);
@@ -146,10 +232,8 @@ mod tests {
     #[test]
     fn messages_reach_registered_clients_only() {
         let clients = Clients::default();
-        let (tx1, mut rx1) = mpsc::unbounded_channel();
-        let (tx2, mut rx2) = mpsc::unbounded_channel();
-        clients.add(1, ClientHandle { tx: tx1, pid: 10 });
-        clients.add(2, ClientHandle { tx: tx2, pid: 20 });
+        let mut rx1 = client(&clients, 1, 10);
+        let mut rx2 = client(&clients, 2, 20);
         clients.register_srvid(1, 0xabc);
         assert_eq!(clients.deliver(0xabc, &Bytes::from_static(b"m")), 1);
         assert!(rx1.try_recv().is_ok());

@@ -658,10 +658,7 @@ pub async fn run_with(
             .into_iter()
             .map(|owner| match in_process.remove(&owner) {
                 Some(handler) => (owner, links::start_in_process(owner, handler, sink.clone())),
-                None => {
-                    let path = ctdb_rpc::uds::socket_path(&config.run_dir, owner.name());
-                    (owner, links::start(owner, path, sink.clone()))
-                }
+                None => (owner, links::start(owner, &config.run_dir, sink.clone())),
             })
             .collect();
         Node {
@@ -718,7 +715,11 @@ pub async fn run_with(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => accept_client(&node, stream),
-                Err(e) => warn!("accept failed: {e}"),
+                Err(e) => {
+                    // Out of descriptors (EMFILE) and the like: wait, do not spin.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             },
             _ = shutdown_rx.changed() => {
                 info!("shutdown requested by a client");
@@ -771,6 +772,13 @@ fn bind_client_socket(path: &std::path::Path) -> Result<UnixListener, TransportE
 }
 
 fn accept_client(node: &Arc<Node>, stream: UnixStream) {
+    if node.clients.count() >= clients::MAX_CLIENTS {
+        warn!(
+            "{} clients connected already: refusing another",
+            clients::MAX_CLIENTS
+        );
+        return;
+    }
     let id = node.next_client.fetch_add(1, Ordering::Relaxed);
     let pid = stream
         .peer_cred()
@@ -778,24 +786,31 @@ fn accept_client(node: &Arc<Node>, stream: UnixStream) {
         .and_then(|c| c.pid())
         .map_or(0, |p| p as u32);
     let (reader, mut writer) = stream.into_split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
-    node.clients.add(id, ClientHandle { tx, pid });
+    let (handle, mut queue) = ClientHandle::new(pid);
+    let cut = handle.cut.clone();
+    node.clients.add(id, handle);
     debug!(client = id, pid, "client connected");
 
     // Writer: everything queued for this client goes out in as few writes as possible.
+    let writer_cut = cut.clone();
     tokio::spawn(async move {
         let mut buf = Vec::with_capacity(8192);
-        while let Some(first) = rx.recv().await {
+        while let Some(first) = queue.rx.recv().await {
             buf.extend_from_slice(&first);
             while buf.len() < WRITE_BATCH {
-                match rx.try_recv() {
+                match queue.rx.try_recv() {
                     Ok(more) => buf.extend_from_slice(&more),
                     Err(_) => break,
                 }
             }
-            if writer.write_all(&buf).await.is_err() {
+            let written = tokio::select! {
+                w = writer.write_all(&buf) => w.is_ok(),
+                () = writer_cut.cancelled() => false,
+            };
+            if !written {
                 return;
             }
+            queue.written(buf.len());
             buf.clear();
         }
     });
@@ -803,15 +818,21 @@ fn accept_client(node: &Arc<Node>, stream: UnixStream) {
     let node = node.clone();
     tokio::spawn(async move {
         let mut frames = FramedRead::new(reader, FrameCodec::new(node.max_packet_len));
-        while let Some(frame) = frames.next().await {
+        loop {
+            let frame = tokio::select! {
+                frame = frames.next() => frame,
+                () = cut.cancelled() => break,
+            };
             match frame {
-                Ok(frame) => node.from_client(id, frame),
-                Err(e) => {
+                Some(Ok(frame)) => node.from_client(id, frame),
+                Some(Err(e)) => {
                     warn!(client = id, pid, "disconnecting client: {e}");
                     break;
                 }
+                None => break,
             }
         }
+        cut.cancel();
         node.clients.remove(id);
         debug!(client = id, "client gone");
     });

@@ -1,13 +1,13 @@
 //! Long-lived packet streams to db, recoverd and eventd.
 //!
-//! One task per component keeps a `Packets` stream open to the component's socket,
-//! reconnecting with back-off when it restarts. Packets queued for it are drained into
-//! as few `PacketBatch` messages as the load allows.
+//! One task per component keeps a connection open to the component's packet socket
+//! ([`ctdb_rpc::packets`]), reconnecting with back-off when it restarts. Packets
+//! queued for it are drained into one write, everything ready at once.
 //!
 //! A component may instead run inside transport's process ([`start_in_process`]): the
 //! same queue then feeds its handler directly, with no socket hop on the hot path.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,16 +16,17 @@ use std::sync::Mutex;
 
 use ctdb_rpc::component::{lock, Outbox, PacketHandler};
 use ctdb_rpc::component_client::ComponentClient;
-use ctdb_rpc::{DebugLevel, Empty, Envelope, PacketBatch, StatisticsPart};
+use ctdb_rpc::packets;
+use ctdb_rpc::{DebugLevel, Empty, Envelope, StatisticsPart};
+use tokio::net::UnixStream;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
+use tokio_util::codec::FramedRead;
 use tonic::transport::Channel;
 use tracing::{info, warn};
 
 use crate::routing::Owner;
 
-const MAX_BATCH: usize = 256;
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Where a component runs.
@@ -118,18 +119,20 @@ pub trait Deliver: Send + Sync + 'static {
     fn link_changed(&self, _owner: Owner, _up: bool) {}
 }
 
-/// Creates the link to `owner`'s socket and starts the task that keeps it connected.
-pub fn start(owner: Owner, socket: PathBuf, sink: Arc<dyn Deliver>) -> Arc<Link> {
+/// Creates the link to `owner` in `run_dir` (its gRPC socket and its packet socket)
+/// and starts the task that keeps the packet socket connected.
+pub fn start(owner: Owner, run_dir: &Path, sink: Arc<dyn Deliver>) -> Arc<Link> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let channel = ctdb_rpc::uds::channel(socket);
+    let channel = ctdb_rpc::uds::channel(ctdb_rpc::uds::socket_path(run_dir, owner.name()));
     let link = Arc::new(Link {
         owner,
         tx,
         up: AtomicBool::new(false),
         held: AtomicUsize::new(0),
-        backend: Backend::Remote(channel.clone()),
+        backend: Backend::Remote(channel),
     });
-    tokio::spawn(keep_connected(link.clone(), channel, rx, sink));
+    let packets = packets::socket_path(run_dir, owner.name());
+    tokio::spawn(keep_connected(link.clone(), packets, rx, sink));
     link
 }
 
@@ -169,66 +172,59 @@ pub fn start_in_process(
 
 async fn keep_connected(
     link: Arc<Link>,
-    channel: Channel,
+    path: PathBuf,
     mut queue: mpsc::UnboundedReceiver<Envelope>,
     sink: Arc<dyn Deliver>,
 ) {
     let mut backoff = Duration::from_millis(20);
     loop {
-        let (batches_tx, batches_rx) = mpsc::channel::<PacketBatch>(64);
-        let mut client = ComponentClient::new(channel.clone())
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX);
-        match client.packets(ReceiverStream::new(batches_rx)).await {
-            Ok(response) => {
-                backoff = Duration::from_millis(20);
-                // What local clients sent while the component was away is in the
-                // queue and goes out first.
-                link.held.store(0, Ordering::Release);
-                link.up.store(true, Ordering::Release);
-                info!(component = link.owner.name(), "packet stream connected");
-                sink.link_changed(link.owner, true);
-                let mut inbound = response.into_inner();
-                loop {
-                    tokio::select! {
-                        batch = inbound.next() => match batch {
-                            Some(Ok(batch)) => {
-                                for envelope in batch.packets {
-                                    sink.deliver_from(link.owner, envelope);
-                                }
-                            }
-                            Some(Err(e)) => {
-                                warn!(component = link.owner.name(), "packet stream failed: {e}");
-                                break;
-                            }
-                            None => break,
-                        },
-                        first = queue.recv() => {
-                            let Some(first) = first else { return };
-                            // Let the other ready clients queue theirs first: one
-                            // batch then carries many packets under load.
-                            tokio::task::yield_now().await;
-                            let mut packets = vec![first];
-                            while packets.len() < MAX_BATCH {
-                                match queue.try_recv() {
-                                    Ok(e) => packets.push(e),
-                                    Err(_) => break,
-                                }
-                            }
-                            if batches_tx.send(PacketBatch { packets }).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-                link.up.store(false, Ordering::Release);
-                warn!(component = link.owner.name(), "packet stream lost");
-                sink.link_changed(link.owner, false);
-            }
+        let stream = match UnixStream::connect(&path).await {
+            Ok(stream) => stream,
             Err(_) => {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
             }
+        };
+        backoff = Duration::from_millis(20);
+        // What local clients sent while the component was away is in the queue and
+        // goes out first.
+        link.held.store(0, Ordering::Release);
+        link.up.store(true, Ordering::Release);
+        info!(component = link.owner.name(), "packet socket connected");
+        sink.link_changed(link.owner, true);
+        let (read, mut write) = stream.into_split();
+        let owner = link.owner;
+        let reading = async {
+            let mut frames = FramedRead::new(read, packets::codec());
+            while let Some(frame) = frames.next().await {
+                match frame
+                    .map_err(|e| e.to_string())
+                    .and_then(|f| packets::decode(f).map_err(|e| e.to_string()))
+                {
+                    Ok(envelope) => sink.deliver_from(owner, envelope),
+                    Err(e) => {
+                        warn!(
+                            component = owner.name(),
+                            "bad frame on the packet socket: {e}"
+                        );
+                        return;
+                    }
+                }
+            }
+        };
+        // Reading goes on while a write waits for room, so neither side can stall
+        // the other.
+        let closed = tokio::select! {
+            () = reading => false,
+            written = packets::write_from(&mut queue, &mut write) => written.is_ok(),
+        };
+        link.up.store(false, Ordering::Release);
+        if closed {
+            // The node is going away: nothing more will be queued.
+            return;
         }
+        warn!(component = owner.name(), "packet socket lost");
+        sink.link_changed(owner, false);
     }
 }
