@@ -187,14 +187,7 @@ impl Eventd {
                 name = opcode.name(),
                 "control not handled by ctdb-eventd"
             );
-            return Some(ReplyControl::error(
-                -1,
-                &format!(
-                    "control {} ({}) is not handled by ctdb-eventd",
-                    opcode.name(),
-                    opcode.as_u32()
-                ),
-            ));
+            return Some(ReplyControl::error(-1, &opcode.unhandled_by("ctdb-eventd")));
         }
         let data = match decode_request(opcode, &req.data) {
             Ok(d) => d,

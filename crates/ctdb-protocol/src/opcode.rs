@@ -1,6 +1,10 @@
 //! Control opcodes: the seed's 0–128, Samba's later 129–160, and ctdb-rs's own
 //! extensions (0x4352_xxxx, between our nodes only).
 
+/// What every component's error says of a control it does not handle: a test finds
+/// routes to components that do not handle what is routed to them by these words.
+pub const UNHANDLED: &str = "is not handled by";
+
 macro_rules! opcodes {
     ($($num:literal => $variant:ident, $name:literal;)*) => {
         /// A control opcode. Numbers this crate does not know are kept in
@@ -27,6 +31,12 @@ macro_rules! opcodes {
                     $(Opcode::$variant => $num,)*
                     Opcode::Unknown(n) => n,
                 }
+            }
+
+            /// The error of a component given a control it does not handle (the same
+            /// words everywhere, see [`UNHANDLED`]).
+            pub fn unhandled_by(self, component: &str) -> String {
+                format!("control {} ({}) {UNHANDLED} {component}", self.name(), self.as_u32())
             }
 
             /// The C name (the seed's spelling for 0–128, Samba's above).

@@ -162,7 +162,7 @@ impl Recoverd {
                 }
                 other => return Err(format!("unexpected payload {other:?}")),
             },
-            other => return Err(format!("{other} is not supported here")),
+            other => return Err(other.unhandled_by("ctdb-recoverd")),
         })
     }
 }

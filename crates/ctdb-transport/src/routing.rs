@@ -25,10 +25,60 @@ impl Owner {
     }
 }
 
-/// The owner of `opcode`, or `None` when nobody serves it (obsolete or unknown): such
-/// a control gets an error reply.
+/// Controls Samba 4.17 itself no longer serves (it answers them "not implemented"):
+/// transport answers them so, and no component sees them.
+pub const OBSOLETE: &[Opcode] = &[
+    Opcode::SetDmaster,
+    Opcode::PersistentStore,
+    Opcode::TransactionStart,
+    Opcode::TransactionCommit,
+    Opcode::TransactionCancel,
+    Opcode::StartPersistentUpdate,
+    Opcode::CancelPersistentUpdate,
+    Opcode::Trans2Commit,
+    Opcode::Trans2Finished,
+    Opcode::Trans2Error,
+    Opcode::Trans2CommitRetry,
+    Opcode::Trans2Active,
+    Opcode::SetDbPriority,
+    Opcode::GetDbPriority,
+    Opcode::ReceiveRecords,
+    Opcode::TakeoverIpV4,
+    Opcode::ReleaseIpV4,
+    Opcode::GetPublicIpsV4,
+    Opcode::SetNatgwstate,
+];
+
+/// Controls DESIGN.md gives a component that does not serve them yet: answered by
+/// transport with an error naming the owner to be, never routed to a component that
+/// would only say it does not handle them. Tickles, TCP connection tracking and
+/// gratuitous ARP are issue 12's (failover); DB_DETACH and Samba's streamed recovery
+/// controls (DB_PULL, DB_PUSH_START/CONFIRM, for a leader that is Samba's ctdbd) are
+/// not built.
+pub const NOT_YET: &[(Opcode, Owner)] = &[
+    (Opcode::DbDetach, Owner::Db),
+    (Opcode::DbPull, Owner::Db),
+    (Opcode::DbPushStart, Owner::Db),
+    (Opcode::DbPushConfirm, Owner::Db),
+    (Opcode::TcpClient, Owner::Recoverd),
+    (Opcode::TcpAdd, Owner::Recoverd),
+    (Opcode::TcpRemove, Owner::Recoverd),
+    (Opcode::TcpAddDelayedUpdate, Owner::Recoverd),
+    (Opcode::GetTcpTickleList, Owner::Recoverd),
+    (Opcode::SetTcpTickleList, Owner::Recoverd),
+    (Opcode::KillTcp, Owner::Recoverd),
+    (Opcode::SendGratiousArp, Owner::Recoverd),
+    (Opcode::TcpClientDisconnected, Owner::Recoverd),
+    (Opcode::TcpClientPassed, Owner::Recoverd),
+];
+
+/// The owner of `opcode`, or `None` when nobody serves it (obsolete, not built yet or
+/// unknown): such a control gets an error reply from transport (see [`route`]).
 pub fn owner(opcode: Opcode) -> Option<Owner> {
     use Opcode::*;
+    if OBSOLETE.contains(&opcode) || NOT_YET.iter().any(|&(op, _)| op == opcode) {
+        return None;
+    }
     Some(match opcode {
         ProcessExists | Statistics | StatisticsReset | Ping | GetDebug | SetDebug | GetNodemap
         | ModifyFlags | RegisterSrvid | DeregisterSrvid | CheckSrvids | GetPid | GetPnn
@@ -161,7 +211,24 @@ pub fn route(opcode: Opcode, data: &[u8]) -> Result<Owner, String> {
             )),
         };
     }
-    owner(opcode).ok_or_else(|| format!("unsupported control {}", opcode.as_u32()))
+    owner(opcode).ok_or_else(|| {
+        if OBSOLETE.contains(&opcode) {
+            format!(
+                "unsupported control {} (obsolete: {})",
+                opcode.as_u32(),
+                opcode.name()
+            )
+        } else if let Some((_, to_be)) = NOT_YET.iter().find(|&&(op, _)| op == opcode) {
+            format!(
+                "unsupported control {} ({}: not built yet in ctdb-{})",
+                opcode.as_u32(),
+                opcode.name(),
+                to_be.name()
+            )
+        } else {
+            format!("unsupported control {}", opcode.as_u32())
+        }
+    })
 }
 
 /// The nodes a packet for `destnode` goes to, this node (`me`) included where it is
@@ -220,11 +287,16 @@ mod tests {
         assert_eq!(owner(Opcode::GetEventScriptStatus), Some(Owner::Eventd));
         assert_eq!(owner(Opcode::Unknown(9999)), None);
         assert_eq!(owner(Opcode::GetNodemapV4), None);
+        assert_eq!(owner(Opcode::Trans2Commit), None, "obsolete");
+        assert_eq!(owner(Opcode::KillTcp), None, "not built yet");
+        assert!(route(Opcode::KillTcp, b"")
+            .unwrap_err()
+            .contains("not built yet in ctdb-recoverd"));
         let owned = Opcode::ALL
             .iter()
             .filter(|&&op| owner(op).is_some())
             .count();
-        assert!(owned > 120, "{owned} controls owned");
+        assert!(owned > 100, "{owned} controls owned");
     }
 
     #[test]

@@ -233,10 +233,7 @@ impl DbDaemon {
             Opcode::UpdateSeqnum => self.update_seqnum(origin.srcnode, data),
             Opcode::ScheduleForDeletion => self.schedule_for_deletion(data),
             Opcode::SetFailpoint => self.set_failpoint(data),
-            other => fail(format!(
-                "control {other} ({}) is not implemented by ctdb-db",
-                other.as_u32()
-            )),
+            other => fail(other.unhandled_by("ctdb-db")),
         }
     }
 }
