@@ -12,7 +12,7 @@ use ctdb_rpc::Envelope;
 use tonic::transport::Channel;
 use tracing::warn;
 
-use crate::events::{run_event, run_event_with};
+use crate::events::{recovery_event, run_event, run_event_with, Startup};
 use crate::ips::{self, ip_of, Action, PublicIps};
 
 /// State of the recovery daemon that its controls read and change.
@@ -29,6 +29,8 @@ pub struct Recoverd {
     /// This node's public addresses; shared with the tasks that run `takeip` and
     /// `releaseip` and record the result when the event is done.
     pub ips: Arc<Mutex<PublicIps>>,
+    /// Whether the node's `startup` event ran (END_RECOVERY runs it once).
+    pub startup: Arc<Mutex<Startup>>,
 }
 
 impl Recoverd {
@@ -41,7 +43,14 @@ impl Recoverd {
             reclock,
             eventd: None,
             ips: Arc::new(Mutex::new(PublicIps::new(pnn, &[]))),
+            startup: Arc::default(),
         }
+    }
+
+    /// Where the node notes that its `startup` event ran (see [`Startup`]).
+    pub fn with_startup_marker(self, path: std::path::PathBuf) -> Self {
+        *ctdb_rpc::component::lock(&self.startup) = Startup::new(Some(path));
+        self
     }
 
     /// The addresses of the public_addresses file.
@@ -253,6 +262,20 @@ impl PacketHandler for Recoverd {
             client: envelope.client,
             wanted: control.flags & ctdb_protocol::flags::control::NOREPLY == 0,
         };
+        // START_RECOVERY / END_RECOVERY: answered once their event ran (see
+        // `events`), meanwhile the other controls are served.
+        if matches!(control.opcode, Opcode::StartRecovery | Opcode::EndRecovery) {
+            let Some(eventd) = self.eventd.clone() else {
+                return to.send(out, status(0));
+            };
+            let end = control.opcode == Opcode::EndRecovery;
+            let (startup, out) = (self.startup.clone(), out.clone());
+            tokio::spawn(async move {
+                recovery_event(eventd, end, startup).await;
+                to.send(&out, status(0));
+            });
+            return;
+        }
         // The event takes as long as its scripts: answer when it is done, meanwhile
         // serve the other controls.
         if let (Opcode::Ipreallocated, Some(eventd)) = (control.opcode, self.eventd.clone()) {

@@ -14,7 +14,6 @@ use ctdb_common::tunables::Tunables;
 use ctdb_protocol::control::{BanState, NodeFlagChange, NodeMap};
 use ctdb_protocol::flags::{capability, dest, node};
 use ctdb_protocol::{srvid, Opcode, Wire};
-use ctdb_rpc::eventd_client::EventdClient;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Notify;
 use tonic::transport::Channel;
@@ -28,11 +27,7 @@ use crate::monitor::{assess, gather};
 use crate::nodes::ok;
 use crate::reclock::{self, Attempt, LockSpec, RecoveryLock};
 use crate::recovery::{recover, Plan};
-use crate::{events, takeover, Recoverd};
-
-/// How long the takeover run that follows a recovery waits (see
-/// `Session::takeover_not_before`).
-const AFTER_RECOVERY: Duration = Duration::from_secs(3);
+use crate::{takeover, Recoverd};
 
 /// How the loop reaches the rest of its node.
 pub struct Monitor {
@@ -42,7 +37,6 @@ pub struct Monitor {
     /// What the srvids asked; kept across connections, like a disable's deadline.
     pub requests: Arc<Mutex<Requests>>,
     wake: Arc<Notify>,
-    startup_marker: Option<PathBuf>,
     /// The leader lease and this node's promise; kept across connections.
     leases: Arc<Mutex<Leases>>,
 }
@@ -56,7 +50,6 @@ impl Monitor {
             state,
             requests: Arc::default(),
             wake: Arc::default(),
-            startup_marker: None,
             leases: Arc::new(Mutex::new(Leases::new(
                 pnn,
                 DEFAULT_LEASE,
@@ -79,13 +72,6 @@ impl Monitor {
         self
     }
 
-    /// Where the events watcher notes that the node's `startup` event ran (see
-    /// [`events::watch`]).
-    pub fn with_startup_marker(mut self, path: PathBuf) -> Self {
-        self.startup_marker = Some(path);
-        self
-    }
-
     /// Runs forever: (re)connects to the node and runs the loop while connected.
     pub async fn run(self) {
         loop {
@@ -98,11 +84,18 @@ impl Monitor {
                 }
             };
             info!(pnn = client.pnn(), "recovery daemon connected to its node");
-            let watcher = tokio::spawn(events::watch(
-                client.clone(),
-                EventdClient::new(self.eventd.clone()),
-                self.startup_marker.clone(),
-            ));
+            // The node's start time, which the startup marker holds.
+            if let Ok(u) = client
+                .uptime(ctdb_protocol::flags::dest::CURRENT_NODE)
+                .await
+            {
+                let started = format!(
+                    "{}.{:06}\n",
+                    u.ctdbd_start_time.sec, u.ctdbd_start_time.usec
+                );
+                let startup = ctdb_rpc::component::lock(&self.state).startup.clone();
+                ctdb_rpc::component::lock(&startup).node_started = Some(started);
+            }
             let announcer = tokio::spawn(announce_leadership(
                 client.clone(),
                 self.state.clone(),
@@ -125,7 +118,6 @@ impl Monitor {
                 Ok(mut session) => session.run().await,
                 Err(e) => warn!("cannot start monitoring: {e}"),
             }
-            watcher.abort();
             announcer.abort();
             lease_keeper.abort();
             if let Some(server) = server {
@@ -265,11 +257,6 @@ struct Session {
     /// A takeover run is due: a failed one is to be retried, a recovery ended, this
     /// node became leader, or the nodes that may host addresses changed.
     need_takeover_run: bool,
-    /// No takeover run for a recovery before this: every node's events watcher sees
-    /// the new generation within a second and queues `recovered` in its eventd, which
-    /// runs one event at a time; waiting [`AFTER_RECOVERY`] puts `recovered` before the
-    /// run's `takeip` and `ipreallocated`, Samba's order, with room for a busy host.
-    takeover_not_before: Option<Instant>,
     /// The nodes that could host addresses at the last takeover run.
     last_eligible: Vec<u32>,
     /// Whether we already said that a disable holds back a recovery / takeover run.
@@ -309,7 +296,6 @@ impl Session {
             last_recovery_failed: false,
             shared,
             need_takeover_run: false,
-            takeover_not_before: None,
             last_eligible: Vec::new(),
             said_recovery_deferred: false,
             said_takeover_deferred: false,
@@ -754,14 +740,11 @@ impl Session {
             .recoveries
             .end();
         match result {
-            // Samba's leader follows each recovery with a takeover run, after every
-            // node ran `recovered`. Here each node's daemon runs `recovered` when it
-            // sees the new generation, later than the leader could know: the run
-            // waits a little (see `takeover_not_before`).
+            // Samba's leader follows each recovery with a takeover run; every node
+            // answered END_RECOVERY once its `recovered` ran, so the run goes now.
             Ok(_) => {
                 self.last_recovery_failed = false;
                 self.need_takeover_run = true;
-                self.takeover_not_before = Some(Instant::now() + AFTER_RECOVERY);
             }
             Err(f) => {
                 warn!("{f}");
@@ -797,7 +780,7 @@ impl Session {
             }
         }
         let now = Instant::now();
-        let due = self.need_takeover_run && self.takeover_not_before.is_none_or(|t| now >= t);
+        let due = self.need_takeover_run;
         let start = ctdb_rpc::component::lock(&self.shared.requests).start_takeover(now, due);
         let (waiting, rebalance) = match start {
             Takeover::Idle => return,
@@ -839,7 +822,6 @@ impl Session {
             Ok(()) => {
                 info!(answered = waiting.len(), "takeover run done");
                 self.need_takeover_run = false;
-                self.takeover_not_before = None;
                 self.last_eligible = eligible;
             }
             Err(e) => {

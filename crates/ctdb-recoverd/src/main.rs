@@ -27,6 +27,7 @@ async fn main() -> std::process::ExitCode {
     let state = Arc::new(Mutex::new(
         Recoverd::new(pnn, config.cluster.recovery_lock.clone())
             .with_eventd(eventd.clone())
+            .with_startup_marker(config.run_dir.join("recoverd.startup"))
             .with_public_addresses(&config.public_addresses),
     ));
     let (outbox, rx) = Outbox::new();
@@ -38,7 +39,6 @@ async fn main() -> std::process::ExitCode {
     let router = tonic::transport::Server::builder().add_service(component.into_server());
     let path = ctdb_rpc::uds::socket_path(&config.run_dir, "recoverd");
     let monitor = Monitor::new(config.socket.clone(), eventd, state)
-        .with_startup_marker(config.run_dir.join("recoverd.startup"))
         .with_promise_file(config.run_dir.join("recoverd.promise"));
     tokio::spawn(monitor.run());
 

@@ -135,8 +135,6 @@ pub fn owner(opcode: Opcode) -> Option<Owner> {
         | DbGetHealth
         | SetDbPriority
         | GetDbPriority
-        | StartRecovery
-        | EndRecovery
         | SetDbReadonly
         | SetDbSticky
         | GetDbStatistics
@@ -183,7 +181,9 @@ pub fn owner(opcode: Opcode) -> Option<Owner> {
         | ReloadPublicIps
         | Ipreallocated
         | TcpClientDisconnected
-        | TcpClientPassed => Owner::Recoverd,
+        | TcpClientPassed
+        | StartRecovery
+        | EndRecovery => Owner::Recoverd,
 
         GetEventScriptStatus | EnableScript | DisableScript | RunEventscripts | EnableMonitor
         | DisableMonitor | GetMonmode => Owner::Eventd,
