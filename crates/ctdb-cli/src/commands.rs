@@ -13,7 +13,7 @@ use ctdb_protocol::event::EventCall;
 use ctdb_protocol::flags::{db, dest, node};
 use ctdb_protocol::srvid::samba::LEADER;
 use ctdb_protocol::{Opcode, Wire};
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 
 use crate::format::dbs::{getdbmap_text, DbInfo};
 use crate::format::misc;
@@ -125,7 +125,7 @@ struct Ctx<'a> {
     cmd_pnn: u32,
     timeout: Duration,
     opts: &'a Options,
-    leader_rx: Option<UnboundedReceiver<Message>>,
+    leader_rx: Option<Receiver<Message>>,
     /// The leader its last broadcast named.
     known_leader: Option<u32>,
     /// The node map fetched to check `-n`, for the command's first look at flags.

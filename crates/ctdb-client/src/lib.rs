@@ -85,7 +85,7 @@ enum Reply {
 #[derive(Default)]
 struct Shared {
     pending: HashMap<u32, oneshot::Sender<Reply>>,
-    handlers: HashMap<u64, mpsc::UnboundedSender<Message>>,
+    handlers: HashMap<u64, mpsc::Sender<Message>>,
     closed: bool,
 }
 
@@ -101,6 +101,9 @@ impl Inner {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// Most messages of one srvid waiting to be read by the client's code.
+pub const MESSAGE_BACKLOG: usize = 10_000;
 
 /// A connection to a CTDB daemon. Cheap to clone; all clones share the connection.
 #[derive(Clone)]
@@ -322,9 +325,10 @@ impl Client {
         })
     }
 
-    /// Registers `srvid` with the daemon; its messages arrive on the returned channel.
-    pub async fn register_srvid(&self, srvid: u64) -> Result<mpsc::UnboundedReceiver<Message>> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// Registers `srvid` with the daemon; its messages arrive on the returned channel,
+    /// which holds at most [`MESSAGE_BACKLOG`] unread ones (later ones are dropped).
+    pub async fn register_srvid(&self, srvid: u64) -> Result<mpsc::Receiver<Message>> {
+        let (tx, rx) = mpsc::channel(MESSAGE_BACKLOG);
         self.inner.shared().handlers.insert(srvid, tx);
         let result = self
             .control(
@@ -382,11 +386,17 @@ fn dispatch(inner: &Inner, packet: Packet) {
                 .get(&m.srvid)
                 .or_else(|| shared.handlers.get(&ctdb_protocol::srvid::ALL));
             if let Some(h) = handler {
-                let _ = h.send(Message {
+                let message = Message {
                     srvid: m.srvid,
                     srcnode: packet.srcnode,
                     data: m.data,
-                });
+                };
+                if let Err(mpsc::error::TrySendError::Full(m)) = h.try_send(message) {
+                    tracing::warn!(
+                        srvid = m.srvid,
+                        "{MESSAGE_BACKLOG} messages unread: one dropped"
+                    );
+                }
             }
             return;
         }

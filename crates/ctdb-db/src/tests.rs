@@ -8,7 +8,6 @@ use ctdb_protocol::packet::Operation;
 use ctdb_protocol::{Body, LtdbHeader, Opcode, Packet, ReplyControl, ReqCall, ReqControl, Wire};
 use ctdb_rpc::component::{Outbox, PacketHandler};
 use ctdb_rpc::Envelope;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::*;
 
@@ -25,7 +24,7 @@ const PERS_ID: u32 = 0x6ef9_1a74;
 struct Harness {
     daemon: DbDaemon,
     out: Outbox,
-    rx: UnboundedReceiver<Envelope>,
+    rx: ctdb_rpc::queue::QueueRx<Envelope>,
     reqid: u32,
     dir: tempfile::TempDir,
 }

@@ -18,7 +18,6 @@ use ctdb_protocol::wire::Wire;
 use ctdb_protocol::{Body, Opcode, Packet, ReplyControl, ReqControl};
 use ctdb_rpc::component::{Outbox, PacketHandler};
 use ctdb_rpc::Envelope;
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 const CLIENT: u64 = 17;
@@ -59,7 +58,7 @@ fn string_data(s: &str) -> Vec<u8> {
 }
 
 /// Takes the next reply off the outbox and checks how it is addressed.
-async fn reply(rx: &mut UnboundedReceiver<Envelope>) -> ReplyControl {
+async fn reply(rx: &mut ctdb_rpc::queue::QueueRx<Envelope>) -> ReplyControl {
     let env = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .expect("no reply in time")

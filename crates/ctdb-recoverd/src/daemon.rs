@@ -14,7 +14,7 @@ use ctdb_common::tunables::Tunables;
 use ctdb_protocol::control::{BanState, NodeFlagChange, NodeMap};
 use ctdb_protocol::flags::{capability, dest, node};
 use ctdb_protocol::{srvid, Opcode, Wire};
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use tokio::sync::Notify;
 use tonic::transport::Channel;
 use tracing::{debug, info, warn};
@@ -242,8 +242,8 @@ struct Session {
     client: Client,
     state: Arc<Mutex<Recoverd>>,
     pnn: u32,
-    leaders: UnboundedReceiver<Message>,
-    elections: UnboundedReceiver<Message>,
+    leaders: Receiver<Message>,
+    elections: Receiver<Message>,
     roles: Roles,
     /// The last leader announcement from another node: (its pnn, when).
     heard: Option<(u32, Instant)>,

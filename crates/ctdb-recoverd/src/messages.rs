@@ -13,7 +13,7 @@ use ctdb_client::{Client, ClientError, Message};
 use ctdb_protocol::srvid::{self, samba};
 use futures::stream::{self, BoxStream, StreamExt};
 use nix::errno::Errno;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
@@ -470,7 +470,7 @@ pub struct Inbox {
     messages: BoxStream<'static, Message>,
 }
 
-fn receiver_stream(rx: UnboundedReceiver<Message>) -> BoxStream<'static, Message> {
+fn receiver_stream(rx: Receiver<Message>) -> BoxStream<'static, Message> {
     stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) }).boxed()
 }
 

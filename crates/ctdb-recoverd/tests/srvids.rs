@@ -14,7 +14,7 @@ use ctdb_protocol::srvid::{self, samba};
 use ctdb_recoverd::messages::{DisableMessage, SrvidMessage};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 
 /// `target/debug`, where the test executable's directory (`deps`) lives.
 fn bin(name: &str) -> PathBuf {
@@ -167,7 +167,7 @@ fn reply_srvid(n: u64) -> u64 {
     samba::TEST_RANGE | (u64::from(std::process::id()) << 16) | n
 }
 
-async fn next(rx: &mut UnboundedReceiver<Message>, wait: Duration) -> Option<Bytes> {
+async fn next(rx: &mut Receiver<Message>, wait: Duration) -> Option<Bytes> {
     tokio::time::timeout(wait, rx.recv())
         .await
         .ok()

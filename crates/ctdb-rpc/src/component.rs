@@ -9,12 +9,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_util::codec::FramedRead;
 use tonic::{Request, Response, Status};
 
+use crate::queue::{QueueRx, QueueTx, Refused};
 use crate::v1::component_server::{Component, ComponentServer};
 use crate::v1::{ComponentStatus, DebugLevel, Empty, Envelope, LatencyCounter, StatisticsPart};
 
@@ -33,22 +33,36 @@ pub trait PacketHandler: Send + 'static {
     fn set_debug(&mut self, _level: i32) {}
 }
 
+/// Most bytes of packets a component's outbox holds for transport: beyond, while
+/// transport does not read (it is down, or stuck), what the component sends is dropped
+/// (a call's asker times out or is answered again after a recovery).
+pub const OUTBOX_LIMIT: usize = 256 << 20;
+
 /// Where a component puts the packets it wants transport to deliver.
 #[derive(Clone, Debug)]
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<Envelope>,
+    tx: QueueTx<Envelope>,
 }
 
 impl Outbox {
-    /// A new outbox and the receiving end transport's stream drains.
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<Envelope>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// A new outbox and the receiving end the packet socket drains.
+    pub fn new() -> (Self, QueueRx<Envelope>) {
+        let (tx, rx) = crate::queue::queue(OUTBOX_LIMIT);
         (Self { tx }, rx)
     }
 
     pub fn send(&self, envelope: Envelope) {
-        // Only fails when the component is shutting down: nothing left to deliver to.
-        let _ = self.tx.send(envelope);
+        match self.tx.send(envelope) {
+            Ok(()) => {}
+            Err(Refused::Full(_)) => {
+                tracing::warn!(
+                    queued = self.tx.queued(),
+                    "outbox full (transport does not read): packet dropped"
+                );
+            }
+            // The component is shutting down: nothing left to deliver to.
+            Err(Refused::Closed(_)) => {}
+        }
     }
 
     /// Sends `packet` to local client `client` (0: route by the packet's destnode).
@@ -69,7 +83,7 @@ pub struct PacketComponent<H> {
     outbox: Outbox,
     /// Held by the connection currently draining the outbox; a reconnecting
     /// transport takes it over once the old connection is gone.
-    outgoing: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Envelope>>>,
+    outgoing: Arc<tokio::sync::Mutex<QueueRx<Envelope>>>,
 }
 
 impl<H: PacketHandler> PacketComponent<H> {
@@ -84,7 +98,7 @@ impl<H: PacketHandler> PacketComponent<H> {
         name: &str,
         handler: Arc<Mutex<H>>,
         outbox: Outbox,
-        rx: mpsc::UnboundedReceiver<Envelope>,
+        rx: QueueRx<Envelope>,
     ) -> Self {
         let started_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -10,6 +10,7 @@ pub mod v1 {
 pub mod component;
 pub mod faults;
 pub mod packets;
+pub mod queue;
 pub mod uds;
 
 pub use v1::*;

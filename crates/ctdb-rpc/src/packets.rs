@@ -19,10 +19,10 @@ use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_stream::StreamExt;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
+use crate::queue::QueueRx;
 use crate::Envelope;
 
 /// Bytes of a frame's envelope header: the client and the node.
@@ -87,7 +87,7 @@ pub fn decode(mut frame: BytesMut) -> Result<Envelope, FrameError> {
 /// Writes what `queue` holds to `out`, everything ready at once in one write, until
 /// the queue closes (`Ok`) or a write fails.
 pub async fn write_from(
-    queue: &mut UnboundedReceiver<Envelope>,
+    queue: &mut QueueRx<Envelope>,
     out: &mut (impl AsyncWrite + Unpin),
 ) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(64 * 1024);

@@ -1,11 +1,10 @@
 //! Local clients of the Unix socket and the srvids they registered.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use ctdb_rpc::queue::{queue, QueueRx, QueueTx, Refused};
 use tokio_util::sync::CancellationToken;
 
 /// Bytes waiting for one client beyond which it is cut off: it does not read what it
@@ -15,60 +14,44 @@ pub const MAX_BACKLOG: usize = 32 << 20;
 /// Most clients connected at once; a connection beyond is closed at once.
 pub const MAX_CLIENTS: usize = 20_000;
 
-/// How transport reaches one connected client: its writer task drains this channel.
+/// How transport reaches one connected client: its writer task drains this queue.
 #[derive(Debug, Clone)]
 pub struct ClientHandle {
-    tx: mpsc::UnboundedSender<Bytes>,
+    tx: QueueTx<Bytes>,
     pub pid: u32,
-    /// Bytes queued and not written yet.
-    backlog: Arc<AtomicUsize>,
     /// Cancelled when the client is cut off: its reader and writer stop.
     pub cut: CancellationToken,
 }
 
-/// The writer's end of a client's queue.
-pub struct ClientQueue {
-    pub rx: mpsc::UnboundedReceiver<Bytes>,
-    backlog: Arc<AtomicUsize>,
-}
-
-impl ClientQueue {
-    /// `bytes` were written to the client.
-    pub fn written(&self, bytes: usize) {
-        self.backlog.fetch_sub(bytes, Ordering::AcqRel);
-    }
-}
-
 impl ClientHandle {
-    pub fn new(pid: u32) -> (Self, ClientQueue) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let backlog = Arc::new(AtomicUsize::new(0));
+    /// A handle and the queue its writer drains.
+    pub fn new(pid: u32) -> (Self, QueueRx<Bytes>) {
+        let (tx, rx) = queue(MAX_BACKLOG);
         let handle = Self {
             tx,
             pid,
-            backlog: backlog.clone(),
             cut: CancellationToken::new(),
         };
-        (handle, ClientQueue { rx, backlog })
+        (handle, rx)
     }
 
     /// Queues `packet`; false (and the client is cut off) when its backlog is full.
     fn push(&self, packet: Bytes) -> bool {
-        let len = packet.len();
-        let before = self.backlog.fetch_add(len, Ordering::AcqRel);
-        if before > 0 && before + len > MAX_BACKLOG {
-            self.backlog.fetch_sub(len, Ordering::AcqRel);
-            if !self.cut.is_cancelled() {
-                tracing::warn!(
-                    pid = self.pid,
-                    backlog = before,
-                    "client does not read what it is sent: disconnecting it"
-                );
-                self.cut.cancel();
+        match self.tx.send(packet) {
+            Ok(()) => true,
+            Err(Refused::Full(_)) => {
+                if !self.cut.is_cancelled() {
+                    tracing::warn!(
+                        pid = self.pid,
+                        backlog = self.tx.queued(),
+                        "client does not read what it is sent: disconnecting it"
+                    );
+                    self.cut.cancel();
+                }
+                false
             }
-            return false;
+            Err(Refused::Closed(_)) => false,
         }
-        self.tx.send(packet).is_ok()
     }
 }
 
@@ -180,16 +163,16 @@ impl Clients {
 mod tests {
     use super::*;
 
-    fn client(clients: &Clients, id: u64, pid: u32) -> mpsc::UnboundedReceiver<Bytes> {
+    fn client(clients: &Clients, id: u64, pid: u32) -> QueueRx<Bytes> {
         let (handle, queue) = ClientHandle::new(pid);
         clients.add(id, handle);
-        queue.rx
+        queue
     }
 
     #[test]
     fn a_client_that_does_not_read_is_cut_off_past_its_backlog() {
         let clients = Clients::default();
-        let (handle, queue) = ClientHandle::new(10);
+        let (handle, mut queue) = ClientHandle::new(10);
         let cut = handle.cut.clone();
         clients.add(1, handle);
         let packet = Bytes::from(vec![0u8; 1 << 20]);
@@ -200,8 +183,8 @@ mod tests {
         }
         assert_eq!(queued, MAX_BACKLOG >> 20);
         assert!(cut.is_cancelled());
-        // What the writer wrote makes room again (a client cut off is gone anyway).
-        queue.written(MAX_BACKLOG);
+        // What the writer took makes room again (a client cut off is gone anyway).
+        while queue.try_recv().is_ok() {}
         assert!(clients.send(1, packet));
         // One packet larger than the whole backlog still goes alone.
         let (big, _queue) = ClientHandle::new(11);
@@ -223,9 +206,7 @@ mod tests {
         assert_eq!(clients.deliver(0xabc, &m), 2);
         assert_eq!(clients.deliver(0xdef, &m), 2);
         assert_eq!(clients.deliver(all, &m), 2);
-        let count = |rx: &mut mpsc::UnboundedReceiver<Bytes>| {
-            std::iter::from_fn(|| rx.try_recv().ok()).count()
-        };
+        let count = |rx: &mut QueueRx<Bytes>| std::iter::from_fn(|| rx.try_recv().ok()).count();
         assert_eq!((count(&mut rx1), count(&mut rx2)), (3, 3));
     }
 

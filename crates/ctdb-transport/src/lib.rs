@@ -54,7 +54,7 @@ use ctdb_rpc::Envelope;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
@@ -96,7 +96,7 @@ pub struct Node {
     forwarded: Mutex<ForwardTable>,
     /// Node-level packets this node sends itself (a component's request to its own
     /// node, a transport reply to one): handled as if they came from a peer.
-    loopback: mpsc::UnboundedSender<Bytes>,
+    loopback: ctdb_rpc::queue::QueueTx<Bytes>,
     /// GET_STAT_HISTORY's entries.
     history: Mutex<stat_history::StatHistory>,
 }
@@ -297,7 +297,15 @@ impl Node {
     /// go now.
     pub(crate) fn send_to_node(&self, pnn: u32, packet: Bytes) -> bool {
         if pnn == self.pnn {
-            return self.loopback.send(packet).is_ok();
+            return match self.loopback.send(packet) {
+                Ok(()) => true,
+                Err(e) => {
+                    if matches!(e, ctdb_rpc::queue::Refused::Full(_)) {
+                        warn!("the loopback is full: packet to this node dropped");
+                    }
+                    false
+                }
+            };
         }
         let sent = self.mesh.send(pnn, packet);
         if sent {
@@ -651,7 +659,7 @@ pub async fn run_with(
         .duration_since(UNIX_EPOCH)
         .map_or(1, |d| d.as_secs());
 
-    let (loopback, mut looped) = mpsc::unbounded_channel::<Bytes>();
+    let (loopback, mut looped) = ctdb_rpc::queue::queue::<Bytes>(peers::PEER_LIMIT);
     let node = Arc::new_cyclic(|weak: &std::sync::Weak<Node>| {
         let sink: Arc<dyn Deliver> = Arc::new(WeakSink(weak.clone()));
         let links = Owner::COMPONENTS
@@ -795,10 +803,10 @@ fn accept_client(node: &Arc<Node>, stream: UnixStream) {
     let writer_cut = cut.clone();
     tokio::spawn(async move {
         let mut buf = Vec::with_capacity(8192);
-        while let Some(first) = queue.rx.recv().await {
+        while let Some(first) = queue.recv().await {
             buf.extend_from_slice(&first);
             while buf.len() < WRITE_BATCH {
-                match queue.rx.try_recv() {
+                match queue.try_recv() {
                     Ok(more) => buf.extend_from_slice(&more),
                     Err(_) => break,
                 }
@@ -810,7 +818,6 @@ fn accept_client(node: &Arc<Node>, stream: UnixStream) {
             if !written {
                 return;
             }
-            queue.written(buf.len());
             buf.clear();
         }
     });

@@ -17,9 +17,9 @@ use std::sync::Mutex;
 use ctdb_rpc::component::{lock, Outbox, PacketHandler};
 use ctdb_rpc::component_client::ComponentClient;
 use ctdb_rpc::packets;
+use ctdb_rpc::queue::{queue, QueueRx, QueueTx, Refused};
 use ctdb_rpc::{DebugLevel, Empty, Envelope, StatisticsPart};
 use tokio::net::UnixStream;
-use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_util::codec::FramedRead;
 use tonic::transport::Channel;
@@ -40,12 +40,16 @@ enum Backend {
 /// Transport's end of one component's packet stream.
 pub struct Link {
     pub owner: Owner,
-    tx: mpsc::UnboundedSender<Envelope>,
+    tx: QueueTx<Envelope>,
     up: AtomicBool,
     /// Local clients' packets queued while the component is down.
     held: AtomicUsize,
     backend: Backend,
 }
+
+/// Most bytes of packets queued for one component: past it (the component does not
+/// read), more are refused and their senders answered with an error.
+pub const LINK_LIMIT: usize = 256 << 20;
 
 /// Most packets of local clients held for a component that is down (being restarted):
 /// they reach it when it is back, as Samba's daemon holds calls during a recovery, so
@@ -90,22 +94,38 @@ impl Link {
         }
     }
 
-    /// Queues a packet for the component; false when it is not connected now.
+    /// Queues a packet for the component; false when it is not connected now or its
+    /// queue is full.
     pub fn send(&self, envelope: Envelope) -> bool {
-        self.is_up() && self.tx.send(envelope).is_ok()
+        self.is_up() && self.queue(envelope)
+    }
+
+    fn queue(&self, envelope: Envelope) -> bool {
+        match self.tx.send(envelope) {
+            Ok(()) => true,
+            Err(Refused::Full(_)) => {
+                warn!(
+                    component = self.owner.name(),
+                    queued = self.tx.queued(),
+                    "component does not read its packets: one refused"
+                );
+                false
+            }
+            Err(Refused::Closed(_)) => false,
+        }
     }
 
     /// Queues a local client's packet for the component, holding it while the
     /// component is down (up to [`MAX_HELD`]); false when refused.
     pub fn send_or_hold(&self, envelope: Envelope) -> bool {
         if self.is_up() {
-            return self.tx.send(envelope).is_ok();
+            return self.queue(envelope);
         }
         if self.held.fetch_add(1, Ordering::AcqRel) >= MAX_HELD {
             self.held.fetch_sub(1, Ordering::AcqRel);
             return false;
         }
-        self.tx.send(envelope).is_ok()
+        self.queue(envelope)
     }
 
     pub fn is_up(&self) -> bool {
@@ -122,7 +142,7 @@ pub trait Deliver: Send + Sync + 'static {
 /// Creates the link to `owner` in `run_dir` (its gRPC socket and its packet socket)
 /// and starts the task that keeps the packet socket connected.
 pub fn start(owner: Owner, run_dir: &Path, sink: Arc<dyn Deliver>) -> Arc<Link> {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = queue(LINK_LIMIT);
     let channel = ctdb_rpc::uds::channel(ctdb_rpc::uds::socket_path(run_dir, owner.name()));
     let link = Arc::new(Link {
         owner,
@@ -142,7 +162,7 @@ pub fn start_in_process(
     handler: Arc<Mutex<dyn PacketHandler>>,
     sink: Arc<dyn Deliver>,
 ) -> Arc<Link> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Envelope>();
+    let (tx, mut rx) = queue::<Envelope>(LINK_LIMIT);
     let (outbox, mut outgoing) = Outbox::new();
     let link = Arc::new(Link {
         owner,
@@ -173,7 +193,7 @@ pub fn start_in_process(
 async fn keep_connected(
     link: Arc<Link>,
     path: PathBuf,
-    mut queue: mpsc::UnboundedReceiver<Envelope>,
+    mut queue: QueueRx<Envelope>,
     sink: Arc<dyn Deliver>,
 ) {
     let mut backoff = Duration::from_millis(20);

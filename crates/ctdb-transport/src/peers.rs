@@ -31,10 +31,11 @@ use bytes::Bytes;
 use ctdb_common::nodes::NodeEntry;
 use ctdb_protocol::flags::node as node_flags;
 use ctdb_protocol::{Body, FrameCodec, Keepalive, Packet};
+use ctdb_rpc::queue::{queue, QueueRx, QueueTx, Refused};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
@@ -49,11 +50,14 @@ const STABLE: Duration = Duration::from_secs(1);
 const TICK: Duration = Duration::from_millis(250);
 /// Most bytes the writer of a peer gathers into one write.
 const WRITE_BATCH: usize = 256 * 1024;
+/// Most bytes queued for one node: past it the node is taken for stuck and the
+/// connection is made again.
+pub const PEER_LIMIT: usize = 256 << 20;
 
 /// What transport knows about one other node's connections.
 pub struct Peer {
     /// Queue of our outgoing connection, while it is up.
-    out: RwLock<Option<mpsc::UnboundedSender<Bytes>>>,
+    out: RwLock<Option<QueueTx<Bytes>>>,
     /// Inbound connections from this peer that are open.
     inbound: AtomicU32,
     /// Milliseconds since the mesh started when a packet last arrived from it.
@@ -86,7 +90,7 @@ impl Peer {
         self.out.read().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
-    fn set_out(&self, tx: Option<mpsc::UnboundedSender<Bytes>>) {
+    fn set_out(&self, tx: Option<QueueTx<Bytes>>) {
         *self.out.write().unwrap_or_else(|p| p.into_inner()) = tx;
     }
 
@@ -149,7 +153,24 @@ impl Mesh {
             return peer.out_up();
         }
         let out = peer.out.read().unwrap_or_else(|p| p.into_inner());
-        out.as_ref().is_some_and(|tx| tx.send(packet).is_ok())
+        let Some(tx) = out.as_ref() else {
+            return false;
+        };
+        match tx.send(packet) {
+            Ok(()) => true,
+            Err(Refused::Full(_)) => {
+                // It takes nothing in: a connection made again starts clean (what was
+                // queued is lost, as on a node that went away and came back).
+                warn!(
+                    peer = pnn,
+                    queued = tx.queued(),
+                    "node {pnn} does not read what we send: dropping the connection"
+                );
+                peer.drop_connections();
+                false
+            }
+            Err(Refused::Closed(_)) => false,
+        }
     }
 
     /// Connected peers, in pnn order.
@@ -374,7 +395,7 @@ async fn connect_loop(node: Arc<Node>, pnn: u32, local: IpAddr, target: SocketAd
                 let since = Instant::now();
                 let mut reset = peer.reset.subscribe();
                 reset.mark_unchanged();
-                let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+                let (tx, rx) = queue::<Bytes>(PEER_LIMIT);
                 peer.set_out(Some(tx));
                 refresh(&node, pnn);
                 let why = write_peer(stream, rx, &mut reset).await;
@@ -396,7 +417,7 @@ async fn connect_loop(node: Arc<Node>, pnn: u32, local: IpAddr, target: SocketAd
 /// says why it ended.
 async fn write_peer(
     stream: TcpStream,
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    mut rx: QueueRx<Bytes>,
     reset: &mut watch::Receiver<u64>,
 ) -> String {
     let (mut read, mut write) = stream.into_split();
@@ -542,8 +563,8 @@ mod tests {
     #[test]
     fn a_cut_peer_gets_nothing_and_a_heal_lets_it_through() {
         let mesh = Mesh::new(4, 1, &[false, false, false, true]);
-        let (tx0, mut rx0) = mpsc::unbounded_channel();
-        let (tx2, mut rx2) = mpsc::unbounded_channel();
+        let (tx0, mut rx0) = queue(PEER_LIMIT);
+        let (tx2, mut rx2) = queue(PEER_LIMIT);
         mesh.peer(0).unwrap().set_out(Some(tx0));
         mesh.peer(2).unwrap().set_out(Some(tx2));
         assert!(mesh.cut_off().is_empty());

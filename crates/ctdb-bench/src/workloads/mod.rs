@@ -219,7 +219,7 @@ pub struct Member {
     pub client: Client,
     pub pnn: u32,
     pub srvid: u64,
-    pub inbox: mpsc::UnboundedReceiver<Message>,
+    pub inbox: mpsc::Receiver<Message>,
 }
 
 /// Where a ring member sends.
@@ -288,7 +288,7 @@ pub fn stop_signal() -> (watch::Sender<bool>, watch::Receiver<bool>) {
 /// The next message for a ring member, `None` once `stop` is set; an error when
 /// nothing arrives for `patience` (a message was lost).
 pub async fn next_message(
-    inbox: &mut mpsc::UnboundedReceiver<Message>,
+    inbox: &mut mpsc::Receiver<Message>,
     stop: &mut watch::Receiver<bool>,
     patience: Duration,
 ) -> Result<Option<Message>> {

@@ -185,13 +185,7 @@ async fn wait_for_flags(ctx: &Ctx<'_>, change: &Change) -> Result<(), Fail> {
 /// Registers the next reply srvid of this tool.
 async fn reply_srvid(
     ctx: &mut Ctx<'_>,
-) -> Result<
-    (
-        u64,
-        tokio::sync::mpsc::UnboundedReceiver<ctdb_client::Message>,
-    ),
-    Fail,
-> {
+) -> Result<(u64, tokio::sync::mpsc::Receiver<ctdb_client::Message>), Fail> {
     ctx.srvids_used += 1;
     let id = tool_srvid(std::process::id(), ctx.srvids_used);
     let rx = ctx
