@@ -248,3 +248,43 @@ async fn keep_connected(
         sink.link_changed(owner, false);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Idle;
+    impl PacketHandler for Idle {
+        fn handle(&mut self, _: Envelope, _: &Outbox) {}
+    }
+
+    fn envelope(len: usize) -> Envelope {
+        Envelope {
+            client: 1,
+            from_node: u32::MAX,
+            packet: vec![0; len],
+        }
+    }
+
+    #[test]
+    fn a_component_that_does_not_read_is_sent_no_more_past_its_limit() {
+        let limit = 2 * (8 + packets::ENVELOPE_HEADER);
+        let (tx, mut rx) = queue(limit);
+        let link = Link {
+            owner: Owner::Db,
+            tx,
+            up: AtomicBool::new(true),
+            held: AtomicUsize::new(0),
+            backend: Backend::Local(Arc::new(Mutex::new(Idle))),
+        };
+        assert!(link.send(envelope(8)));
+        assert!(link.send_or_hold(envelope(8)));
+        assert!(!link.send(envelope(8)), "over the limit");
+        assert!(!link.send_or_hold(envelope(8)), "over the limit");
+        assert!(rx.try_recv().is_ok());
+        assert!(link.send(envelope(8)));
+        // Down: only local clients' packets are held, up to MAX_HELD.
+        link.up.store(false, Ordering::Release);
+        assert!(!link.send(envelope(1)));
+    }
+}

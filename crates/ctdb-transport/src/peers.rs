@@ -50,6 +50,9 @@ const STABLE: Duration = Duration::from_secs(1);
 const TICK: Duration = Duration::from_millis(250);
 /// Most bytes the writer of a peer gathers into one write.
 const WRITE_BATCH: usize = 256 * 1024;
+/// A node's packet begun and not finished in this long closes its connection (the
+/// buffer it holds is let go; the node connects again).
+pub const PARTIAL_PACKET_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most bytes queued for one node: past it the node is taken for stuck and the
 /// connection is made again.
 pub const PEER_LIMIT: usize = 256 << 20;
@@ -346,10 +349,31 @@ async fn read_peer(node: Arc<Node>, pnn: u32, stream: TcpStream, from: SocketAdd
     peer.last_rx_ms.store(node.mesh.now_ms(), Ordering::Release);
     refresh(&node, pnn);
     let mut frames = FramedRead::new(stream, FrameCodec::new(node.max_packet_len));
+    // A packet begun and not finished: since when (see PARTIAL_PACKET_TIMEOUT).
+    let mut partial_since: Option<Instant> = None;
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = check.tick() => {
+                if frames.read_buffer().is_empty() {
+                    partial_since = None;
+                } else if partial_since.get_or_insert_with(Instant::now).elapsed()
+                    >= PARTIAL_PACKET_TIMEOUT
+                {
+                    warn!(
+                        peer = pnn,
+                        %from,
+                        buffered = frames.read_buffer().len(),
+                        "node {pnn} began a packet and did not finish it in \
+                         {PARTIAL_PACKET_TIMEOUT:?}: closing its connection"
+                    );
+                    break;
+                }
+            }
             frame = frames.next() => match frame {
                 Some(Ok(frame)) => {
+                    partial_since = None;
                     if peer.is_cut() {
                         node.mesh.cut_dropped.fetch_add(1, Ordering::Relaxed);
                         continue;
@@ -558,6 +582,24 @@ mod tests {
             let e = parse_cut(bad).unwrap_err();
             assert!(e.contains(CUT_POINT), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_node_that_does_not_read_is_refused_and_its_connection_made_again() {
+        let mesh = Mesh::new(2, 1, &[false, false]);
+        let (tx, mut rx) = queue(10);
+        let peer = mesh.peer(0).unwrap();
+        peer.set_out(Some(tx));
+        let mut resets = peer.reset.subscribe();
+        resets.mark_unchanged();
+        assert!(mesh.send(0, Bytes::from_static(b"12345678")));
+        assert!(
+            !mesh.send(0, Bytes::from_static(b"12345678")),
+            "over the limit"
+        );
+        assert!(resets.has_changed().unwrap(), "the connection is dropped");
+        assert_eq!(rx.try_recv().unwrap(), Bytes::from_static(b"12345678"));
+        assert!(mesh.send(0, Bytes::from_static(b"1")));
     }
 
     #[test]
