@@ -6,7 +6,7 @@
 use std::fmt;
 use std::fs::OpenOptions;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use tracing::level_filters::LevelFilter;
 use tracing::{Event, Subscriber};
@@ -14,8 +14,10 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use crate::ConfigError;
 
@@ -106,6 +108,19 @@ where
     }
 }
 
+/// The installed subscriber's filter, which [`set_level`] replaces.
+static LEVEL: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+
+/// Sets this process's log level to Samba level `level` from now on (`ctdb setdebug`
+/// reaches every component so); false when [`init`] installed no subscriber.
+pub fn set_level(level: i32) -> bool {
+    let Some(handle) = LEVEL.get() else {
+        return false;
+    };
+    let filter = EnvFilter::default().add_directive(level_filter(level).into());
+    handle.reload(filter).is_ok()
+}
+
 /// Installs the global tracing subscriber for `component` (`ctdbd`, `recoverd`, ...).
 ///
 /// `location` is `stderr`, `file:PATH` (appended to; an empty path means stderr) or
@@ -188,16 +203,22 @@ fn init_with(
 
     // Colour codes belong on a terminal, never in a log file.
     let ansi = !timestamps && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let installed = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let (filter, handle) = reload::Layer::new(filter);
+    let format = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(writer)
         .event_format(SambaFormat {
             component: component.to_string(),
             timestamps,
-        })
+        });
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(format)
         .try_init()
         .is_ok();
+    if installed {
+        let _ = LEVEL.set(handle);
+    }
     if let (true, Some(location)) = (installed, note) {
         tracing::warn!("log location {location} is not supported, logging to stderr");
     }

@@ -211,7 +211,10 @@ impl<H: PacketHandler> Component for PacketComponent<H> {
     }
 
     async fn set_debug(&self, request: Request<DebugLevel>) -> Result<Response<Empty>, Status> {
-        lock(&self.handler).set_debug(request.into_inner().level);
+        let level = request.into_inner().level;
+        // `ctdb setdebug`: this process logs at the new level from now on.
+        ctdb_common::logging::set_level(level);
+        lock(&self.handler).set_debug(level);
         Ok(Response::new(Empty {}))
     }
 }

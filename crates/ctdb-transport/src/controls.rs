@@ -134,6 +134,7 @@ fn answer(
                 other => return Err(format!("unexpected SET_DEBUG payload {other:?}")),
             };
             node.state().debug_level = level;
+            ctdb_common::logging::set_level(level);
             fan_out_debug(node, level);
             status(0)
         }
