@@ -420,6 +420,17 @@ impl PacketHandler for DbDaemon {
             Body::ReplyDmaster(c) => Some((c.db_id, c.key.clone())),
             _ => None,
         };
+        // One span per request, named by what transport logs of it too (the client
+        // connection or node, and the reqid), so the two sides of the hop line up.
+        let _span = tracing::debug_span!(
+            "packet",
+            op = packet.body.operation().name(),
+            reqid = packet.reqid,
+            client = envelope.client,
+            from_node = envelope.from_node,
+            db_id = record.as_ref().map(|(id, _)| *id),
+        )
+        .entered();
         let mut locked = None;
         if let Some((db_id, key)) = record {
             match self.lock_record(db_id, &key) {

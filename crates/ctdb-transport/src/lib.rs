@@ -192,6 +192,13 @@ impl Node {
             .client_packets_recv
             .fetch_add(1, Ordering::Relaxed);
         let header = frame.header;
+        let _span = tracing::debug_span!(
+            "client packet",
+            client,
+            reqid = header.reqid,
+            operation = header.operation
+        )
+        .entered();
         match Operation::from_u32(header.operation) {
             Some(Operation::ReqControl) => {
                 self.stats
