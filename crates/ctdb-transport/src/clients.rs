@@ -1,9 +1,23 @@
-//! Local clients of the Unix socket and the srvids they registered.
+//! Local clients: the Unix socket they connect to, each connection's reader and
+//! writer, and the registry of connected clients and the srvids they registered.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
+use ctdb_protocol::FrameCodec;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::codec::FramedRead;
+use tracing::{debug, warn};
+
+use crate::{Node, TransportError};
+
+/// Most bytes a client writer gathers into one write.
+const WRITE_BATCH: usize = 256 * 1024;
 use ctdb_rpc::queue::{queue, QueueRx, QueueTx, Refused};
 use tokio_util::sync::CancellationToken;
 
@@ -157,6 +171,91 @@ impl Clients {
         }
         delivered
     }
+}
+
+/// Binds the client socket, readable and writable by its owner only.
+pub(crate) fn bind_client_socket(path: &std::path::Path) -> Result<UnixListener, TransportError> {
+    let err = |source| TransportError::Listen {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(err)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    Ok(listener)
+}
+
+pub(crate) fn accept_client(node: &Arc<Node>, stream: UnixStream) {
+    if node.clients.count() >= MAX_CLIENTS {
+        warn!(
+            "{} clients connected already: refusing another",
+            MAX_CLIENTS
+        );
+        return;
+    }
+    let id = node.next_client.fetch_add(1, Ordering::Relaxed);
+    let pid = stream
+        .peer_cred()
+        .ok()
+        .and_then(|c| c.pid())
+        .map_or(0, |p| p as u32);
+    let (reader, mut writer) = stream.into_split();
+    let (handle, mut queue) = ClientHandle::new(pid);
+    let cut = handle.cut.clone();
+    node.clients.add(id, handle);
+    debug!(client = id, pid, "client connected");
+
+    // Writer: everything queued for this client goes out in as few writes as possible.
+    let writer_cut = cut.clone();
+    tokio::spawn(async move {
+        let mut buf = Vec::with_capacity(8192);
+        while let Some(first) = queue.recv().await {
+            buf.extend_from_slice(&first);
+            while buf.len() < WRITE_BATCH {
+                match queue.try_recv() {
+                    Ok(more) => buf.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            let written = tokio::select! {
+                w = writer.write_all(&buf) => w.is_ok(),
+                () = writer_cut.cancelled() => false,
+            };
+            if !written {
+                return;
+            }
+            buf.clear();
+        }
+    });
+
+    let node = node.clone();
+    tokio::spawn(async move {
+        let mut frames = FramedRead::new(reader, FrameCodec::new(node.max_packet_len));
+        loop {
+            let frame = tokio::select! {
+                frame = frames.next() => frame,
+                () = cut.cancelled() => break,
+            };
+            match frame {
+                Some(Ok(frame)) => node.from_client(id, frame),
+                Some(Err(e)) => {
+                    warn!(client = id, pid, "disconnecting client: {e}");
+                    break;
+                }
+                None => break,
+            }
+        }
+        cut.cancel();
+        node.clients.remove(id);
+        debug!(client = id, "client gone");
+    });
 }
 
 #[cfg(test)]

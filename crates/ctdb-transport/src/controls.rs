@@ -370,7 +370,7 @@ fn fan_out_debug(node: &Node, level: i32) {
 /// the only one Samba's `ctdb statistics` and `ctdb stats` read. Our own tool reads
 /// both; node-internal askers get the seed's.
 fn wants_samba_layout(client: u64, control: &ReqControl) -> bool {
-    client < crate::NODE_ORIGIN || control.client_id != 0
+    client < crate::router::NODE_ORIGIN || control.client_id != 0
 }
 
 /// Gathers every component's counters into one `ctdb_statistics` and replies.
