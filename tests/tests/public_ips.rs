@@ -323,3 +323,69 @@ async fn takeip_gets_samba_s_arguments_and_recovered_comes_before_ipreallocated(
     assert!(out.status.success(), "ipreallocate: {out:?}");
     placed(&rest, &[0, 1]).await;
 }
+
+/// The addresses every node agrees are placed (each held by some node), once they
+/// are exactly `want`.
+async fn placed_exactly(clients: &[&Client], want: &[&str]) -> BTreeMap<IpAddr, u32> {
+    let want: Vec<IpAddr> = want.iter().map(|a| a.parse().unwrap()).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut views = Vec::new();
+        for c in clients {
+            views.push(view(c).await);
+        }
+        if let Some(Ok(first)) = views.first() {
+            let same = views.iter().all(|v| v.as_ref() == Ok(first));
+            let keys: Vec<IpAddr> = first.keys().copied().collect();
+            if same && keys == want && first.values().all(|&p| p != dest::UNKNOWN_PNN) {
+                return first.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "addresses never became {want:?}: {views:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloadips_adds_and_removes_addresses() {
+    let cluster = TestCluster::start_with(3, "10.78.0.1/24 ctdbtest0\n10.78.0.2/24 ctdbtest0\n");
+    let clients = cluster.healthy(&[0, 1, 2]).await;
+    let all: Vec<&Client> = clients.iter().flatten().collect();
+    placed_exactly(&all, &["10.78.0.1", "10.78.0.2"]).await;
+
+    // A third address in every node's file, then `ctdb reloadips all` (ours).
+    let three = "10.78.0.1/24 ctdbtest0\n10.78.0.2/24 ctdbtest0\n10.78.0.3/24 ctdbtest0\n";
+    for n in &cluster.nodes {
+        std::fs::write(n.dir().join("public_addresses"), three).unwrap();
+    }
+    let out = cluster.nodes[0].tool(&bin("ctdb"), &["reloadips", "all"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    placed_exactly(&all, &["10.78.0.1", "10.78.0.2", "10.78.0.3"]).await;
+
+    // One address leaves every file: gone from every node after Samba's own tool
+    // asked each node in turn (its default is the node it talks to).
+    let two = "10.78.0.1/24 ctdbtest0\n10.78.0.3/24 ctdbtest0\n";
+    for n in &cluster.nodes {
+        std::fs::write(n.dir().join("public_addresses"), two).unwrap();
+    }
+    let tool = samba_ctdb().unwrap_or_else(|| bin("ctdb"));
+    for n in &cluster.nodes {
+        let out = n.tool(&tool, &["reloadips"]);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            tool.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    placed_exactly(&all, &["10.78.0.1", "10.78.0.3"]).await;
+    let out = cluster.nodes[0].tool(&bin("ctdb"), &["reloadips", "7"]);
+    assert!(!out.status.success(), "an unknown node");
+}

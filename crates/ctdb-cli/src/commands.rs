@@ -852,6 +852,7 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
         }
         // Samba's reloadnodes ignores its arguments.
         "reloadnodes" => nodectl::reloadnodes(&mut ctx).await,
+        "reloadips" => nodectl::reloadips(&mut ctx, &args).await,
         "ip" => ips::ip(&mut ctx, &args).await,
         "ipinfo" => ips::ipinfo(&mut ctx, &args).await,
         "ifaces" => ips::ifaces(&mut ctx, &args).await,

@@ -56,6 +56,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("listnodes", "", "list nodes in the cluster"),
     ("reloadnodes", "", "reload the nodes file all nodes"),
     (
+        "reloadips",
+        "[<pnn-list>]",
+        "reload the public addresses file on specified nodes",
+    ),
+    (
         "moveip",
         "<ip> <node>",
         "move an ip address to another node",

@@ -272,6 +272,11 @@ impl Config {
         self.base.as_ref().map(|b| b.join(name))
     }
 
+    /// `$CTDB_BASE/public_addresses`, which `ctdb reloadips` has a node read again.
+    pub fn public_addresses_file(&self) -> Option<PathBuf> {
+        self.base_file("public_addresses")
+    }
+
     /// Applies a `ctdb.conf`. Keys this implementation does not use (`transport`,
     /// `leader capability`, `[legacy]` options, ...) are accepted and ignored.
     fn apply_ini(&mut self, file: &Path, text: &str) -> Result<(), ConfigError> {

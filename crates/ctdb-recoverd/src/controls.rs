@@ -31,6 +31,8 @@ pub struct Recoverd {
     pub ips: Arc<Mutex<PublicIps>>,
     /// Whether the node's `startup` event ran (END_RECOVERY runs it once).
     pub startup: Arc<Mutex<Startup>>,
+    /// The public_addresses file RELOAD_PUBLIC_IPS reads (none: no addresses).
+    pub public_addresses_file: Option<std::path::PathBuf>,
 }
 
 impl Recoverd {
@@ -44,6 +46,28 @@ impl Recoverd {
             eventd: None,
             ips: Arc::new(Mutex::new(PublicIps::new(pnn, &[]))),
             startup: Arc::default(),
+            public_addresses_file: None,
+        }
+    }
+
+    /// The file `ctdb reloadips` makes this node read again (none: no addresses).
+    pub fn with_public_addresses_file(mut self, path: Option<std::path::PathBuf>) -> Self {
+        self.public_addresses_file = path;
+        self
+    }
+
+    /// The addresses the public_addresses file lists now (a missing file lists none,
+    /// as Samba reads it).
+    fn read_public_addresses(&self) -> Result<Vec<PublicAddress>, String> {
+        let Some(path) = &self.public_addresses_file else {
+            return Ok(Vec::new());
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                ctdb_common::nodes::parse_public_addresses(&text, path).map_err(|e| e.to_string())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
         }
     }
 
@@ -104,7 +128,19 @@ impl Recoverd {
                 other => return Err(format!("unexpected payload {other:?}")),
             },
             // IPREALLOCATED runs its event in `handle` when there is an event daemon.
-            RecdPing | Ipreallocated | ReloadPublicIps => status(0),
+            RecdPing | Ipreallocated => status(0),
+            ReloadPublicIps => {
+                // Without the event daemon (tests) nothing is held: only the list.
+                let (added, removed) = self.ips().changes(&self.read_public_addresses()?);
+                let mut ips = self.ips();
+                for a in added {
+                    ips.add(a)?;
+                }
+                for addr in removed {
+                    ips.delete(addr)?;
+                }
+                status(0)
+            }
             RecdReclockLatency => status(0),
             GetIfaces => ok(self.ips().ifaces().to_bytes()),
             GetPublicIps => {
@@ -286,6 +322,22 @@ impl PacketHandler for Recoverd {
             });
             return;
         }
+        // RELOAD_PUBLIC_IPS: new addresses join the list (a takeover run places them);
+        // addresses gone from the file are released where held here (`releaseip`),
+        // then forgotten. Answered when that is done.
+        if let (Opcode::ReloadPublicIps, Some(eventd)) = (control.opcode, self.eventd.clone()) {
+            let file = match self.read_public_addresses() {
+                Ok(file) => file,
+                Err(e) => return to.send(out, ReplyControl::error(-1, &e)),
+            };
+            let (added, removed) = self.ips().changes(&file);
+            let (ips, out) = (self.ips.clone(), out.clone());
+            tokio::spawn(async move {
+                let reply = reload_public_ips(&ips, added, removed, eventd, &to, &out).await;
+                to.send(&out, reply);
+            });
+            return;
+        }
         // DEL_PUBLIC_IP of an address held here: released first (its `releaseip`
         // event), then forgotten.
         if control.opcode == Opcode::DelPublicIp {
@@ -340,6 +392,42 @@ impl PacketHandler for Recoverd {
             .unwrap_or_else(|e| ReplyControl::error(-1, &e));
         to.send(out, reply);
     }
+}
+
+/// RELOAD_PUBLIC_IPS's work (see `handle`): adds `added`, releases and deletes
+/// `removed`; the reply.
+async fn reload_public_ips(
+    ips: &Mutex<PublicIps>,
+    added: Vec<PublicAddress>,
+    removed: Vec<std::net::IpAddr>,
+    eventd: Channel,
+    to: &ReplyTo,
+    out: &Outbox,
+) -> ReplyControl {
+    use ctdb_protocol::flags::dest::UNKNOWN_PNN;
+    for a in added {
+        let addr = a.addr;
+        if let Err(e) = ctdb_rpc::component::lock(ips).add(a) {
+            warn!("reloadips: cannot add {addr}: {e}");
+        }
+    }
+    let mut eventd = EventdClient::new(eventd);
+    for addr in removed {
+        let action = ctdb_rpc::component::lock(ips).release(addr, UNKNOWN_PNN);
+        if let Action::Run(event) = action {
+            let code = run_event_with(&mut eventd, event.event, event.args).await;
+            if code != 0 {
+                return ReplyControl::error(-1, &format!("releasing {addr} failed ({code})"));
+            }
+            to.tell_clients(out, event.event, addr);
+        }
+        let mut ips = ctdb_rpc::component::lock(ips);
+        ips.record(addr, UNKNOWN_PNN);
+        if let Err(e) = ips.delete(addr) {
+            return ReplyControl::error(-1, &e);
+        }
+    }
+    status(0)
 }
 
 /// Where a control's reply goes.

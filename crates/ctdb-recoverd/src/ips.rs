@@ -238,6 +238,23 @@ impl PublicIps {
         Ok(())
     }
 
+    /// RELOAD_PUBLIC_IPS: what the file's `addresses` add to this node's list, and the
+    /// addresses of the list the file no longer has.
+    pub fn changes(&self, addresses: &[PublicAddress]) -> (Vec<PublicAddress>, Vec<IpAddr>) {
+        let added = addresses
+            .iter()
+            .filter(|a| self.find(a.addr).is_none())
+            .cloned()
+            .collect();
+        let removed = self
+            .entries
+            .iter()
+            .map(|e| e.addr)
+            .filter(|addr| !addresses.iter().any(|a| a.addr == *addr))
+            .collect();
+        (added, removed)
+    }
+
     /// DEL_PUBLIC_IP: refused while the address is held here (the control handler
     /// releases it first).
     pub fn delete(&mut self, addr: IpAddr) -> Result<(), String> {

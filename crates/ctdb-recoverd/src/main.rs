@@ -28,6 +28,7 @@ async fn main() -> std::process::ExitCode {
         Recoverd::new(pnn, config.cluster.recovery_lock.clone())
             .with_eventd(eventd.clone())
             .with_startup_marker(config.run_dir.join("recoverd.startup"))
+            .with_public_addresses_file(config.public_addresses_file())
             .with_public_addresses(&config.public_addresses),
     ));
     let (outbox, rx) = Outbox::new();

@@ -308,15 +308,21 @@ pub(super) async fn recover(ctx: &mut Ctx<'_>) -> CmdResult {
 /// Samba's disable_recoveries(): asks every listed node's recovery daemon not to
 /// recover for `timeout` seconds (0: to recover again) and waits for their answers.
 async fn disable_recoveries(ctx: &mut Ctx<'_>, timeout: u32, pnns: &[u32]) -> Result<(), Fail> {
+    disable(ctx, srvid::samba::DISABLE_RECOVERIES, timeout, pnns).await
+}
+
+/// Samba's disable_takeover_runs(): as [`disable_recoveries`], for takeover runs.
+async fn disable_takeover_runs(ctx: &mut Ctx<'_>, timeout: u32, pnns: &[u32]) -> Result<(), Fail> {
+    disable(ctx, srvid::samba::DISABLE_TAKEOVER_RUNS, timeout, pnns).await
+}
+
+/// Sends a `ctdb_disable_message` to `what` on every listed node and waits for each
+/// one's answer.
+async fn disable(ctx: &mut Ctx<'_>, what: u64, timeout: u32, pnns: &[u32]) -> Result<(), Fail> {
     let (id, mut rx) = reply_srvid(ctx).await?;
     let result = async {
         for &pnn in pnns {
-            send_message(
-                ctx,
-                pnn,
-                srvid::samba::DISABLE_RECOVERIES,
-                disable_message(ctx.pnn, id, timeout),
-            )?;
+            send_message(ctx, pnn, what, disable_message(ctx.pnn, id, timeout))?;
         }
         let mut answered = vec![false; pnns.len()];
         let deadline = tokio::time::Instant::now() + ANSWER_WAIT.min(ctx.timeout);
@@ -339,6 +345,56 @@ async fn disable_recoveries(ctx: &mut Ctx<'_>, timeout: u32, pnns: &[u32]) -> Re
     .await;
     let _ = ctx.client.deregister_srvid(id).await;
     result
+}
+
+/// `reloadips [<pnn-list>]`, as Samba's: takeover runs held off on every connected
+/// node, RELOAD_PUBLIC_IPS on each listed node (default: this one; `all`: every
+/// connected node), takeover runs allowed again, then a takeover run that places the
+/// new addresses.
+pub(super) async fn reloadips(ctx: &mut Ctx<'_>, args: &[String]) -> CmdResult {
+    let map = ctx.nodemap().await?;
+    let connected: Vec<u32> = map
+        .nodes
+        .iter()
+        .filter(|n| n.flags & (node::DISCONNECTED | node::DELETED) == 0)
+        .map(|n| n.pnn)
+        .collect();
+    let targets: Vec<u32> = match args.first().map(String::as_str) {
+        None => vec![ctx.cmd_pnn],
+        Some("all") => connected.clone(),
+        Some(list) => list
+            .split(',')
+            .map(|p| {
+                p.trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|p| map.nodes.iter().any(|n| n.pnn == *p))
+                    .ok_or_else(|| Fail::new(format!("Invalid node {p}"), 1))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let twice_timelimit = (2 * ctx.opts.timelimit).min(u64::from(u32::MAX)) as u32;
+    disable_takeover_runs(ctx, twice_timelimit, &connected)
+        .await
+        .map_err(|f| Fail::new("Failed to disable takeover runs", f.code))?;
+    let mut failed = None;
+    for &pnn in &targets {
+        let reply = ctx
+            .client
+            .control_raw(pnn, Opcode::ReloadPublicIps, 0, Bytes::new(), ctx.timeout)
+            .await;
+        if !matches!(reply, Ok(ref r) if r.status == 0) {
+            failed = Some(pnn);
+            break;
+        }
+    }
+    disable_takeover_runs(ctx, 0, &connected)
+        .await
+        .map_err(|f| Fail::new("Failed to enable takeover runs", f.code))?;
+    if let Some(pnn) = failed {
+        return Err(Fail::new(format!("Failed to reload IPs on node {pnn}"), 1));
+    }
+    ipreallocate(ctx).await
 }
 
 /// GET_NODES_FILE: the nodes file a node's daemon reads.
