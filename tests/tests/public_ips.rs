@@ -389,3 +389,42 @@ async fn reloadips_adds_and_removes_addresses() {
     let out = cluster.nodes[0].tool(&bin("ctdb"), &["reloadips", "7"]);
     assert!(!out.status.success(), "an unknown node");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_on_purpose_hands_its_addresses_over_first() {
+    let mut cluster = TestCluster::start_with_files(
+        3,
+        &[
+            ("public_addresses", ADDRESSES),
+            ("events/10.recorder", RECORDER),
+        ],
+    );
+    let clients = cluster.healthy(&[0, 1, 2]).await;
+    let all: Vec<&Client> = clients.iter().flatten().collect();
+    let first = placed(&all, &[0, 1, 2]).await;
+    let held: Vec<IpAddr> = first
+        .iter()
+        .filter(|(_, &p)| p == 1)
+        .map(|(a, _)| *a)
+        .collect();
+    assert!(!held.is_empty(), "{first:?}");
+    drop(clients);
+    // SIGTERM to node 1's ctdbd (as systemd, docker or Kubernetes stop it).
+    let began = Instant::now();
+    cluster.nodes[1].stop();
+    let stopped_after = began.elapsed();
+    // Node 1 released each of its addresses itself before it stopped (a node that is
+    // simply gone never runs `releaseip`).
+    let log = events(&cluster, 1);
+    for addr in &held {
+        let line = format!("releaseip ctdbtest0 {addr} 24");
+        assert!(log.contains(&line), "node 1 has no '{line}': {log:?}");
+    }
+    let clients = cluster.healthy(&[0, 2]).await;
+    let rest: Vec<&Client> = clients.iter().flatten().collect();
+    placed(&rest, &[0, 2]).await;
+    println!(
+        "node 1 handed over {} addresses and stopped in {stopped_after:?}",
+        held.len()
+    );
+}

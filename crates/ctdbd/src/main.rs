@@ -1,8 +1,10 @@
 //! ctdbd: runs one node's four components from one configuration.
 //!
 //! Each component is its own process; one that dies is restarted with back-off, and
-//! SIGTERM/SIGINT stops them all. When transport exits cleanly (a client sent
-//! SHUTDOWN), the whole node stops.
+//! SIGTERM/SIGINT stops them all — after the node handed its public addresses to the
+//! others ([`hand_over_addresses`]), so that clients of a node shut down on purpose
+//! reconnect at once. When transport exits cleanly (a client sent SHUTDOWN), the whole
+//! node stops.
 
 #![forbid(unsafe_code)]
 
@@ -160,6 +162,69 @@ fn prepare_dirs(config: &Config) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Longest a stopping node waits for its public addresses to move away.
+const HANDOVER_LIMIT: Duration = Duration::from_secs(5);
+
+/// Before a node stops on purpose: if it holds public addresses, it marks itself
+/// STOPPED (as `ctdb stop` does: it can host nothing), asks the leader for a takeover
+/// run, and waits (at most [`HANDOVER_LIMIT`]) until it holds none — `releaseip` ran
+/// here and the others took them. A node that cannot be asked is stopped as it is.
+async fn hand_over_addresses(config: &Config) {
+    use ctdb_protocol::flags::dest::{BROADCAST_CONNECTED, CURRENT_NODE};
+    let ask = async {
+        let client = ctdb_client::Client::connect(&config.socket).await.ok()?;
+        let pnn = client.pnn();
+        let held = || async {
+            let data = client
+                .control(
+                    CURRENT_NODE,
+                    ctdb_protocol::Opcode::GetPublicIps,
+                    0,
+                    bytes::Bytes::new(),
+                )
+                .await
+                .ok()?;
+            let list =
+                <ctdb_protocol::control::PublicIpList as ctdb_protocol::Wire>::from_bytes(&data)
+                    .ok()?;
+            Some(list.ips.iter().filter(|ip| ip.pnn == pnn).count())
+        };
+        if held().await? == 0 {
+            return Some(0);
+        }
+        info!("handing this node's public addresses to the others first");
+        client
+            .control(
+                CURRENT_NODE,
+                ctdb_protocol::Opcode::StopNode,
+                0,
+                bytes::Bytes::new(),
+            )
+            .await
+            .ok()?;
+        // TAKEOVER_RUN with no one to answer (srvid 0).
+        let mut request = pnn.to_le_bytes().to_vec();
+        request.extend_from_slice(&[0; 12]);
+        let _ = client.send_message(
+            BROADCAST_CONNECTED,
+            ctdb_protocol::srvid::TAKEOVER_RUN,
+            bytes::Bytes::from(request),
+        );
+        loop {
+            match held().await {
+                Some(0) => return Some(0),
+                Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                None => return None,
+            }
+        }
+    };
+    match tokio::time::timeout(HANDOVER_LIMIT, ask).await {
+        Ok(Some(_)) => info!("no public address held here: stopping"),
+        Ok(None) => warn!("cannot ask the node about its public addresses: stopping"),
+        Err(_) => warn!("public addresses still held after {HANDOVER_LIMIT:?}: stopping"),
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config = match Config::load() {
@@ -199,8 +264,14 @@ async fn main() -> ExitCode {
     let mut code = ExitCode::SUCCESS;
     loop {
         tokio::select! {
-            _ = term.recv() => info!("SIGTERM: stopping the node"),
-            _ = int.recv() => info!("SIGINT: stopping the node"),
+            _ = term.recv() => {
+                info!("SIGTERM: stopping the node");
+                hand_over_addresses(&config).await;
+            }
+            _ = int.recv() => {
+                info!("SIGINT: stopping the node");
+                hand_over_addresses(&config).await;
+            }
             Some(ended) = tasks.join_next() => match ended {
                 Ok(Ended::GaveUp("ctdb-transport")) => {
                     error!("transport cannot run: stopping the node");
