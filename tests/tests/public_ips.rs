@@ -428,3 +428,39 @@ async fn a_node_stopped_on_purpose_hands_its_addresses_over_first() {
         held.len()
     );
 }
+
+/// A monitor script that fails while a `sick` file is beside the events directory.
+const HEALTH: &str = "#!/bin/sh\n\
+    [ \"$1\" = monitor ] && [ -e \"$(dirname \"$0\")/../sick\" ] && { echo sick; exit 1; }\n\
+    exit 0\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_monitor_moves_the_addresses_away_and_a_passing_one_brings_them_back() {
+    let cluster = TestCluster::start_with_files_env(
+        3,
+        &[
+            ("public_addresses", ADDRESSES),
+            ("events/10.health", HEALTH),
+        ],
+        &[("CTDB_MONITOR_INTERVAL", "1")],
+    );
+    let clients = cluster.healthy(&[0, 1, 2]).await;
+    let all: Vec<&Client> = clients.iter().flatten().collect();
+    placed(&all, &[0, 1, 2]).await;
+
+    std::fs::write(cluster.nodes[1].dir().join("sick"), "").unwrap();
+    placed(&all, &[0, 2]).await;
+    let map = all[0]
+        .get_nodemap(dest::CURRENT_NODE)
+        .await
+        .expect("node map");
+    let flags = map.nodes.iter().find(|n| n.pnn == 1).expect("node 1").flags;
+    assert_ne!(
+        flags & ctdb_protocol::flags::node::UNHEALTHY,
+        0,
+        "node 1 is not UNHEALTHY: flags {flags:#x}"
+    );
+
+    std::fs::remove_file(cluster.nodes[1].dir().join("sick")).unwrap();
+    placed(&all, &[0, 1, 2]).await;
+}

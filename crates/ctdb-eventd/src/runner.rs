@@ -340,6 +340,9 @@ fn output_text(bytes: &[u8]) -> String {
     truncate_str(&String::from_utf8_lossy(bytes), MAX_SCRIPT_OUTPUT)
 }
 
+/// How long a script past its timeout has between SIGTERM and SIGKILL.
+pub const TERM_GRACE: Duration = Duration::from_secs(1);
+
 /// How to run an event.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -358,6 +361,17 @@ impl GroupKill {
         if let Some(pgid) = self.0.take() {
             let _ = killpg(pgid, Signal::SIGKILL);
         }
+    }
+
+    /// A script past its timeout: SIGTERM to its process group, so that it can clean
+    /// up, then SIGKILL to whatever of the group is left once the script exited or
+    /// [`TERM_GRACE`] passed.
+    async fn terminate(&mut self, child: &mut tokio::process::Child) {
+        if let Some(pgid) = self.0 {
+            let _ = killpg(pgid, Signal::SIGTERM);
+            let _ = tokio::time::timeout(TERM_GRACE, child.wait()).await;
+        }
+        self.kill();
     }
     fn disarm(&mut self) {
         self.0 = None;
@@ -517,7 +531,7 @@ async fn run_script(
             if let Some(debug) = &opts.debug_script {
                 run_debug_script(debug, pid, event).await;
             }
-            group.kill();
+            group.terminate(&mut child).await;
             let _ = child.wait().await;
             STATUS_TIMEDOUT
         }

@@ -128,6 +128,36 @@ async fn script_past_the_timeout_is_killed_with_its_children() {
 }
 
 #[tokio::test]
+async fn a_hung_script_gets_term_before_kill() {
+    let d = EventsDir::new();
+    let cleaned = d.file("cleaned-up");
+    let stubborn = d.file("stubborn");
+    // The script cleans up on TERM; its child ignores TERM and is killed after.
+    d.script(
+        "10.hang",
+        &format!(
+            "trap 'touch {c}; exit 1' TERM\n             sh -c 'trap \"\" TERM; echo $$ > {s}; exec sleep 30' &\n             echo started\n             while :; do sleep 0.05; done",
+            c = cleaned.display(),
+            s = stubborn.display()
+        ),
+        true,
+    );
+    let r = run(&d, "monitor", &[], Duration::from_millis(500)).await;
+    assert_eq!(r.status, STATUS_TIMEDOUT);
+    assert!(cleaned.exists(), "the script never saw SIGTERM");
+    let child: u32 = std::fs::read_to_string(&stubborn)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(child) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(child), "the child that ignored SIGTERM survived");
+}
+
+#[tokio::test]
 async fn non_executable_scripts_are_skipped_and_listed_disabled() {
     let d = EventsDir::new();
     let marker = d.file("disabled-ran");
