@@ -340,3 +340,37 @@ async fn a_crash_looping_component_is_given_up_and_the_node_is_unhealthy() {
     // Given up before the node was told: no pid file, no ctdb-db process any more.
     assert_eq!(node.component_pid("ctdb-db"), None);
 }
+
+/// Waits until node 0's own flags have UNHEALTHY set (`true`) or clear.
+async fn wait_health(client: &Client, unhealthy: bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let map = client
+            .get_nodemap(dest::CURRENT_NODE)
+            .await
+            .expect("nodemap");
+        let flags = map.nodes[0].flags;
+        if (flags & ctdb_protocol::flags::node::UNHEALTHY != 0) == unhealthy {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: flags {flags:#x}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wedged_event_daemon_makes_the_node_unhealthy() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let node = TestNode::start("");
+    let client = node.ready().await;
+    wait_health(&client, false, "healthy at start").await;
+    let eventd = Pid::from_raw(node.component_pid("ctdb-eventd").expect("eventd's pid"));
+    // Stopped, it monitors nothing: the node must not look healthy.
+    kill(eventd, Signal::SIGSTOP).expect("SIGSTOP");
+    let began = Instant::now();
+    wait_health(&client, true, "UNHEALTHY while eventd is stopped").await;
+    println!("UNHEALTHY {:?} after eventd stopped", began.elapsed());
+    kill(eventd, Signal::SIGCONT).expect("SIGCONT");
+    wait_health(&client, false, "healthy again once eventd answers").await;
+}

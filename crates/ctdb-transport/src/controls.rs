@@ -389,6 +389,69 @@ fn statistics(node: &Arc<Node>, client: u64, header: Header, samba: bool) {
 
 /// Records the node's counters every StatHistoryInterval seconds for GET_STAT_HISTORY,
 /// for as long as the node lives.
+/// Who says the node is unhealthy when its event daemon does not answer.
+pub const EVENTD_WATCHDOG: &str = "eventd watchdog";
+
+/// How often the event daemon is asked whether it is alive.
+const WATCHDOG_EVERY: Duration = Duration::from_secs(3);
+
+/// How long it has to answer.
+const WATCHDOG_WAIT: Duration = Duration::from_secs(2);
+
+/// Failed checks in a row after which the node is UNHEALTHY: an event daemon that is
+/// stopped, wedged or gone monitors nothing, so the node must not look healthy.
+const WATCHDOG_MISSES: u32 = 3;
+
+/// Watches the event daemon (see [`EVENTD_WATCHDOG`]); it is healthy again once it
+/// answers.
+pub(crate) fn watch_eventd(node: &Arc<Node>) {
+    let weak = Arc::downgrade(node);
+    tokio::spawn(async move {
+        let mut misses = 0;
+        loop {
+            tokio::time::sleep(WATCHDOG_EVERY).await;
+            let Some(link) = weak.upgrade().and_then(|n| n.link(Owner::Eventd).cloned()) else {
+                return;
+            };
+            let answered = link.answers(WATCHDOG_WAIT).await;
+            misses = if answered { 0 } else { misses + 1 };
+            let Some(node) = weak.upgrade() else { return };
+            if answered {
+                set_unhealthy(&node, EVENTD_WATCHDOG, None);
+            } else if misses >= WATCHDOG_MISSES {
+                let secs = ((WATCHDOG_EVERY + WATCHDOG_WAIT) * misses).as_secs();
+                let why = format!("ctdb-eventd has not answered for {secs} s");
+                set_unhealthy(&node, EVENTD_WATCHDOG, Some(why));
+            }
+        }
+    });
+}
+
+/// Notes (`Some(reason)`) or clears (`None`) `source`'s word that this node is
+/// unhealthy; the node is UNHEALTHY while any source says so.
+pub(crate) fn set_unhealthy(node: &Node, source: &str, reason: Option<String>) {
+    let mut state = node.state();
+    let was = state.flags.get(node.pnn as usize).copied().unwrap_or(0);
+    match reason {
+        Some(reason) => {
+            state.unhealthy.insert(source.to_string(), reason);
+        }
+        None => {
+            state.unhealthy.remove(source);
+        }
+    }
+    let healthy = state.unhealthy.is_empty();
+    if healthy {
+        state.set_flags(node.pnn, 0, node_flags::UNHEALTHY);
+    } else {
+        state.set_flags(node.pnn, node_flags::UNHEALTHY, 0);
+    }
+    if (was & node_flags::UNHEALTHY == 0) != healthy {
+        let reasons: Vec<&str> = state.unhealthy.values().map(String::as_str).collect();
+        info!(healthy, source, ?reasons, "node health changed");
+    }
+}
+
 pub(crate) fn keep_stat_history(node: &Arc<Node>) {
     let weak = Arc::downgrade(node);
     tokio::spawn(async move {
@@ -513,26 +576,8 @@ struct TransportRpc(Arc<Node>);
 impl Transport for TransportRpc {
     async fn set_health(&self, request: Request<Health>) -> Result<Response<Empty>, Status> {
         let health = request.into_inner();
-        let node = &self.0;
-        let mut state = node.state();
-        let was = state.flags.get(node.pnn as usize).copied().unwrap_or(0);
-        if health.healthy {
-            state.unhealthy.remove(&health.source);
-        } else {
-            state
-                .unhealthy
-                .insert(health.source.clone(), health.reason.clone());
-        }
-        let healthy = state.unhealthy.is_empty();
-        if healthy {
-            state.set_flags(node.pnn, 0, node_flags::UNHEALTHY);
-        } else {
-            state.set_flags(node.pnn, node_flags::UNHEALTHY, 0);
-        }
-        if (was & node_flags::UNHEALTHY == 0) != healthy {
-            let reasons: Vec<&str> = state.unhealthy.values().map(String::as_str).collect();
-            info!(healthy, source = %health.source, reason = %health.reason, ?reasons, "node health changed");
-        }
+        let reason = (!health.healthy).then_some(health.reason);
+        set_unhealthy(&self.0, &health.source, reason);
         Ok(Response::new(Empty {}))
     }
 

@@ -155,6 +155,7 @@ pub async fn run_with(
         }
     });
     controls::keep_stat_history(&node);
+    controls::watch_eventd(&node);
     {
         let weak = Arc::downgrade(&node);
         tokio::spawn(async move {

@@ -72,6 +72,21 @@ impl Link {
         }
     }
 
+    /// Whether the component answers a status request within `wait` (one that runs
+    /// in this process always does).
+    pub async fn answers(&self, wait: Duration) -> bool {
+        match &self.backend {
+            Backend::Remote(channel) => {
+                let mut c = ComponentClient::new(channel.clone());
+                matches!(
+                    tokio::time::timeout(wait, c.status(Empty {})).await,
+                    Ok(Ok(_))
+                )
+            }
+            Backend::Local(_) => true,
+        }
+    }
+
     pub async fn reset_statistics(&self) {
         match &self.backend {
             Backend::Remote(channel) => {
