@@ -464,3 +464,81 @@ async fn a_failing_monitor_moves_the_addresses_away_and_a_passing_one_brings_the
     std::fs::remove_file(cluster.nodes[1].dir().join("sick")).unwrap();
     placed(&all, &[0, 1, 2]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickle_lists_are_kept_replicated_and_printed_as_samba_does() {
+    use ctdb_protocol::control::{Connection, SockAddr};
+    let cluster = TestCluster::start_with(3, ADDRESSES);
+    let clients = cluster.healthy(&[0, 1, 2]).await;
+    let all: Vec<&Client> = clients.iter().flatten().collect();
+    placed(&all, &[0, 1, 2]).await;
+    let ours = bin("ctdb");
+    let node0 = &cluster.nodes[0];
+    let text = |o: &std::process::Output| {
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+            o.status.code(),
+        )
+    };
+
+    let (stdout, _, code) = text(&node0.tool(&ours, &["gettickles", "10.77.0.1"]));
+    assert_eq!(
+        (stdout.as_str(), code),
+        (
+            "Connections for IP: 10.77.0.1\nNum connections: 0\n",
+            Some(0)
+        )
+    );
+    // Not a public address: Samba's words and status (its capture has them).
+    let (_, stderr, code) = text(&node0.tool(&ours, &["gettickles", "127.0.0.1"]));
+    assert_eq!(
+        (stderr.as_str(), code),
+        (
+            "Control GET_TCP_TICKLE_LIST failed, ret=1\nFailed to get list of connections\n",
+            Some(1)
+        )
+    );
+    let out = node0.tool(&ours, &["addtickle", "192.168.9.5:40000", "10.77.0.1:445"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (stdout, _, _) = text(&node0.tool(&ours, &["gettickles", "10.77.0.1"]));
+    assert_eq!(
+        stdout,
+        "Connections for IP: 10.77.0.1\nNum connections: 1\n\
+         SRC: 192.168.9.5:40000   DST: 10.77.0.1:445\n"
+    );
+    if let Some(samba) = samba_ctdb() {
+        let (theirs, _, _) = text(&node0.tool(&samba, &["gettickles", "10.77.0.1"]));
+        assert_eq!(theirs, stdout, "Samba's tool prints the same");
+    }
+    // A client's TCP_CLIENT on node 0 reaches every node's list.
+    let conn = Connection {
+        src: SockAddr::from("192.168.9.6:40001".parse::<std::net::SocketAddr>().unwrap()),
+        dst: SockAddr::from("10.77.0.2:445".parse::<std::net::SocketAddr>().unwrap()),
+    };
+    all[0]
+        .control(
+            dest::CURRENT_NODE,
+            Opcode::TcpClient,
+            0,
+            Bytes::from(conn.to_bytes()),
+        )
+        .await
+        .expect("TCP_CLIENT");
+    for n in ["0", "1", "2"] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (stdout, _, _) =
+                text(&node0.tool(&ours, &["-n", n, "gettickles", "10.77.0.2", "445"]));
+            if stdout.contains("SRC: 192.168.9.6:40001   DST: 10.77.0.2:445") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {n}: {stdout}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let out = node0.tool(&ours, &["deltickle", "192.168.9.5:40000", "10.77.0.1:445"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (stdout, _, _) = text(&node0.tool(&ours, &["gettickles", "10.77.0.1"]));
+    assert!(stdout.ends_with("Num connections: 0\n"), "{stdout}");
+}

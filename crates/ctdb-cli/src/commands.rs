@@ -860,6 +860,8 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
         "moveip" => ips::moveip(&mut ctx, &args).await,
         "addip" => ips::addip(&mut ctx, &args).await,
         "delip" => ips::delip(&mut ctx, &args).await,
+        "gettickles" => ips::gettickles(&mut ctx, &args).await,
+        "addtickle" | "deltickle" => ips::tickle_change(&mut ctx, command, &args).await,
         other => Err(Fail::new(format!("Unknown command '{other}'"), 1)),
     }
 }

@@ -53,13 +53,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("recover", "", "force recovery"),
     ("sync", "", "run ip reallocation (deprecated)"),
     ("ipreallocate", "", "run ip reallocation"),
+    ("gettickles", "<ip> [<port>]", "get the list of tickles"),
+    ("addtickle", "<ip>:<port> <ip>:<port>", "add a tickle"),
+    ("deltickle", "<ip>:<port> <ip>:<port>", "delete a tickle"),
     ("listnodes", "", "list nodes in the cluster"),
     ("reloadnodes", "", "reload the nodes file all nodes"),
-    (
-        "reloadips",
-        "[<pnn-list>]",
-        "reload the public addresses file on specified nodes",
-    ),
     (
         "moveip",
         "<ip> <node>",
@@ -130,6 +128,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "nodestatus",
         "[all|<pnn-list>]",
         "show and return node status",
+    ),
+    (
+        "reloadips",
+        "[all|<pnn-list>]",
+        "reload the public addresses file",
     ),
 ];
 

@@ -14,6 +14,8 @@ use tracing::warn;
 
 use crate::events::{recovery_event, run_event, run_event_with, Startup};
 use crate::ips::{self, ip_of, Action, PublicIps};
+use crate::tickles::{destination, Tickles};
+use ctdb_protocol::control::Connection;
 
 /// State of the recovery daemon that its controls read and change.
 #[derive(Debug)]
@@ -33,6 +35,8 @@ pub struct Recoverd {
     pub startup: Arc<Mutex<Startup>>,
     /// The public_addresses file RELOAD_PUBLIC_IPS reads (none: no addresses).
     pub public_addresses_file: Option<std::path::PathBuf>,
+    /// The clients' connections to each public address (see [`crate::tickles`]).
+    pub tickles: Tickles,
 }
 
 impl Recoverd {
@@ -47,6 +51,20 @@ impl Recoverd {
             ips: Arc::new(Mutex::new(PublicIps::new(pnn, &[]))),
             startup: Arc::default(),
             public_addresses_file: None,
+            tickles: Tickles::default(),
+        }
+    }
+
+    /// The public address a connection of a tickle control is to, if this node has it.
+    fn tickle_address(&self, conn: &Connection) -> Result<std::net::IpAddr, String> {
+        match destination(conn) {
+            Some(addr) if self.ips().contains(addr) => Ok(addr),
+            _ => Err(format!(
+                "{} is not a public address",
+                conn.dst
+                    .socket_addr()
+                    .map_or_else(|| "the destination".to_string(), |a| a.ip().to_string())
+            )),
         }
     }
 
@@ -129,15 +147,65 @@ impl Recoverd {
             },
             // IPREALLOCATED runs its event in `handle` when there is an event daemon.
             RecdPing | Ipreallocated => status(0),
+            TcpClient | TcpAdd | TcpAddDelayedUpdate => match decoded()? {
+                ControlData::Connection(conn) => match self.tickle_address(&conn) {
+                    Ok(addr) => {
+                        self.tickles.add(addr, conn);
+                        status(0)
+                    }
+                    // Samba's clients register every connection; one not to a public
+                    // address is no error for them.
+                    Err(_) if control.opcode == TcpClient => status(0),
+                    Err(e) => return Err(e),
+                },
+                other => return Err(format!("unexpected payload {other:?}")),
+            },
+            TcpRemove | TcpClientDisconnected => match decoded()? {
+                ControlData::Connection(conn) => {
+                    if let Some(addr) = destination(&conn) {
+                        self.tickles.remove(addr, &conn);
+                    }
+                    status(0)
+                }
+                other => return Err(format!("unexpected payload {other:?}")),
+            },
+            // The connection went to another smbd process of this node: still here.
+            TcpClientPassed => status(0),
+            GetTcpTickleList => match decoded()? {
+                ControlData::SockAddr(addr) => match ip_of(&addr) {
+                    Some(ip) if self.ips().contains(ip) => {
+                        let port = addr.socket_addr().map_or(0, |a| a.port());
+                        ok(self.tickles.list(addr, port).to_bytes())
+                    }
+                    // Samba answers 1 for an address that is not public.
+                    _ => status(1),
+                },
+                other => return Err(format!("unexpected payload {other:?}")),
+            },
+            SetTcpTickleList => match decoded()? {
+                ControlData::TickleList(list) => match ip_of(&list.addr) {
+                    Some(ip) if self.ips().contains(ip) => {
+                        self.tickles.set(ip, list.connections);
+                        status(0)
+                    }
+                    _ => return Err("not a public address".into()),
+                },
+                other => return Err(format!("unexpected payload {other:?}")),
+            },
             ReloadPublicIps => {
                 // Without the event daemon (tests) nothing is held: only the list.
                 let (added, removed) = self.ips().changes(&self.read_public_addresses()?);
+                let removed_copy = removed.clone();
                 let mut ips = self.ips();
                 for a in added {
                     ips.add(a)?;
                 }
                 for addr in removed {
                     ips.delete(addr)?;
+                }
+                drop(ips);
+                for addr in removed_copy {
+                    self.tickles.forget(addr);
                 }
                 status(0)
             }
@@ -387,10 +455,33 @@ impl PacketHandler for Recoverd {
             });
             return;
         }
+        // A client's connection to a public address: every connected node keeps it
+        // too (TCP_ADD, no reply), for whichever takes the address over.
+        let spread = control.opcode == Opcode::TcpClient
+            && matches!(
+                control::decode_request(control.opcode, &control.data),
+                Ok(ControlData::Connection(conn)) if self.tickle_address(&conn).is_ok()
+            );
         let reply = self
             .answer(control)
             .unwrap_or_else(|e| ReplyControl::error(-1, &e));
         to.send(out, reply);
+        if spread {
+            let packet = Packet {
+                generation: to.generation,
+                destnode: ctdb_protocol::flags::dest::BROADCAST_CONNECTED,
+                srcnode: self.pnn,
+                reqid: 0,
+                body: Body::ReqControl(ReqControl {
+                    opcode: Opcode::TcpAdd,
+                    srvid: 0,
+                    client_id: 0,
+                    flags: ctdb_protocol::flags::control::NOREPLY,
+                    data: control.data.clone(),
+                }),
+            };
+            out.to_client(0, packet.to_bytes());
+        }
     }
 }
 

@@ -238,6 +238,11 @@ impl PublicIps {
         Ok(())
     }
 
+    /// Whether `addr` is one of this node's public addresses.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.find(addr).is_some()
+    }
+
     /// RELOAD_PUBLIC_IPS: what the file's `addresses` add to this node's list, and the
     /// addresses of the list the file no longer has.
     pub fn changes(&self, addresses: &[PublicAddress]) -> (Vec<PublicAddress>, Vec<IpAddr>) {

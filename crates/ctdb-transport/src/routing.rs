@@ -51,8 +51,8 @@ pub const OBSOLETE: &[Opcode] = &[
 
 /// Controls DESIGN.md gives a component that does not serve them yet: answered by
 /// transport with an error naming the owner to be, never routed to a component that
-/// would only say it does not handle them. Tickles, TCP connection tracking and
-/// gratuitous ARP are issue 12's (failover); DB_DETACH and Samba's streamed recovery
+/// would only say it does not handle them. Killing TCP connections and gratuitous ARP
+/// (raw packets) are issue 12's (failover); DB_DETACH and Samba's streamed recovery
 /// controls (DB_PULL, DB_PUSH_START/CONFIRM, for a leader that is Samba's ctdbd) are
 /// not built.
 pub const NOT_YET: &[(Opcode, Owner)] = &[
@@ -60,16 +60,8 @@ pub const NOT_YET: &[(Opcode, Owner)] = &[
     (Opcode::DbPull, Owner::Db),
     (Opcode::DbPushStart, Owner::Db),
     (Opcode::DbPushConfirm, Owner::Db),
-    (Opcode::TcpClient, Owner::Recoverd),
-    (Opcode::TcpAdd, Owner::Recoverd),
-    (Opcode::TcpRemove, Owner::Recoverd),
-    (Opcode::TcpAddDelayedUpdate, Owner::Recoverd),
-    (Opcode::GetTcpTickleList, Owner::Recoverd),
-    (Opcode::SetTcpTickleList, Owner::Recoverd),
     (Opcode::KillTcp, Owner::Recoverd),
     (Opcode::SendGratiousArp, Owner::Recoverd),
-    (Opcode::TcpClientDisconnected, Owner::Recoverd),
-    (Opcode::TcpClientPassed, Owner::Recoverd),
 ];
 
 /// The owner of `opcode`, or `None` when nobody serves it (obsolete, not built yet or

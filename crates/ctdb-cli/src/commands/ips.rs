@@ -6,7 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ctdb_protocol::control::{AddrInfo, IfaceList, PublicIp, PublicIpInfo, PublicIpList, SockAddr};
+use ctdb_protocol::control::{
+    AddrInfo, Connection, IfaceList, PublicIp, PublicIpInfo, PublicIpList, SockAddr, TickleList,
+};
 use ctdb_protocol::flags::{dest, node};
 use ctdb_protocol::{srvid, Opcode, Wire};
 
@@ -332,5 +334,85 @@ pub(super) async fn setifacelink(ctx: &mut Ctx<'_>, args: &[String]) -> CmdResul
     iface.references = 0;
     ctx.control(pnn, Opcode::SetIfaceLinkState, iface.to_bytes())
         .await?;
+    Ok(0)
+}
+
+/// An `IP:PORT` argument (`[IPv6]:PORT` for IPv6).
+fn sock_arg_of(arg: &str) -> Result<SocketAddr, Fail> {
+    arg.parse::<SocketAddr>()
+        .map_err(|_| Fail::new(format!("Invalid IP address {arg}"), 1))
+}
+
+/// `gettickles <ip> [<port>]`: the connections the node keeps for a public address
+/// (to one port only when given), as Samba prints them.
+pub(super) async fn gettickles(ctx: &mut Ctx<'_>, args: &[String]) -> CmdResult {
+    if args.is_empty() || args.len() > 2 {
+        return Err(usage_fail("gettickles"));
+    }
+    let port = match args.get(1) {
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| Fail::new(format!("Invalid port {p}"), 1))?,
+        None => 0,
+    };
+    let addr = ip_arg_of(&args[0])?;
+    let request = SockAddr::from(SocketAddr::new(addr, port)).to_bytes();
+    let list: TickleList = ctx
+        .typed(ctx.cmd_pnn, Opcode::GetTcpTickleList, request)
+        .await
+        .map_err(|f| {
+            Fail::new(
+                format!("{}\nFailed to get list of connections", f.msg),
+                f.code,
+            )
+        })?;
+    let ip = |a: &SockAddr| {
+        a.socket_addr()
+            .map(|s| s.ip().to_string())
+            .unwrap_or_default()
+    };
+    let port_of = |a: &SockAddr| a.socket_addr().map_or(0, |s| s.port());
+    let with_port = |a: &SockAddr| a.socket_addr().map(|s| s.to_string()).unwrap_or_default();
+    let mut text = String::new();
+    if let Some(sep) = ctx.machine() {
+        text += &format!("{sep}Source IP{sep}Port{sep}Destiation IP{sep}Port{sep}\n");
+        for c in &list.connections {
+            text += &format!(
+                "{sep}{}{sep}{}{sep}{}{sep}{}{sep}\n",
+                ip(&c.src),
+                port_of(&c.src),
+                ip(&c.dst),
+                port_of(&c.dst)
+            );
+        }
+    } else {
+        text += &format!("Connections for IP: {}\n", ip(&list.addr));
+        text += &format!("Num connections: {}\n", list.connections.len());
+        for c in &list.connections {
+            text += &format!("SRC: {}   DST: {}\n", with_port(&c.src), with_port(&c.dst));
+        }
+    }
+    out(&text);
+    Ok(0)
+}
+
+/// `addtickle <ip>:<port> <ip>:<port>` / `deltickle ...`: registers or removes a
+/// connection (client first, then the public address) with the node.
+pub(super) async fn tickle_change(ctx: &mut Ctx<'_>, command: &str, args: &[String]) -> CmdResult {
+    let [src, dst] = args else {
+        return Err(usage_fail(command));
+    };
+    let conn = Connection {
+        src: SockAddr::from(sock_arg_of(src)?),
+        dst: SockAddr::from(sock_arg_of(dst)?),
+    };
+    let (opcode, failed) = if command == "addtickle" {
+        (Opcode::TcpAddDelayedUpdate, "Failed to register connection")
+    } else {
+        (Opcode::TcpRemove, "Failed to unregister connection")
+    };
+    ctx.control(ctx.cmd_pnn, opcode, conn.to_bytes())
+        .await
+        .map_err(|f| Fail::new(format!("{}\n{failed}", f.msg), f.code))?;
     Ok(0)
 }
