@@ -542,3 +542,44 @@ async fn tickle_lists_are_kept_replicated_and_printed_as_samba_does() {
     let (stdout, _, _) = text(&node0.tool(&ours, &["gettickles", "10.77.0.1"]));
     assert!(stdout.ends_with("Num connections: 0\n"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctdb_shutdown_hands_the_addresses_over_too() {
+    let cluster = TestCluster::start_with_files(
+        3,
+        &[
+            ("public_addresses", ADDRESSES),
+            ("events/10.recorder", RECORDER),
+        ],
+    );
+    let clients = cluster.healthy(&[0, 1, 2]).await;
+    let all: Vec<&Client> = clients.iter().flatten().collect();
+    let first = placed(&all, &[0, 1, 2]).await;
+    let held: Vec<IpAddr> = first
+        .iter()
+        .filter(|(_, &p)| p == 1)
+        .map(|(a, _)| *a)
+        .collect();
+    drop(clients);
+    let out = cluster.nodes[1].tool(&bin("ctdb"), &["shutdown"]);
+    assert!(out.status.success(), "{out:?}");
+    // Node 1 released its addresses itself before it went away.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = events(&cluster, 1);
+        let released = held
+            .iter()
+            .all(|a| log.contains(&format!("releaseip ctdbtest0 {a} 24")));
+        if released {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 1 did not release {held:?}: {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let clients = cluster.healthy(&[0, 2]).await;
+    let rest: Vec<&Client> = clients.iter().flatten().collect();
+    placed(&rest, &[0, 2]).await;
+}

@@ -279,9 +279,16 @@ fn answer(
             status(0)
         }
         Shutdown => {
-            info!("SHUTDOWN control received");
             node.state().runstate = RunState::Shutdown;
-            let _ = node.shutdown.send(true);
+            if let Some(ctdbd) = supervisor() {
+                // ctdbd hands the node's public addresses over, then stops every
+                // component, this one too.
+                info!("SHUTDOWN control received: asking ctdbd to stop the node");
+                let _ = nix::sys::signal::kill(ctdbd, nix::sys::signal::Signal::SIGTERM);
+            } else {
+                info!("SHUTDOWN control received");
+                let _ = node.shutdown.send(true);
+            }
             status(0)
         }
         Startup => status(0),
@@ -389,6 +396,14 @@ fn statistics(node: &Arc<Node>, client: u64, header: Header, samba: bool) {
 
 /// Records the node's counters every StatHistoryInterval seconds for GET_STAT_HISTORY,
 /// for as long as the node lives.
+/// The ctdbd that runs this transport, if one does (it says so in
+/// `CTDB_RS_SUPERVISOR` and is our parent).
+fn supervisor() -> Option<nix::unistd::Pid> {
+    let pid: i32 = std::env::var("CTDB_RS_SUPERVISOR").ok()?.parse().ok()?;
+    let parent = nix::unistd::getppid();
+    (parent.as_raw() == pid).then_some(parent)
+}
+
 /// Who says the node is unhealthy when its event daemon does not answer.
 pub const EVENTD_WATCHDOG: &str = "eventd watchdog";
 

@@ -3,8 +3,8 @@
 //! Each component is its own process; one that dies is restarted with back-off, and
 //! SIGTERM/SIGINT stops them all — after the node handed its public addresses to the
 //! others ([`hand_over_addresses`]), so that clients of a node shut down on purpose
-//! reconnect at once. When transport exits cleanly (a client sent SHUTDOWN), the whole
-//! node stops.
+//! reconnect at once. SHUTDOWN (`ctdb shutdown`) reaches ctdbd the same way: transport
+//! sends it SIGTERM. A transport that exits cleanly on its own stops the whole node.
 
 #![forbid(unsafe_code)]
 
@@ -75,7 +75,11 @@ async fn supervise(name: &'static str, run_dir: PathBuf, mut stop: watch::Receiv
     let mut quick_deaths = 0;
     loop {
         let started = Instant::now();
-        let mut child = match Command::new(&path).kill_on_drop(true).spawn() {
+        let mut child = match Command::new(&path)
+            .env(SUPERVISOR_ENV, std::process::id().to_string())
+            .kill_on_drop(true)
+            .spawn()
+        {
             Ok(c) => c,
             Err(e) => {
                 error!(component = name, "cannot start {}: {e}", path.display());
@@ -161,6 +165,10 @@ fn prepare_dirs(config: &Config) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Tells each component the pid of the ctdbd that runs it (transport turns SHUTDOWN
+/// into a SIGTERM to it, so that the node hands its addresses over first).
+const SUPERVISOR_ENV: &str = "CTDB_RS_SUPERVISOR";
 
 /// Longest a stopping node waits for its public addresses to move away.
 const HANDOVER_LIMIT: Duration = Duration::from_secs(5);
