@@ -473,3 +473,22 @@ pub async fn agreed_leader(clients: &[&Client]) -> u32 {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A control from local client 5 with no data, as a component's handler gets it from
+/// transport (tests that drive a component's handler directly).
+pub fn control_envelope(opcode: ctdb_protocol::Opcode) -> ctdb_rpc::Envelope {
+    use ctdb_protocol::{Body, Packet, ReqControl};
+    let mut p = Packet::new(Body::ReqControl(ReqControl {
+        opcode,
+        srvid: 0,
+        client_id: 0,
+        flags: 0,
+        data: bytes::Bytes::new(),
+    }));
+    p.reqid = 77;
+    ctdb_rpc::Envelope {
+        client: 5,
+        from_node: u32::MAX,
+        packet: p.to_bytes(),
+    }
+}

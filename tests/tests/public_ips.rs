@@ -390,9 +390,10 @@ async fn reloadips_adds_and_removes_addresses() {
     assert!(!out.status.success(), "an unknown node");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_stopped_on_purpose_hands_its_addresses_over_first() {
-    let mut cluster = TestCluster::start_with_files(
+/// Three nodes with the six addresses and the event recorder, every address placed;
+/// also the addresses node 1 holds.
+async fn recorded_cluster() -> (TestCluster, Vec<IpAddr>) {
+    let cluster = TestCluster::start_with_files(
         3,
         &[
             ("public_addresses", ADDRESSES),
@@ -408,18 +409,38 @@ async fn a_node_stopped_on_purpose_hands_its_addresses_over_first() {
         .map(|(a, _)| *a)
         .collect();
     assert!(!held.is_empty(), "{first:?}");
-    drop(clients);
+    (cluster, held)
+}
+
+/// Waits until node 1's event log has a `releaseip` for each of `held`.
+async fn released_by_node_1(cluster: &TestCluster, held: &[IpAddr]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = events(cluster, 1);
+        if held
+            .iter()
+            .all(|a| log.contains(&format!("releaseip ctdbtest0 {a} 24")))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 1 did not release {held:?}: {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_on_purpose_hands_its_addresses_over_first() {
+    let (mut cluster, held) = recorded_cluster().await;
     // SIGTERM to node 1's ctdbd (as systemd, docker or Kubernetes stop it).
     let began = Instant::now();
     cluster.nodes[1].stop();
     let stopped_after = began.elapsed();
     // Node 1 released each of its addresses itself before it stopped (a node that is
     // simply gone never runs `releaseip`).
-    let log = events(&cluster, 1);
-    for addr in &held {
-        let line = format!("releaseip ctdbtest0 {addr} 24");
-        assert!(log.contains(&line), "node 1 has no '{line}': {log:?}");
-    }
+    released_by_node_1(&cluster, &held).await;
     let clients = cluster.healthy(&[0, 2]).await;
     let rest: Vec<&Client> = clients.iter().flatten().collect();
     placed(&rest, &[0, 2]).await;
@@ -545,40 +566,11 @@ async fn tickle_lists_are_kept_replicated_and_printed_as_samba_does() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctdb_shutdown_hands_the_addresses_over_too() {
-    let cluster = TestCluster::start_with_files(
-        3,
-        &[
-            ("public_addresses", ADDRESSES),
-            ("events/10.recorder", RECORDER),
-        ],
-    );
-    let clients = cluster.healthy(&[0, 1, 2]).await;
-    let all: Vec<&Client> = clients.iter().flatten().collect();
-    let first = placed(&all, &[0, 1, 2]).await;
-    let held: Vec<IpAddr> = first
-        .iter()
-        .filter(|(_, &p)| p == 1)
-        .map(|(a, _)| *a)
-        .collect();
-    drop(clients);
+    let (cluster, held) = recorded_cluster().await;
     let out = cluster.nodes[1].tool(&bin("ctdb"), &["shutdown"]);
     assert!(out.status.success(), "{out:?}");
     // Node 1 released its addresses itself before it went away.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let log = events(&cluster, 1);
-        let released = held
-            .iter()
-            .all(|a| log.contains(&format!("releaseip ctdbtest0 {a} 24")));
-        if released {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node 1 did not release {held:?}: {log:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    released_by_node_1(&cluster, &held).await;
     let clients = cluster.healthy(&[0, 2]).await;
     let rest: Vec<&Client> = clients.iter().flatten().collect();
     placed(&rest, &[0, 2]).await;

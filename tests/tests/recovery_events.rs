@@ -6,34 +6,17 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use ctdb_eventd::{Eventd, EventdConfig};
-use ctdb_protocol::{Body, Opcode, Packet, ReqControl};
+use ctdb_protocol::{Body, Opcode, Packet};
 use ctdb_recoverd::Recoverd;
 use ctdb_rpc::component::{lock, Outbox, PacketHandler};
-use ctdb_rpc::Envelope;
-
-fn control(opcode: Opcode) -> Envelope {
-    let mut p = Packet::new(Body::ReqControl(ReqControl {
-        opcode,
-        srvid: 0,
-        client_id: 0,
-        flags: 0,
-        data: Bytes::new(),
-    }));
-    p.reqid = 5;
-    Envelope {
-        client: 3,
-        from_node: u32::MAX,
-        packet: p.to_bytes(),
-    }
-}
+use ctdb_tests::control_envelope;
 
 /// Sends `opcode` to `recoverd` and waits for its answer; the time it took.
 async fn answered(recoverd: &Arc<Mutex<Recoverd>>, opcode: Opcode) -> Duration {
     let (out, mut rx) = Outbox::new();
     let began = Instant::now();
-    lock(recoverd).handle(control(opcode), &out);
+    lock(recoverd).handle(control_envelope(opcode), &out);
     let reply = tokio::time::timeout(Duration::from_secs(30), rx.recv())
         .await
         .expect("answered in time")

@@ -5,29 +5,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use ctdb_protocol::opcode::UNHANDLED;
-use ctdb_protocol::{Body, Opcode, Packet, ReqControl};
+use ctdb_protocol::{Body, Opcode, Packet};
 use ctdb_rpc::component::{Outbox, PacketHandler};
-use ctdb_rpc::Envelope;
+use ctdb_tests::control_envelope;
 use ctdb_transport::routing::{owner, route, Owner};
-
-fn envelope(opcode: Opcode) -> Envelope {
-    let mut p = Packet::new(Body::ReqControl(ReqControl {
-        opcode,
-        srvid: 0,
-        client_id: 0,
-        flags: 0,
-        data: Bytes::new(),
-    }));
-    p.reqid = 77;
-    p.destnode = 0;
-    Envelope {
-        client: 5,
-        from_node: u32::MAX,
-        packet: p.to_bytes(),
-    }
-}
 
 /// The controls routed to `who` that `handler` answers "not handled".
 async fn unhandled(who: Owner, handler: Arc<Mutex<dyn PacketHandler>>) -> Vec<Opcode> {
@@ -37,7 +19,7 @@ async fn unhandled(who: Owner, handler: Arc<Mutex<dyn PacketHandler>>) -> Vec<Op
             continue;
         }
         let (out, mut rx) = Outbox::new();
-        ctdb_rpc::component::lock(&handler).handle(envelope(opcode), &out);
+        ctdb_rpc::component::lock(&handler).handle(control_envelope(opcode), &out);
         // Replies sent later by a task come within a moment, or not at all.
         let _ = tokio::time::timeout(std::time::Duration::from_millis(20), async {
             tokio::task::yield_now().await;

@@ -178,38 +178,23 @@ const HANDOVER_LIMIT: Duration = Duration::from_secs(5);
 /// run, and waits (at most [`HANDOVER_LIMIT`]) until it holds none — `releaseip` ran
 /// here and the others took them. A node that cannot be asked is stopped as it is.
 async fn hand_over_addresses(config: &Config) {
+    use ctdb_protocol::control::PublicIpList;
     use ctdb_protocol::flags::dest::{BROADCAST_CONNECTED, CURRENT_NODE};
+    use ctdb_protocol::{Opcode, Wire};
     let ask = async {
         let client = ctdb_client::Client::connect(&config.socket).await.ok()?;
         let pnn = client.pnn();
+        let to_node = |opcode| client.control(CURRENT_NODE, opcode, 0, bytes::Bytes::new());
         let held = || async {
-            let data = client
-                .control(
-                    CURRENT_NODE,
-                    ctdb_protocol::Opcode::GetPublicIps,
-                    0,
-                    bytes::Bytes::new(),
-                )
-                .await
-                .ok()?;
-            let list =
-                <ctdb_protocol::control::PublicIpList as ctdb_protocol::Wire>::from_bytes(&data)
-                    .ok()?;
+            let data = to_node(Opcode::GetPublicIps).await.ok()?;
+            let list = PublicIpList::from_bytes(&data).ok()?;
             Some(list.ips.iter().filter(|ip| ip.pnn == pnn).count())
         };
         if held().await? == 0 {
             return Some(0);
         }
         info!("handing this node's public addresses to the others first");
-        client
-            .control(
-                CURRENT_NODE,
-                ctdb_protocol::Opcode::StopNode,
-                0,
-                bytes::Bytes::new(),
-            )
-            .await
-            .ok()?;
+        to_node(Opcode::StopNode).await.ok()?;
         // TAKEOVER_RUN with no one to answer (srvid 0).
         let mut request = pnn.to_le_bytes().to_vec();
         request.extend_from_slice(&[0; 12]);
@@ -272,12 +257,13 @@ async fn main() -> ExitCode {
     let mut code = ExitCode::SUCCESS;
     loop {
         tokio::select! {
-            _ = term.recv() => {
-                info!("SIGTERM: stopping the node");
-                hand_over_addresses(&config).await;
-            }
-            _ = int.recv() => {
-                info!("SIGINT: stopping the node");
+            signal = async {
+                tokio::select! {
+                    _ = term.recv() => "SIGTERM",
+                    _ = int.recv() => "SIGINT",
+                }
+            } => {
+                info!("{signal}: stopping the node");
                 hand_over_addresses(&config).await;
             }
             Some(ended) = tasks.join_next() => match ended {
