@@ -147,6 +147,17 @@ async fn disabled_stopped_and_banned_nodes_leave_the_vnn_map_and_return() {
     for (leave, leave_data, back, back_data) in steps {
         c0.control(2, leave, 0, leave_data).await.expect("leave");
         cluster.healthy(&[0, 1]).await;
+        if leave == Opcode::SetBanState {
+            // A banned node stops serving: recovery mode, databases frozen.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+            while c0.get_recmode(2).await.ok() != Some(ctdb_protocol::flags::recmode::ACTIVE) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "banned node 2 still serves"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
         c0.control(2, back, 0, back_data).await.expect("come back");
         cluster.healthy(&[0, 1, 2]).await;
     }

@@ -12,15 +12,34 @@ use ctdb_tests::{bin, TestCluster};
 const SCRIPT: &str = include_str!("../../deploy/events/legacy/10.interface.script");
 const ADDRESSES: [&str; 3] = ["10.79.0.1", "10.79.0.2", "10.79.0.3"];
 
-/// Removes the test's addresses from `lo` whatever happens.
-struct Cleanup;
+/// The sysctl the interface script sets (it keeps an address's subnet companions).
+const PROMOTE: &str = "/proc/sys/net/ipv4/conf/lo/promote_secondaries";
+
+/// Removes a test's addresses from `lo` whatever happens, and puts `lo`'s
+/// promote_secondaries back as it was.
+struct Cleanup {
+    addresses: &'static [&'static str],
+    promote: Option<String>,
+}
+
+impl Cleanup {
+    fn new(addresses: &'static [&'static str]) -> Self {
+        Self {
+            addresses,
+            promote: std::fs::read_to_string(PROMOTE).ok(),
+        }
+    }
+}
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        for a in ADDRESSES {
+        for a in self.addresses {
             let _ = Command::new("ip")
                 .args(["addr", "del", &format!("{a}/24"), "dev", "lo"])
                 .output();
+        }
+        if let Some(value) = &self.promote {
+            let _ = std::fs::write(PROMOTE, value);
         }
     }
 }
@@ -51,7 +70,7 @@ async fn takeip_adds_the_address_and_releaseip_removes_it() {
         eprintln!("skipped: not root");
         return;
     }
-    let _cleanup = Cleanup;
+    let _cleanup = Cleanup::new(&ADDRESSES);
     let file: String = ADDRESSES.iter().map(|a| format!("{a}/24 lo\n")).collect();
     let cluster = TestCluster::start_with_files(
         3,
@@ -78,5 +97,127 @@ async fn takeip_adds_the_address_and_releaseip_removes_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_for("10.79.0.3 gone from lo", || !on_lo(ADDRESSES[2])).await;
-    assert!(on_lo(ADDRESSES[0]) && on_lo(ADDRESSES[1]));
+    // The others may move between nodes meanwhile (released, then taken): they end
+    // up on lo again.
+    wait_for("the other two on lo", || {
+        on_lo(ADDRESSES[0]) && on_lo(ADDRESSES[1])
+    })
+    .await;
+}
+
+/// Public address and client of the tickle test.
+const TICKLED: &str = "10.80.0.1";
+const CLIENT_PORT: u16 = 40123;
+
+/// Waits (on a raw socket that sees every TCP segment of the host) for a tickle ACK
+/// from TICKLED:445 to port CLIENT_PORT.
+fn wait_for_tickle(socket: &socket2::Socket) -> bool {
+    use std::io::Read;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut buf = [0u8; 2048];
+    let want: std::net::Ipv4Addr = TICKLED.parse().unwrap();
+    while Instant::now() < deadline {
+        let Ok(n) = (&*socket).read(&mut buf) else {
+            continue;
+        };
+        if n < 40 {
+            continue;
+        }
+        let ihl = usize::from(buf[0] & 0x0f) * 4;
+        let src = std::net::Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
+        let tcp = &buf[ihl..n];
+        let port = |at: usize| u16::from_be_bytes([tcp[at], tcp[at + 1]]);
+        if src == want
+            && port(0) == 445
+            && port(2) == CLIENT_PORT
+            && tcp[13] == 0x10
+            && port(14) == 1234
+        {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_holder_tickles_the_clients_of_an_address_it_takes_over() {
+    use ctdb_protocol::control::{Connection, PublicIpList, SockAddr};
+    use ctdb_protocol::{flags::dest, Opcode, Wire};
+    if !nix::unistd::geteuid().is_root() {
+        assert!(std::env::var_os("CI").is_none(), "this test needs root");
+        eprintln!("skipped: not root");
+        return;
+    }
+    let _cleanup = Cleanup::new(&["10.80.0.1", "10.80.0.2"]);
+    let cluster = TestCluster::start_with_files(
+        3,
+        &[
+            ("public_addresses", "10.80.0.1/24 lo\n10.80.0.2/24 lo\n"),
+            ("events/legacy/10.interface.script", SCRIPT),
+        ],
+    );
+    let clients = cluster.healthy(&[0, 1, 2]).await;
+    wait_for("10.80.0.1 on lo", || on_lo(TICKLED)).await;
+    let any = clients[0].as_ref().expect("client");
+    let list = any
+        .control(
+            dest::CURRENT_NODE,
+            Opcode::GetPublicIps,
+            0,
+            bytes::Bytes::new(),
+        )
+        .await
+        .expect("ips");
+    let holder = PublicIpList::from_bytes(&list)
+        .unwrap()
+        .ips
+        .iter()
+        .find(|ip| ip.addr.socket_addr().map(|a| a.ip().to_string()) == Some(TICKLED.into()))
+        .map(|ip| ip.pnn)
+        .expect("held");
+    // A client of the address registers its connection with the holder, which
+    // spreads it to the others.
+    let conn = Connection {
+        src: SockAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], CLIENT_PORT))),
+        dst: SockAddr::from(
+            format!("{TICKLED}:445")
+                .parse::<std::net::SocketAddr>()
+                .unwrap(),
+        ),
+    };
+    clients[holder as usize]
+        .as_ref()
+        .expect("client")
+        .control(
+            dest::CURRENT_NODE,
+            Opcode::TcpClient,
+            0,
+            bytes::Bytes::from(conn.to_bytes()),
+        )
+        .await
+        .expect("TCP_CLIENT");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::TCP),
+    )
+    .expect("raw socket");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let watcher = std::thread::spawn(move || wait_for_tickle(&socket));
+    // The holder is disabled: another node takes the address and tickles the client.
+    let out = cluster.nodes[0].tool(&bin("ctdb"), &["-n", &holder.to_string(), "disable"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        watcher.join().expect("watcher"),
+        "no tickle ACK from {TICKLED}:445 to port {CLIENT_PORT}\n{}",
+        cluster.logs()
+    );
 }

@@ -15,7 +15,7 @@ use tracing::warn;
 use crate::events::{recovery_event, run_event, run_event_with, Startup};
 use crate::ips::{self, ip_of, Action, PublicIps};
 use crate::tickles::{destination, Tickles};
-use ctdb_protocol::control::Connection;
+use ctdb_protocol::control::{Connection, SockAddr};
 
 /// State of the recovery daemon that its controls read and change.
 #[derive(Debug)]
@@ -444,6 +444,11 @@ impl PacketHandler for Recoverd {
                 return to.send(out, status(0));
             };
             let (ips, out) = (self.ips.clone(), out.clone());
+            // A takeover: the clients of the address's last holder are tickled.
+            let tickle = (event.event == "takeip").then(|| {
+                let all = SockAddr::from(std::net::SocketAddr::new(addr, 0));
+                self.tickles.list(all, 0).connections
+            });
             tokio::spawn(async move {
                 let mut eventd = EventdClient::new(eventd);
                 let code = run_event_with(&mut eventd, event.event, event.args).await;
@@ -452,6 +457,9 @@ impl PacketHandler for Recoverd {
                     to.tell_clients(&out, event.event, addr);
                 }
                 to.send(&out, status(code));
+                if let Some(connections) = tickle.filter(|_| code == 0) {
+                    send_tickles(addr, connections).await;
+                }
             });
             return;
         }
@@ -482,6 +490,31 @@ impl PacketHandler for Recoverd {
             };
             out.to_client(0, packet.to_bytes());
         }
+    }
+}
+
+/// Tickle ACKs to the clients of `addr` ([`crate::tickle_ack`]), twice: the second
+/// half a second later, in case the first raced the address's arrival.
+async fn send_tickles(addr: std::net::IpAddr, connections: Vec<Connection>) {
+    if connections.is_empty() {
+        return;
+    }
+    let pairs: Vec<_> = connections
+        .iter()
+        .filter_map(|c| Some((c.dst.socket_addr()?, c.src.socket_addr()?)))
+        .collect();
+    for round in 0..2 {
+        if round > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        let mut failed = 0;
+        for &(server, client) in &pairs {
+            if let Err(e) = crate::tickle_ack::send(server, client) {
+                failed += 1;
+                tracing::debug!(%server, %client, "tickle ACK not sent: {e}");
+            }
+        }
+        tracing::info!(%addr, sent = pairs.len() - failed, failed, "tickle ACKs sent");
     }
 }
 

@@ -266,6 +266,8 @@ struct Session {
     last_in_cluster: Instant,
     /// Whether this node isolated itself for want of a majority.
     isolated: bool,
+    /// Whether this node stopped serving for its ban.
+    stopped_for_ban: bool,
     /// No recovery lock: leadership and recoveries need a majority of the nodes.
     majority_rules: bool,
     /// Whether we already said that a recovery waits for a majority.
@@ -301,6 +303,7 @@ impl Session {
             said_takeover_deferred: false,
             last_in_cluster: Instant::now(),
             isolated: false,
+            stopped_for_ban: false,
             majority_rules: true,
             said_minority_recovery: false,
         })
@@ -347,6 +350,8 @@ impl Session {
             .map_or(0, |n| n.flags);
         self.announce_roles(caps, own_flags, &mine, s);
         self.expire_own_ban(own_flags).await;
+        self.stop_serving_while_banned(own_flags, s.election_timeout)
+            .await;
         let eligible = leader_role && is_active(own_flags);
 
         let spec = reclock.as_deref().and_then(LockSpec::parse);
@@ -592,8 +597,13 @@ impl Session {
             );
             self.isolated = true;
         }
+        self.stop_serving(lease).await;
+    }
+
+    /// This node serves nothing until a recovery takes it back: recovery mode, every
+    /// database frozen (local clients wait), its public addresses released.
+    async fn stop_serving(&self, t: Duration) {
         let here = dest::CURRENT_NODE;
-        let t = lease;
         let active = Bytes::from(ctdb_protocol::flags::recmode::ACTIVE.to_bytes());
         if let Err(e) = ok(&self.client, here, Opcode::SetRecmode, active, t).await {
             warn!("cannot enter recovery mode: {e}");
@@ -604,6 +614,18 @@ impl Session {
         if let Err(e) = takeover::release_own(&self.client, self.pnn, t).await {
             warn!("cannot release the public addresses: {e}");
         }
+    }
+
+    /// A banned node stops serving, as Samba's does: its clients must not commit in a
+    /// generation the others left (each failed round would ask for another recovery),
+    /// nor reach addresses it should not hold. The recovery after the ban takes it back.
+    async fn stop_serving_while_banned(&mut self, own_flags: u32, t: Duration) {
+        let banned = own_flags & node::BANNED != 0;
+        if banned && !self.stopped_for_ban {
+            warn!("this node is banned: stopping service until a recovery takes it back");
+            self.stop_serving(t).await;
+        }
+        self.stopped_for_ban = banned;
     }
 
     fn step_down(&mut self, why: &str) {

@@ -26,6 +26,7 @@ pub mod nodes;
 pub mod reclock;
 pub mod recovery;
 pub mod takeover;
+pub mod tickle_ack;
 pub mod tickles;
 #[cfg(test)]
 mod vectors;

@@ -376,7 +376,17 @@ impl Node {
                         Ok(Owner::Transport) => controls::handle(self, origin, &header, control),
                         Ok(owner) => {
                             controls::observe(self, &control);
-                            if !self.to_component(owner, pnn, frame.bytes) {
+                            // Held while the component restarts, as a local client's
+                            // are: a leader's recovery step is not failed (and this
+                            // node not blamed) for a component that is back in a moment.
+                            let held = self.link(owner).is_some_and(|link| {
+                                link.send_or_hold(Envelope {
+                                    client: 0,
+                                    from_node: pnn,
+                                    packet: frame.bytes.to_vec(),
+                                })
+                            });
+                            if !held {
                                 self.control_error(
                                     origin,
                                     &header,

@@ -312,8 +312,19 @@ async fn disable_recoveries(ctx: &mut Ctx<'_>, timeout: u32, pnns: &[u32]) -> Re
 }
 
 /// Samba's disable_takeover_runs(): as [`disable_recoveries`], for takeover runs.
+/// A node answers that it cannot while a takeover run is under way: it is asked
+/// again, up to five times a second apart.
 async fn disable_takeover_runs(ctx: &mut Ctx<'_>, timeout: u32, pnns: &[u32]) -> Result<(), Fail> {
-    disable(ctx, srvid::samba::DISABLE_TAKEOVER_RUNS, timeout, pnns).await
+    let mut tries = 0;
+    loop {
+        match disable(ctx, srvid::samba::DISABLE_TAKEOVER_RUNS, timeout, pnns).await {
+            Err(_) if tries < 5 => {
+                tries += 1;
+                tokio::time::sleep(POLL).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Sends a `ctdb_disable_message` to `what` on every listed node and waits for each
