@@ -575,3 +575,52 @@ async fn ctdb_shutdown_hands_the_addresses_over_too() {
     let rest: Vec<&Client> = clients.iter().flatten().collect();
     placed(&rest, &[0, 2]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_holder_sends_its_tickle_lists_to_the_others() {
+    let cluster = TestCluster::start_with(3, ADDRESSES);
+    let clients = cluster.healthy(&[0, 1, 2]).await;
+    let all: Vec<&Client> = clients.iter().flatten().collect();
+    let first = placed(&all, &[0, 1, 2]).await;
+    for c in &all {
+        c.set_tunable(dest::CURRENT_NODE, "TickleUpdateInterval", 1)
+            .await
+            .expect("setvar");
+    }
+    let (addr, holder) = first
+        .iter()
+        .next()
+        .map(|(a, p)| (*a, *p))
+        .expect("an address");
+    // `addtickle` tells the holder only; its next update tells the others.
+    let ours = bin("ctdb");
+    let node0 = &cluster.nodes[0];
+    let holder_arg = holder.to_string();
+    let out = node0.tool(
+        &ours,
+        &[
+            "-n",
+            &holder_arg,
+            "addtickle",
+            "192.168.9.7:40002",
+            &format!("{addr}:445"),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let line = format!("SRC: 192.168.9.7:40002   DST: {addr}:445");
+    for n in 0..3u32 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = node0.tool(
+                &ours,
+                &["-n", &n.to_string(), "gettickles", &addr.to_string()],
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            if stdout.contains(&line) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {n} never got it: {stdout}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

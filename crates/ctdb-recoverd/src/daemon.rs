@@ -193,6 +193,8 @@ struct Settings {
     grace: Duration,
     enable_bans: bool,
     no_ip_failback: bool,
+    /// TickleUpdateInterval.
+    tickle_update: Duration,
 }
 
 impl Settings {
@@ -213,7 +215,7 @@ impl Settings {
                     .unwrap_or(fallback)
             }
         };
-        let (interval, timeout, election, takeover, ban, grace, bans, no_failback) = tokio::join!(
+        let (interval, timeout, election, takeover, ban, grace, bans, no_failback, tickles) = tokio::join!(
             get("RecoverInterval"),
             get("RecoverTimeout"),
             get("ElectionTimeout"),
@@ -222,6 +224,7 @@ impl Settings {
             get("RecoveryGracePeriod"),
             get("EnableBans"),
             get("NoIPFailback"),
+            get("TickleUpdateInterval"),
         );
         let secs = |s: u32| Duration::from_secs(u64::from(s.max(1)));
         Self {
@@ -233,6 +236,7 @@ impl Settings {
             grace: Duration::from_secs(u64::from(grace)),
             enable_bans: bans != 0,
             no_ip_failback: no_failback != 0,
+            tickle_update: secs(tickles),
         }
     }
 }
@@ -268,6 +272,8 @@ struct Session {
     isolated: bool,
     /// Whether this node stopped serving for its ban.
     stopped_for_ban: bool,
+    /// When this node last sent the others the tickle lists of its addresses.
+    tickles_sent: Instant,
     /// No recovery lock: leadership and recoveries need a majority of the nodes.
     majority_rules: bool,
     /// Whether we already said that a recovery waits for a majority.
@@ -304,6 +310,7 @@ impl Session {
             last_in_cluster: Instant::now(),
             isolated: false,
             stopped_for_ban: false,
+            tickles_sent: Instant::now(),
             majority_rules: true,
             said_minority_recovery: false,
         })
@@ -352,6 +359,7 @@ impl Session {
         self.expire_own_ban(own_flags).await;
         self.stop_serving_while_banned(own_flags, s.election_timeout)
             .await;
+        self.send_tickle_lists(s);
         let eligible = leader_role && is_active(own_flags);
 
         let spec = reclock.as_deref().and_then(LockSpec::parse);
@@ -613,6 +621,37 @@ impl Session {
         }
         if let Err(e) = takeover::release_own(&self.client, self.pnn, t).await {
             warn!("cannot release the public addresses: {e}");
+        }
+    }
+
+    /// Every TickleUpdateInterval, the tickle list of each address this node holds goes
+    /// to every connected node (SET_TCP_TICKLE_LIST, no reply), as Samba's holder
+    /// sends it: a node that came up after a client registered its connection (or an
+    /// `addtickle`, which tells one node only) learns it so.
+    fn send_tickle_lists(&mut self, s: &Settings) {
+        if self.tickles_sent.elapsed() < s.tickle_update {
+            return;
+        }
+        self.tickles_sent = Instant::now();
+        let lists: Vec<ctdb_protocol::control::TickleList> = {
+            let state = ctdb_rpc::component::lock(&self.state);
+            let held = ctdb_rpc::component::lock(&state.ips).list(false);
+            held.ips
+                .iter()
+                .filter(|ip| ip.pnn == self.pnn)
+                .map(|ip| state.tickles.list(ip.addr, 0))
+                .collect()
+        };
+        for list in lists {
+            let data = Bytes::from(list.to_bytes());
+            if let Err(e) = self.client.control_noreply(
+                dest::BROADCAST_CONNECTED,
+                Opcode::SetTcpTickleList,
+                0,
+                data,
+            ) {
+                debug!("cannot send a tickle list: {e}");
+            }
         }
     }
 
