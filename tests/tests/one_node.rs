@@ -374,3 +374,36 @@ async fn a_wedged_event_daemon_makes_the_node_unhealthy() {
     kill(eventd, Signal::SIGCONT).expect("SIGCONT");
     wait_health(&client, false, "healthy again once eventd answers").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_when_asked_for() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .unwrap()
+        .port();
+    let node = TestNode::start(&format!("[metrics]\n\taddress = 127.0.0.1:{port}\n"));
+    let client = node.ready().await;
+    client.get_pid(dest::CURRENT_NODE).await.expect("a control");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("metrics port");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    };
+    assert!(value("ctdb_client_controls_total{pnn=\"0\"}") >= 1.0);
+    assert_eq!(value("ctdb_component_up{pnn=\"0\",component=\"db\"}"), 1.0);
+    assert_eq!(value("ctdb_recovering{pnn=\"0\"}"), 0.0);
+    assert!(text.contains("# TYPE ctdb_calls_total counter"));
+}

@@ -101,6 +101,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub event: EventConfig,
     pub failover: FailoverConfig,
+    /// Where transport serves Prometheus metrics (`[metrics] address`, e.g.
+    /// `127.0.0.1:9479`); none by default.
+    pub metrics_address: Option<std::net::SocketAddr>,
     pub nodes: Vec<NodeEntry>,
     pub public_addresses: Vec<PublicAddress>,
 }
@@ -136,6 +139,7 @@ const SETTINGS: &[Setting] = &[
     Setting { ini: None, env: &["CTDB_MONITOR_INTERVAL"], apply: |c, v| { c.event.monitor_interval_secs = secs(v)?; Ok(()) } },
     Setting { ini: None, env: &["CTDB_SCRIPT_TIMEOUT"], apply: |c, v| { c.event.script_timeout_secs = secs(v)?; Ok(()) } },
     Setting { ini: Some(("failover", "disabled")), env: &["CTDB_FAILOVER_DISABLED"], apply: |c, v| { c.failover.disabled = boolean(v)?; Ok(()) } },
+    Setting { ini: Some(("metrics", "address")), env: &["CTDB_RS_METRICS_ADDRESS"], apply: |c, v| { c.metrics_address = if v.is_empty() { None } else { Some(v.parse().map_err(|e| format!("not an address:port: {e}"))?) }; Ok(()) } },
 ];
 
 fn path(v: &str) -> Result<PathBuf, String> {
@@ -262,6 +266,7 @@ impl Config {
                 script_timeout_secs: 30,
             },
             failover: FailoverConfig { disabled: false },
+            metrics_address: None,
             nodes: Vec::new(),
             public_addresses: Vec::new(),
             base,

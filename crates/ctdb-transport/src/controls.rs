@@ -503,7 +503,7 @@ fn stat_history(node: &Node, samba: bool) -> ReplyControl {
 }
 
 /// Every component's counters of this node, in one `ctdb_statistics`.
-async fn gather(node: &Arc<Node>) -> control::Statistics {
+pub(crate) async fn gather(node: &Arc<Node>) -> control::Statistics {
     {
         let mut stats = control::Statistics::default();
         let c = &node.stats;

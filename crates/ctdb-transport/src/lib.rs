@@ -15,6 +15,7 @@ pub mod clients;
 mod controls;
 pub mod forward;
 pub mod links;
+mod metrics;
 pub mod peers;
 pub mod router;
 pub mod routing;
@@ -156,6 +157,12 @@ pub async fn run_with(
     });
     controls::keep_stat_history(&node);
     controls::watch_eventd(&node);
+    if let Some(addr) = node.config.metrics_address {
+        metrics::serve(&node, addr).map_err(|source| TransportError::Listen {
+            path: format!("the metrics address {addr}"),
+            source,
+        })?;
+    }
     {
         let weak = Arc::downgrade(&node);
         tokio::spawn(async move {
