@@ -492,3 +492,67 @@ pub fn control_envelope(opcode: ctdb_protocol::Opcode) -> ctdb_rpc::Envelope {
         packet: p.to_bytes(),
     }
 }
+
+/// Every record of `db` on the node behind `client`, its own copy (PULL_DB of every
+/// lmaster): key → the whole record, ltdb header and data.
+pub async fn local_copy(client: &Client, db: u32) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    use ctdb_protocol::control::{PullDb, RecBuffer};
+    use ctdb_protocol::Wire;
+    let request = PullDb {
+        db_id: db,
+        lmaster: u32::MAX,
+    };
+    let data = client
+        .control(
+            ctdb_protocol::flags::dest::CURRENT_NODE,
+            ctdb_protocol::Opcode::PullDb,
+            0,
+            request.to_bytes().into(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("PULL_DB on node {}: {e}", client.pnn()));
+    RecBuffer::from_bytes(&data)
+        .expect("record buffer")
+        .records
+        .iter()
+        .map(|r| (r.key.to_vec(), r.data.to_vec()))
+        .collect()
+}
+
+/// Sends SET_FAILPOINT (test clusters run with CTDB_RS_FAULT_INJECTION=1) to the node behind `client`; the fire count, or the error text.
+pub async fn failpoint(
+    client: &Client,
+    component: &str,
+    name: &str,
+    actions: Option<&str>,
+) -> Result<u64, String> {
+    failpoint_raw(
+        client,
+        ctdb_protocol::Wire::to_bytes(&ctdb_protocol::control::SetFailpoint {
+            component: component.into(),
+            name: name.into(),
+            actions: actions.map(Into::into),
+        }),
+    )
+    .await
+}
+
+/// SET_FAILPOINT with `data` as its payload, well formed or not.
+pub async fn failpoint_raw(client: &Client, data: Vec<u8>) -> Result<u64, String> {
+    let reply = client
+        .control_raw(
+            ctdb_protocol::flags::dest::CURRENT_NODE,
+            ctdb_protocol::Opcode::SetFailpoint,
+            0,
+            data.into(),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| format!("SET_FAILPOINT: {e}"))?;
+    if reply.status != 0 {
+        return Err(String::from_utf8_lossy(&reply.errmsg).into_owned());
+    }
+    let count = <[u8; 8]>::try_from(&reply.data[..])
+        .map_err(|_| format!("SET_FAILPOINT reply of {} bytes", reply.data.len()))?;
+    Ok(u64::from_le_bytes(count))
+}

@@ -58,10 +58,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ctdb_client::{Client, ClientError};
-use ctdb_protocol::control::{PullDb, RecBuffer, SetFailpoint};
 use ctdb_protocol::flags::{call, dest, node as node_flags};
-use ctdb_protocol::{LtdbHeader, Opcode, ReqCall, Wire};
-use ctdb_tests::TestCluster;
+use ctdb_protocol::{LtdbHeader, ReqCall, Wire};
+use ctdb_tests::{local_copy, TestCluster};
 
 const HERE: u32 = dest::CURRENT_NODE;
 const NODES: [u32; 3] = [0, 1, 2];
@@ -367,27 +366,7 @@ async fn cut(client: &Client, peers: &[u32]) -> Result<u64, String> {
         let list: Vec<String> = peers.iter().map(u32::to_string).collect();
         format!("return({})", list.join(","))
     };
-    let request = SetFailpoint {
-        component: "transport".into(),
-        name: "transport::cut".into(),
-        actions: Some(actions),
-    };
-    let reply = client
-        .control_raw(
-            HERE,
-            Opcode::SetFailpoint,
-            0,
-            request.to_bytes().into(),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|e| format!("SET_FAILPOINT: {e}"))?;
-    if reply.status != 0 {
-        return Err(String::from_utf8_lossy(&reply.errmsg).into_owned());
-    }
-    <[u8; 8]>::try_from(&reply.data[..])
-        .map(u64::from_le_bytes)
-        .map_err(|_| format!("SET_FAILPOINT reply of {} bytes", reply.data.len()))
+    ctdb_tests::failpoint(client, "transport", "transport::cut", Some(&actions)).await
 }
 
 /// Tunables live in transport (a restarted one has the defaults again): keepalives
@@ -480,24 +459,6 @@ async fn cut_one(cluster: &TestCluster, victim: u32, millis: u64) -> String {
 
 /// A node's copy of a database: key -> the whole record (ltdb header and data).
 type DbCopy = BTreeMap<Vec<u8>, Vec<u8>>;
-
-/// Every record of `db` on the node behind `client` (its own copy).
-async fn local_copy(client: &Client, db: u32) -> DbCopy {
-    let request = PullDb {
-        db_id: db,
-        lmaster: u32::MAX,
-    };
-    let data = client
-        .control(HERE, Opcode::PullDb, 0, request.to_bytes().into())
-        .await
-        .unwrap_or_else(|e| panic!("PULL_DB on node {}: {e}", client.pnn()));
-    RecBuffer::from_bytes(&data)
-        .expect("record buffer")
-        .records
-        .iter()
-        .map(|r| (r.key.to_vec(), r.data.to_vec()))
-        .collect()
-}
 
 /// The checks at the end, on every node; what is wrong.
 async fn check_all(

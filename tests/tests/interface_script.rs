@@ -196,7 +196,31 @@ async fn the_new_holder_tickles_the_clients_of_an_address_it_takes_over() {
         )
         .await
         .expect("TCP_CLIENT");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every node has it before the address moves.
+    for c in clients.iter().flatten() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let list = c
+                .control(
+                    dest::CURRENT_NODE,
+                    Opcode::GetTcpTickleList,
+                    0,
+                    bytes::Bytes::from(conn.dst.to_bytes()),
+                )
+                .await
+                .expect("GET_TCP_TICKLE_LIST");
+            let list = ctdb_protocol::control::TickleList::from_bytes(&list).expect("a list");
+            if list.connections.contains(&conn) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} never got the connection",
+                c.pnn()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     let socket = socket2::Socket::new(
         socket2::Domain::IPV4,

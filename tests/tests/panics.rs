@@ -5,9 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use ctdb_protocol::control::SetFailpoint;
 use ctdb_protocol::flags::{dest, recmode};
-use ctdb_protocol::{Opcode, Wire};
 use ctdb_tests::TestCluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,27 +20,9 @@ async fn a_panicking_component_is_restarted() {
         .expect("attach");
     let before = cluster.nodes[1].component_pid("ctdb-db").expect("db pid");
 
-    let request = SetFailpoint {
-        component: "db".into(),
-        name: "db::pull".into(),
-        actions: Some("panic".into()),
-    };
-    let reply = c1
-        .control_raw(
-            dest::CURRENT_NODE,
-            Opcode::SetFailpoint,
-            0,
-            request.to_bytes().into(),
-            Duration::from_secs(10),
-        )
+    ctdb_tests::failpoint(c1, "db", "db::pull", Some("panic"))
         .await
         .expect("SET_FAILPOINT");
-    assert_eq!(
-        reply.status,
-        0,
-        "{}",
-        String::from_utf8_lossy(&reply.errmsg)
-    );
     // A recovery pulls from every node: node 1's ctdb-db panics there.
     c0.set_recmode(dest::CURRENT_NODE, recmode::ACTIVE)
         .await

@@ -18,10 +18,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ctdb_client::{Client, ClientError};
-use ctdb_protocol::control::{PullDb, RecBuffer, SetFailpoint};
 use ctdb_protocol::flags::{dest, recmode};
-use ctdb_protocol::{Opcode, Wire};
-use ctdb_tests::{TestCluster, TestNode};
+use ctdb_protocol::Opcode;
+use ctdb_tests::{failpoint, failpoint_raw, TestCluster, TestNode};
 
 const HERE: u32 = dest::CURRENT_NODE;
 const NODES: [u32; 3] = [0, 1, 2];
@@ -119,44 +118,6 @@ fn cases() -> Vec<Case> {
     cases
 }
 
-/// Sends SET_FAILPOINT to the node behind `client`; the fire count, or the error text.
-async fn failpoint(
-    client: &Client,
-    component: &str,
-    name: &str,
-    actions: Option<&str>,
-) -> Result<u64, String> {
-    failpoint_raw(
-        client,
-        SetFailpoint {
-            component: component.into(),
-            name: name.into(),
-            actions: actions.map(Into::into),
-        }
-        .to_bytes(),
-    )
-    .await
-}
-
-async fn failpoint_raw(client: &Client, data: Vec<u8>) -> Result<u64, String> {
-    let reply = client
-        .control_raw(
-            HERE,
-            Opcode::SetFailpoint,
-            0,
-            data.into(),
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|e| format!("SET_FAILPOINT: {e}"))?;
-    if reply.status != 0 {
-        return Err(String::from_utf8_lossy(&reply.errmsg).into_owned());
-    }
-    let count = <[u8; 8]>::try_from(&reply.data[..])
-        .map_err(|_| format!("SET_FAILPOINT reply of {} bytes", reply.data.len()))?;
-    Ok(u64::from_le_bytes(count))
-}
-
 /// What the test wrote and must find again.
 #[derive(Default)]
 struct Written {
@@ -201,22 +162,13 @@ impl Written {
 }
 
 /// Every record of `db` on the node behind `client` (its own copy), as key → data.
-async fn local_copy(client: &Client, db: u32) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let request = PullDb {
-        db_id: db,
-        lmaster: u32::MAX,
-    };
-    let data = client
-        .control(HERE, Opcode::PullDb, 0, request.to_bytes().into())
+async fn local_data(client: &Client, db: u32) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    ctdb_tests::local_copy(client, db)
         .await
-        .unwrap_or_else(|e| panic!("PULL_DB on node {}: {e}", client.pnn()));
-    RecBuffer::from_bytes(&data)
-        .expect("record buffer")
-        .records
-        .iter()
-        .map(|r| {
-            let (_, value) = r.header().expect("record with an ltdb header");
-            (r.key.to_vec(), value.to_vec())
+        .into_iter()
+        .map(|(key, record)| {
+            let (_, data) = ctdb_protocol::ltdb::split_record(&record).expect("an ltdb header");
+            (key, data.to_vec())
         })
         .collect()
 }
@@ -231,7 +183,7 @@ async fn check(clients: &[Client], written: &Written, vdb: u32, pdb: u32, after:
     let mut first: Option<BTreeMap<Vec<u8>, Vec<u8>>> = None;
     for c in clients {
         let pnn = c.pnn();
-        let volatile = local_copy(c, vdb).await;
+        let volatile = local_data(c, vdb).await;
         for (key, value) in &written.volatile {
             match volatile.get(key) {
                 Some(v) if v == value => {}
@@ -243,7 +195,7 @@ async fn check(clients: &[Client], written: &Written, vdb: u32, pdb: u32, after:
                 None => panic!("after {after}: node {pnn} lost volatile {}", show(key)),
             }
         }
-        let persistent = local_copy(c, pdb).await;
+        let persistent = local_data(c, pdb).await;
         for (key, value) in &written.persistent {
             assert_eq!(
                 persistent.get(key).map(|v| show(v)),

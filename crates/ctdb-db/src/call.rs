@@ -141,6 +141,17 @@ impl DbDaemon {
         map[(ctdb_hash(key) as usize) % map.len()]
     }
 
+    /// The other nodes of the vnn map (those a round or a vacuum batch goes to).
+    pub(crate) fn others_in_map(&self) -> Vec<u32> {
+        let me = self.pnn;
+        self.vnn_map
+            .map
+            .iter()
+            .copied()
+            .filter(|&p| p != me)
+            .collect()
+    }
+
     /// Reads a record, or the initial header Samba gives a missing one.
     pub fn fetch_record(&self, db: &DbInfo, key: &[u8]) -> Result<Record, String> {
         if let Some(value) = self.get_value(db, key)? {

@@ -75,9 +75,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ctdb_protocol::control::{DbVacuum, KeyData, RecBuffer, RecData};
-use ctdb_protocol::flags::control::NOREPLY;
 use ctdb_protocol::ltdb::split_record;
-use ctdb_protocol::{Body, LtdbHeader, Opcode, Packet, ReplyControl, ReqControl, Wire};
+use ctdb_protocol::{Body, LtdbHeader, Opcode, ReplyControl, Wire};
 use ctdb_rpc::component::Outbox;
 
 use crate::call::REC_RO_FLAGS;
@@ -632,13 +631,7 @@ impl DbDaemon {
             .iter()
             .map(|r| (r.key.clone(), rsn_of(r)))
             .collect();
-        let others: Vec<u32> = self
-            .vnn_map
-            .map
-            .iter()
-            .copied()
-            .filter(|&p| p != self.pnn)
-            .collect();
+        let others: Vec<u32> = self.others_in_map();
         let Some(pass) = self.vacuums.passes.get_mut(&db_id) else {
             return Step::Done;
         };
@@ -675,20 +668,7 @@ impl DbDaemon {
         for (lmaster, records) in lists {
             tracing::debug!(db_id, lmaster, records = records.len(), "vacuum fetch");
             let data = RecBuffer { db_id, records }.to_bytes();
-            let packet = Packet {
-                generation: self.vnn_map.generation,
-                destnode: lmaster,
-                srcnode: self.pnn,
-                reqid: 0,
-                body: Body::ReqControl(ReqControl {
-                    opcode: Opcode::VacuumFetch,
-                    srvid: 0,
-                    client_id: 0,
-                    flags: NOREPLY,
-                    data: Bytes::from(data),
-                }),
-            };
-            out.to_client(0, packet.to_bytes());
+            self.send_control_to(out, lmaster, Opcode::VacuumFetch, data);
         }
     }
 

@@ -263,13 +263,7 @@ impl DbDaemon {
             records: merged.into_values().collect(),
         }
         .to_bytes();
-        let others: Vec<u32> = self
-            .vnn_map
-            .map
-            .iter()
-            .copied()
-            .filter(|&pnn| pnn != self.pnn)
-            .collect();
+        let others: Vec<u32> = self.others_in_map();
         tracing::debug!(db = %db.name, commits = origins.len(), ?others, "commit round");
         let own = update.clone();
         self.commits.rounds.insert(
