@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ctdb_client::{Client, ClientError, Message};
 use ctdb_protocol::control::{
-    DbMap, IfaceList, NodeMap, ScriptList, Tunable, TunableName, Uptime, VarList, VnnMap,
+    DbMap, IfaceList, NodeMap, Tunable, TunableName, Uptime, VarList, VnnMap,
 };
-use ctdb_protocol::event::EventCall;
 use ctdb_protocol::flags::{db, dest, node};
 use ctdb_protocol::srvid::samba::LEADER;
 use ctdb_protocol::{Opcode, Wire};
@@ -18,11 +17,11 @@ use tokio::sync::mpsc::Receiver;
 use crate::format::dbs::{getdbmap_text, DbInfo};
 use crate::format::misc;
 use crate::format::nodes::{self, Status};
-use crate::format::scripts::scriptstatus_text;
 use crate::format::stats::{statistics_machine, statistics_text, StatsView};
 use crate::options::Options;
 use crate::{err, localtime, out, usage, VERSION};
 
+mod event;
 mod ips;
 mod nodectl;
 mod records;
@@ -86,6 +85,7 @@ pub async fn run(command: &str, opts: &Options) -> i32 {
             Ok(0)
         }
         "listnodes" => listnodes(opts),
+        "event" => event::event(&opts.args[1..], localtime::offset).await,
         "dumpdbbackup" => {
             if opts.node.is_some() {
                 Err(Fail::new("Cannot specify node for command dumpdbbackup", 1))
@@ -740,22 +740,7 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
         "scriptstatus" => {
             no_args(1)?;
             let name = args.first().map_or("monitor", String::as_str);
-            let Some(event) = EventCall::from_name(name) else {
-                return Err(usage_fail(command));
-            };
-            // Like Samba's, this command reports problems but always exits 0.
-            match ctx
-                .typed::<ScriptList>(
-                    ctx.pnn,
-                    Opcode::GetEventScriptStatus,
-                    event.as_u32().to_bytes(),
-                )
-                .await
-            {
-                Ok(list) => out(&scriptstatus_text(name, &list, tz, ctx.machine())),
-                Err(f) => err(&format!("{}\nEvent {name} has never run\n", f.msg)),
-            }
-            Ok(0)
+            event::scriptstatus(name, tz).await
         }
         "runstate" => {
             let state: u32 = ctx

@@ -82,6 +82,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "wipe the contents of a database.",
     ),
     ("leader", "", "show the pnn of the leader"),
+    ("event", "", "event and event script commands"),
     (
         "scriptstatus",
         "[init|setup|startup|monitor|takeip|releaseip|ipreallocated]",

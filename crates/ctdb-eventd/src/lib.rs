@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod event_socket;
 pub mod monitor;
 pub mod runner;
 pub mod service;
@@ -141,8 +142,19 @@ impl Eventd {
         args: &[String],
         timeout: Option<Duration>,
     ) -> RunResult {
-        let result = self.inner.runner.run(event.name(), args, timeout).await;
-        if event == EventCall::Startup && result.status == 0 {
+        self.run_named(event.name(), args, timeout).await
+    }
+
+    /// Runs the event called `event`, known to Samba's tools or not (scripts get the
+    /// name as their first argument).
+    pub async fn run_named(
+        &self,
+        event: &str,
+        args: &[String],
+        timeout: Option<Duration>,
+    ) -> RunResult {
+        let result = self.inner.runner.run(event, args, timeout).await;
+        if event == EventCall::Startup.name() && result.status == 0 {
             self.inner.started.store(true, Ordering::SeqCst);
             self.inner.startup_done.notify_one();
         }

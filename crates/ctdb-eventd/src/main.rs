@@ -63,6 +63,17 @@ async fn main() -> ExitCode {
         events_dir = %eventd.config().events_dir.display(),
         "ctdb-eventd serving"
     );
+    let samba_socket =
+        match ctdb_eventd::event_socket::serve(eventd.clone(), &config.run_dir, shutdown.clone()) {
+            Ok(task) => task,
+            Err(e) => {
+                tracing::error!(
+                    socket = %config.run_dir.join(ctdb_eventd::event_socket::SOCKET_NAME).display(),
+                    "cannot serve Samba's event socket: {e}"
+                );
+                return ExitCode::FAILURE;
+            }
+        };
     let component = PacketComponent::new("eventd", eventd.clone());
     if let Err(e) = component.serve_packets(&config.run_dir) {
         tracing::error!("{e}");
@@ -90,6 +101,7 @@ async fn main() -> ExitCode {
     shutdown.cancel();
     eventd.shutdown();
     let _ = monitoring.await;
+    let _ = samba_socket.await;
     let _ = std::fs::remove_file(&path);
     match served {
         Ok(()) => ExitCode::SUCCESS,

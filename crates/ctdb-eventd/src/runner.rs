@@ -651,7 +651,7 @@ impl Runner {
     pub async fn run(&self, event: &str, args: &[String], timeout: Option<Duration>) -> RunResult {
         if event == "monitor" {
             return self
-                .monitor_run(timeout, false)
+                .monitor_run(args, timeout, false)
                 .await
                 .unwrap_or_else(|| cancelled_result(event, args));
         }
@@ -676,11 +676,12 @@ impl Runner {
     /// waiting, or cancelled by one (the run then counts for nothing: health and the
     /// last monitor status are left as they were, as in Samba).
     pub async fn run_monitor(&self) -> Option<RunResult> {
-        self.monitor_run(None, true).await
+        self.monitor_run(&[], None, true).await
     }
 
     async fn monitor_run(
         &self,
+        args: &[String],
         timeout: Option<Duration>,
         skip_if_busy: bool,
     ) -> Option<RunResult> {
@@ -695,7 +696,7 @@ impl Runner {
             st.monitor = Some(token.clone());
             token
         };
-        let result = self.run_locked("monitor", &[], timeout, &cancel).await;
+        let result = self.run_locked("monitor", args, timeout, &cancel).await;
         let mut st = self.state();
         st.monitor = None;
         if result.cancelled() {

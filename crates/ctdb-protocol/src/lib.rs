@@ -10,6 +10,7 @@ pub mod codec;
 pub mod control;
 pub mod error;
 pub mod event;
+pub mod event_daemon;
 pub mod flags;
 pub mod ltdb;
 pub mod opcode;

@@ -11,7 +11,6 @@ pub mod ips;
 pub mod misc;
 pub mod nodes;
 pub mod records;
-pub mod scripts;
 pub mod stats;
 
 /// Gives the offset from UTC, in seconds, of local time at a UNIX time.
