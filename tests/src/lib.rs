@@ -291,6 +291,12 @@ impl TestCluster {
         Self::start_without_lock_with_env(n, &[])
     }
 
+    /// As [`Self::start_without_lock`], with `files` written into every node's directory
+    /// (as [`Self::start_with_files`] does).
+    pub fn start_without_lock_with_files(n: usize, files: &[(&str, &str)]) -> Self {
+        Self::start_configured(n, files, &[], false)
+    }
+
     /// As [`Self::start_without_lock`], with `env` added to every node's environment.
     pub fn start_without_lock_with_env(n: usize, env: &[(&str, &str)]) -> Self {
         Self::start_configured(n, &[], env, false)

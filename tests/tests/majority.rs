@@ -7,11 +7,26 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use ctdb_client::Client;
+use ctdb_protocol::control::PublicIpList;
 use ctdb_protocol::flags::{dest, recmode};
+use ctdb_protocol::{Opcode, Wire};
 use ctdb_tests::{agreed_leader, leader_of, TestCluster};
 
 const HERE: u32 = dest::CURRENT_NODE;
+
+const ADDRESSES: &str = "10.78.0.1/24 ctdbtest0\n10.78.0.2/24 ctdbtest0\n10.78.0.3/24 ctdbtest0\n";
+
+/// How many public addresses this node says it holds itself.
+async fn held_by(client: &Client, pnn: u32) -> usize {
+    let data = client
+        .control(HERE, Opcode::GetPublicIps, 0, Bytes::new())
+        .await
+        .expect("GET_PUBLIC_IPS");
+    let list = PublicIpList::from_bytes(&data).expect("public ip list");
+    list.ips.iter().filter(|ip| ip.pnn == pnn).count()
+}
 
 async fn pstore(client: &Client, db_id: u32, key: &str, value: &str) {
     client
@@ -30,11 +45,21 @@ async fn pfetch(client: &Client, db_id: u32, key: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_without_a_majority_stops_serving_and_rejoins_through_a_recovery() {
-    let mut cluster = TestCluster::start_without_lock(3);
+    let mut cluster =
+        TestCluster::start_without_lock_with_files(3, &[("public_addresses", ADDRESSES)]);
     let clients = cluster.healthy(&[0, 1, 2]).await;
     let all: Vec<&Client> = clients.iter().flatten().collect();
     let leader = agreed_leader(&all).await;
     eprintln!("leader {leader} holds a majority lease");
+    // Node 2 serves a public address (one each, once placed).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while held_by(all[2], 2).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "node 2 never got a public address"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let db = all[0]
         .attach(HERE, "majority.tdb", true)
@@ -54,18 +79,20 @@ async fn a_node_without_a_majority_stops_serving_and_rejoins_through_a_recovery(
     let deadline = cut + Duration::from_secs(30);
     loop {
         let mode = lone.get_recmode(HERE).await.expect("GET_RECMODE");
-        if mode == recmode::ACTIVE && leader_of(&lone).await.is_none() {
+        let held = held_by(&lone, 2).await;
+        if mode == recmode::ACTIVE && leader_of(&lone).await.is_none() && held == 0 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "node 2 alone still serves (recovery mode {mode})\n{}",
+            "node 2 alone still serves (recovery mode {mode}, {held} public addresses)\n{}",
             cluster.logs()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!(
-        "node 2 alone stopped serving {:.1} s after losing the others",
+        "node 2 alone stopped serving and released its public addresses {:.1} s after \
+         losing the others",
         cut.elapsed().as_secs_f32()
     );
     // A commit there is not acknowledged: it waits for a recovery that cannot come.

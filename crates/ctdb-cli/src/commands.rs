@@ -86,6 +86,7 @@ pub async fn run(command: &str, opts: &Options) -> i32 {
         }
         "listnodes" => listnodes(opts),
         "event" => event::event(&opts.args[1..], localtime::offset).await,
+        "tickle" => ips::tickle(&opts.args[1..]),
         "dumpdbbackup" => {
             if opts.node.is_some() {
                 Err(Fail::new("Cannot specify node for command dumpdbbackup", 1))
@@ -844,6 +845,7 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
         "setifacelink" => ips::setifacelink(&mut ctx, &args).await,
         "moveip" => ips::moveip(&mut ctx, &args).await,
         "addip" => ips::addip(&mut ctx, &args).await,
+        "gratarp" => ips::gratarp(&mut ctx, &args).await,
         "delip" => ips::delip(&mut ctx, &args).await,
         "gettickles" => ips::gettickles(&mut ctx, &args).await,
         "addtickle" | "deltickle" => ips::tickle_change(&mut ctx, command, &args).await,

@@ -53,6 +53,12 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("recover", "", "force recovery"),
     ("sync", "", "run ip reallocation (deprecated)"),
     ("ipreallocate", "", "run ip reallocation"),
+    ("gratarp", "<ip> <interface>", "send a gratuitous arp"),
+    (
+        "tickle",
+        "<srcip:port> <dstip:port>",
+        "send a tcp tickle ack",
+    ),
     ("gettickles", "<ip> [<port>]", "get the list of tickles"),
     ("addtickle", "<ip>:<port> <ip>:<port>", "add a tickle"),
     ("deltickle", "<ip>:<port> <ip>:<port>", "delete a tickle"),

@@ -250,6 +250,18 @@ impl Recoverd {
                 }
                 other => return Err(format!("unexpected payload {other:?}")),
             },
+            // `ctdb gratarp <ip> <iface>`: announced in the background, answered now.
+            SendGratiousArp => match decoded()? {
+                ControlData::AddrInfo(info) => {
+                    let addr = ip_of(&info.addr).ok_or("not an IP address")?;
+                    let iface = info.iface.filter(|i| !i.is_empty()).ok_or("no interface")?;
+                    let rt = tokio::runtime::Handle::try_current()
+                        .map_err(|_| "ctdb-recoverd has no runtime".to_string())?;
+                    rt.spawn(crate::gratuitous_arp::announce(addr, iface));
+                    status(0)
+                }
+                other => return Err(format!("unexpected payload {other:?}")),
+            },
             SetIfaceLinkState => match decoded()? {
                 ControlData::Iface(iface) => {
                     self.ips().set_link(&iface.name, iface.link_state != 0)?;
@@ -444,11 +456,15 @@ impl PacketHandler for Recoverd {
                 return to.send(out, status(0));
             };
             let (ips, out) = (self.ips.clone(), out.clone());
-            // A takeover: the clients of the address's last holder are tickled.
-            let tickle = (event.event == "takeip").then(|| {
+            // A takeover: the segment learns where the address is now (gratuitous ARP
+            // on the interface, takeip's first argument), and the clients of the
+            // address's last holder are tickled.
+            let takeover = event.event == "takeip";
+            let tickle = takeover.then(|| {
                 let all = SockAddr::from(std::net::SocketAddr::new(addr, 0));
                 self.tickles.list(all, 0).connections
             });
+            let iface = event.args.first().cloned().filter(|_| takeover);
             tokio::spawn(async move {
                 let mut eventd = EventdClient::new(eventd);
                 let code = run_event_with(&mut eventd, event.event, event.args).await;
@@ -457,6 +473,9 @@ impl PacketHandler for Recoverd {
                     to.tell_clients(&out, event.event, addr);
                 }
                 to.send(&out, status(code));
+                if let Some(iface) = iface.filter(|_| code == 0) {
+                    tokio::spawn(crate::gratuitous_arp::announce(addr, iface));
+                }
                 if let Some(connections) = tickle.filter(|_| code == 0) {
                     send_tickles(addr, connections).await;
                 }
@@ -493,7 +512,7 @@ impl PacketHandler for Recoverd {
     }
 }
 
-/// Tickle ACKs to the clients of `addr` ([`crate::tickle_ack`]), twice: the second
+/// Tickle ACKs to the clients of `addr` ([`ctdb_common::tickle_ack`]), twice: the second
 /// half a second later, in case the first raced the address's arrival.
 async fn send_tickles(addr: std::net::IpAddr, connections: Vec<Connection>) {
     if connections.is_empty() {
@@ -509,7 +528,7 @@ async fn send_tickles(addr: std::net::IpAddr, connections: Vec<Connection>) {
         }
         let mut failed = 0;
         for &(server, client) in &pairs {
-            if let Err(e) = crate::tickle_ack::send(server, client) {
+            if let Err(e) = ctdb_common::tickle_ack::send(server, client) {
                 failed += 1;
                 tracing::debug!(%server, %client, "tickle ACK not sent: {e}");
             }

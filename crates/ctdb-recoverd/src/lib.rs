@@ -17,6 +17,7 @@ mod controls;
 pub mod daemon;
 pub mod election;
 pub mod events;
+pub mod gratuitous_arp;
 pub mod ipalloc;
 pub mod ips;
 pub mod lease;
@@ -26,7 +27,6 @@ pub mod nodes;
 pub mod reclock;
 pub mod recovery;
 pub mod takeover;
-pub mod tickle_ack;
 pub mod tickles;
 #[cfg(test)]
 mod vectors;

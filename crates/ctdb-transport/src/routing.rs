@@ -51,8 +51,8 @@ pub const OBSOLETE: &[Opcode] = &[
 
 /// Controls DESIGN.md gives a component that does not serve them yet: answered by
 /// transport with an error naming the owner to be, never routed to a component that
-/// would only say it does not handle them. Killing TCP connections and gratuitous ARP
-/// (raw packets) are issue 12's (failover); DB_DETACH and Samba's streamed recovery
+/// would only say it does not handle them. KILL_TCP (Samba 4.17's tool no longer sends
+/// it; its `ctdb_killtcp` helper works without the daemon); DB_DETACH and Samba's streamed recovery
 /// controls (DB_PULL, DB_PUSH_START/CONFIRM, for a leader that is Samba's ctdbd) are
 /// not built.
 pub const NOT_YET: &[(Opcode, Owner)] = &[
@@ -61,7 +61,6 @@ pub const NOT_YET: &[(Opcode, Owner)] = &[
     (Opcode::DbPushStart, Owner::Db),
     (Opcode::DbPushConfirm, Owner::Db),
     (Opcode::KillTcp, Owner::Recoverd),
-    (Opcode::SendGratiousArp, Owner::Recoverd),
 ];
 
 /// The owner of `opcode`, or `None` when nobody serves it (obsolete, not built yet or

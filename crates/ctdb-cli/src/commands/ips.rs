@@ -416,3 +416,65 @@ pub(super) async fn tickle_change(ctx: &mut Ctx<'_>, command: &str, args: &[Stri
         .map_err(|f| Fail::new(format!("{}\n{failed}", f.msg), f.code))?;
     Ok(0)
 }
+
+/// `gratarp <ip> <iface>`: the node announces the address on the interface (in the
+/// background: an interface it does not have is only logged there, as Samba's).
+pub(super) async fn gratarp(ctx: &mut Ctx<'_>, args: &[String]) -> CmdResult {
+    let [ip, iface] = args else {
+        return Err(usage_fail("gratarp"));
+    };
+    let addr = ip_arg_of(ip)?;
+    let pnn = ctx.cmd_pnn;
+    let info = AddrInfo {
+        addr: SocketAddr::new(addr, 0).into(),
+        mask: 0,
+        iface: Some(iface.clone()),
+    };
+    ctx.control(pnn, Opcode::SendGratiousArp, info.to_bytes())
+        .await
+        .map_err(|f| {
+            Fail::new(
+                format!(
+                    "{}\nUnable to send gratuitous arp from node {pnn} for {ip}",
+                    f.msg
+                ),
+                f.code,
+            )
+        })?;
+    Ok(0)
+}
+
+/// `tickle <srcip:port> <dstip:port>`, or connections one per line on stdin: this tool
+/// sends each client (the source) a tickle ACK from the server (the destination), so
+/// the client's stack resets a connection the server no longer knows. No daemon is
+/// involved; a raw socket needs CAP_NET_RAW.
+pub(super) fn tickle(args: &[String]) -> CmdResult {
+    let pairs: Vec<(SocketAddr, SocketAddr)> = match args {
+        [src, dst] => vec![(sock_arg_of(src)?, sock_arg_of(dst)?)],
+        [] => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(|e| Fail::new(format!("Failed to read connections: {e}"), 1))?;
+            let mut pairs = Vec::new();
+            for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                let mut words = line.split_whitespace();
+                match (words.next(), words.next()) {
+                    (Some(src), Some(dst)) => pairs.push((sock_arg_of(src)?, sock_arg_of(dst)?)),
+                    _ => return Err(Fail::new(format!("Invalid connection {line:?}"), 1)),
+                }
+            }
+            pairs
+        }
+        _ => return Err(usage_fail("tickle")),
+    };
+    let single = pairs.len() == 1 && !args.is_empty();
+    let failed = pairs
+        .iter()
+        .filter(|(client, server)| ctdb_common::tickle_ack::send(*server, *client).is_err())
+        .count();
+    match failed {
+        0 => Ok(0),
+        _ if single => Err(Fail::new("Failed to send tickle ack", 1)),
+        n => Err(Fail::new(format!("Failed to send {n} tickles"), 1)),
+    }
+}

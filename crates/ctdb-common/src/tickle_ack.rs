@@ -1,5 +1,6 @@
-//! Tickle ACKs: after this node takes a public address over, it sends each client
-//! connection the address's tickle list names ([`crate::tickles`]) a bare TCP ACK
+//! Tickle ACKs: after a node takes a public address over, its recovery daemon sends
+//! each client connection the address's tickle list names (`ctdb_recoverd::tickles`),
+//! and `ctdb tickle` sends one connection, a bare TCP ACK
 //! from the address, sequence and acknowledgement numbers 0 (window 1234, as
 //! Samba's). The client's stack answers with an ACK of its own, which reaches this
 //! node; no socket here knows the connection, so the kernel resets it, and the client
