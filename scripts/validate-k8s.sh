@@ -3,7 +3,8 @@
 # one Kubernetes version (PyPI's kubernetes-validate carries them), strictly: an
 # unknown field is an error. See scripts/validate_k8s.py for what is checked.
 #
-# usage: scripts/validate-k8s.sh        (CTDB_RS_K8S_VERSION picks another version)
+# usage: scripts/validate-k8s.sh            (CTDB_RS_K8S_VERSION picks another version)
+#        scripts/validate-k8s.sh --install  only install kubernetes-validate (scripts/deps.sh)
 # Exit status: 0 valid, 1 invalid, 2 a prerequisite is missing (Python's venv, or
 # kubernetes-validate could not be installed into target/py).
 set -euo pipefail
@@ -33,4 +34,5 @@ if ! installed; then
     }
 fi
 
+[ "${1:-}" = --install ] && exit 0
 exec "$venv/bin/python" scripts/validate_k8s.py "$k8s_version"
