@@ -180,8 +180,21 @@ fn dockerfile_makes_the_offline_image() {
             "/{dir} of the offline image is not made in deploy/Dockerfile's final stage"
         );
     }
-    assert!(
-        run.contains("chmod 1777 /tmp"),
-        "/tmp as the offline image's"
-    );
+    // And with the same modes.
+    for line in script.lines() {
+        let Some(paths) = line.trim().strip_prefix("chmod 1777 ") else {
+            continue;
+        };
+        for path in paths.split_whitespace() {
+            let path = path.trim_matches('"').trim_start_matches("$root");
+            let chmod = run
+                .split("&&")
+                .find(|c| c.trim().starts_with("chmod 1777 "))
+                .unwrap_or_else(|| panic!("no chmod 1777 in deploy/Dockerfile for {path}"));
+            assert!(
+                chmod.split_whitespace().any(|w| w == path),
+                "{path} is 1777 in the offline image, not in deploy/Dockerfile's: {chmod}"
+            );
+        }
+    }
 }
