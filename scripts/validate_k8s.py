@@ -9,7 +9,8 @@ kubernetes-validate): argument, the Kubernetes version to validate against.
 3. The pieces agree: the nodes file names the StatefulSet's pods, in ordinal order, by
    their stable DNS names (pod.service.namespace.svc.cluster.local), one per replica;
    the headless service is the StatefulSet's; the Service and the PodDisruptionBudget
-   select its pods; every ConfigMap key the pod mounts exists; the overlay's namespace
+   select its pods; every ConfigMap key the pod mounts exists, event scripts mounted
+   executable; the overlay's namespace
    is the base's; its copy of the interface event script is deploy/events' one.
 4. Where `kubectl` or `kustomize` is installed, each kustomization is rendered and every
    rendered resource validates too (this covers the overlay's patch). Without one, the
@@ -124,6 +125,9 @@ def check_agreement():
             for item in cm.get("items", []):
                 if item["key"] not in data:
                     error(f"volume {volume['name']}: ConfigMap {cm['name']} has no {item['key']}")
+                # eventd runs only the executable scripts of the events directory.
+                if item["path"].startswith("events/") and not item.get("mode", 0) & 0o100:
+                    error(f"volume {volume['name']}: {item['path']} is not executable")
 
     overlay_ns = load(f"{overlay}/kustomization.yaml")[0].get("namespace")
     if overlay_ns != namespace:
