@@ -10,8 +10,8 @@ kubernetes-validate): argument, the Kubernetes version to validate against.
    their stable DNS names (pod.service.namespace.svc.cluster.local), one per replica;
    the headless service is the StatefulSet's; the Service and the PodDisruptionBudget
    select its pods; every ConfigMap key the pod mounts exists, event scripts mounted
-   executable; the overlay's namespace
-   is the base's; its copy of the interface event script is deploy/events' one.
+   executable; the overlay's namespace is the base's; its copy of the interface event
+   script is deploy/events' one.
 4. Where `kubectl` or `kustomize` is installed, each kustomization is rendered and every
    rendered resource validates too (this covers the overlay's patch). Without one, the
    per-file checks above stand alone and this is said.
