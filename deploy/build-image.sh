@@ -74,6 +74,10 @@ trap 'rm -rf "$work"' EXIT
 root=$work/rootfs
 mkdir -p "$root"/{bin,usr/bin,etc/ctdb/events/legacy,tmp,run/ctdb,var/lib/ctdb,root,proc,sys,dev}
 chmod 1777 "$root/tmp"
+# The run directory and the databases' directory are writable by whatever user a
+# container runs as (the compose cluster and the Kubernetes pods run as nobody): a
+# volume created on them starts with this mode.
+chmod 1777 "$root/run/ctdb" "$root/var/lib/ctdb"
 
 # Copies a file to the same path under the root, following symlinks.
 put() {

@@ -6,7 +6,8 @@
 #   ctdb            Samba's ctdbd and ctdb tool: the reference peer and client
 #   samba, smbclient  Samba's smbd clustered on our nodes, the test of everything
 #   tdb-tools       tdbtool/tdbdump, another process writing and reading the files
-#   python3-venv    target/py: PyPI's smbprotocol, the SMB client of the Samba tests
+#   python3-venv    target/py: PyPI's smbprotocol, the SMB client of the Samba tests, and
+#                   kubernetes-validate, the schemas scripts/validate-k8s.sh checks deploy/k8s with
 #   busybox, docker-compose  the image and clusters of the docker-compose tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,3 +43,5 @@ if ! target/py/bin/python -c "import smbprotocol" >/dev/null 2>&1; then
     python3 -m venv target/py
     target/py/bin/pip install --quiet smbprotocol
 fi
+# The pinned kubernetes-validate (the pin lives in validate-k8s.sh).
+bash scripts/validate-k8s.sh --install
