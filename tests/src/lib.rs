@@ -44,6 +44,8 @@ pub struct TestNode {
     child: Option<Child>,
     /// Extra environment of ctdbd (and so of its components), kept for restarts.
     env: Vec<(String, String)>,
+    /// The network namespace ctdbd runs in (`ip netns exec`), if not the test's own.
+    netns: Option<String>,
 }
 
 impl TestNode {
@@ -76,10 +78,23 @@ impl TestNode {
         extra_conf: &str,
         env: &[(&str, &str)],
     ) -> Self {
+        let mut node = Self::prepare(dir, pnn, nodes, extra_conf, env);
+        node.spawn();
+        node
+    }
+
+    /// Writes the node's files; not started yet.
+    fn prepare(
+        dir: &Path,
+        pnn: u32,
+        nodes: &[String],
+        extra_conf: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         std::fs::create_dir_all(dir.join("events")).expect("events dir");
         std::fs::write(dir.join("nodes"), nodes.join("\n") + "\n").expect("nodes file");
         std::fs::write(dir.join("ctdb.conf"), extra_conf).expect("ctdb.conf");
-        let mut node = Self {
+        Self {
             pnn,
             socket: dir.join("ctdb.socket"),
             dir: dir.to_path_buf(),
@@ -89,13 +104,35 @@ impl TestNode {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        };
+            netns: None,
+        }
+    }
+
+    /// As [`Self::start_in`], ctdbd running in network namespace `netns`.
+    pub fn start_in_netns(
+        dir: &Path,
+        pnn: u32,
+        nodes: &[String],
+        extra_conf: &str,
+        netns: &str,
+    ) -> Self {
+        let mut node = Self::prepare(dir, pnn, nodes, extra_conf, &[]);
+        node.netns = Some(netns.to_string());
         node.spawn();
         node
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(bin("ctdbd"))
+        // `ip netns exec` enters the namespace and execs ctdbd: the pid stays ctdbd's.
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("ctdbd"));
+                c
+            }
+            None => Command::new(bin("ctdbd")),
+        };
+        let child = command
             .env("CTDB_BASE", &self.dir)
             .env("CTDB_SOCKET", &self.socket)
             .env(
@@ -302,18 +339,41 @@ impl TestCluster {
         Self::start_configured(n, &[], env, false)
     }
 
+    /// A cluster of one node per network namespace of `namespaces` (made by the test),
+    /// node `i` on `addresses[i]` there, with `files` in every node's directory and no
+    /// recovery lock. The test reaches the nodes through their client sockets, which
+    /// are files.
+    pub fn start_in_namespaces(
+        namespaces: &[String],
+        addresses: &[String],
+        files: &[(&str, &str)],
+    ) -> Self {
+        Self::start_on(addresses.to_vec(), Some(namespaces), files, &[], false)
+    }
+
     fn start_configured(
         n: usize,
         files: &[(&str, &str)],
         env: &[(&str, &str)],
         with_lock: bool,
     ) -> Self {
+        let subnet = loopback_subnet();
+        let addrs: Vec<String> = (1..=n).map(|i| format!("{subnet}.{i}")).collect();
+        Self::start_on(addrs, None, files, env, with_lock)
+    }
+
+    fn start_on(
+        addrs: Vec<String>,
+        namespaces: Option<&[String]>,
+        files: &[(&str, &str)],
+        env: &[(&str, &str)],
+        with_lock: bool,
+    ) -> Self {
+        let n = addrs.len();
         let root = tempfile::Builder::new()
             .prefix("ctdb-rs-cluster")
             .tempdir()
             .expect("temp dir");
-        let subnet = loopback_subnet();
-        let addrs: Vec<String> = (1..=n).map(|i| format!("{subnet}.{i}")).collect();
         let reclock = root.path().join("rec.lock");
         let nodes = (0..n)
             .map(|i| {
@@ -334,7 +394,10 @@ impl TestCluster {
                         std::fs::set_permissions(&path, mode).expect("chmod");
                     }
                 }
-                TestNode::start_in_with_env(&dir, i as u32, &addrs, &conf, env)
+                match namespaces {
+                    None => TestNode::start_in_with_env(&dir, i as u32, &addrs, &conf, env),
+                    Some(ns) => TestNode::start_in_netns(&dir, i as u32, &addrs, &conf, &ns[i]),
+                }
             })
             .collect();
         Self { nodes, root }
