@@ -219,6 +219,20 @@ impl TestNode {
     /// Kills one component and waits until its supervisor has started a new one.
     pub async fn kill_and_wait_restart(&self, component: &str) {
         let old = self.kill_component(component);
+        self.wait_restarted(component, old).await;
+    }
+
+    /// Stops one component as an operator's restart does (SIGTERM: it finishes what it
+    /// can and exits) and waits until its supervisor has started a new one.
+    pub async fn restart_component(&self, component: &str) {
+        let old = self
+            .component_pid(component)
+            .unwrap_or_else(|| panic!("no pid file for {component}"));
+        kill(Pid::from_raw(old), Signal::SIGTERM).expect("stop component");
+        self.wait_restarted(component, old).await;
+    }
+
+    async fn wait_restarted(&self, component: &str, old: i32) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.component_pid(component) == Some(old) {
             assert!(Instant::now() < deadline, "{component} was not restarted");

@@ -243,6 +243,22 @@ struct Report {
     written: BTreeMap<Vec<u8>, (Vec<u8>, f64)>,
     /// What reads during the run showed wrong.
     problems: Vec<String>,
+    /// The longest time between two acknowledged writes (from the first write on).
+    longest_stall: Duration,
+    last_ack: Option<Instant>,
+}
+
+impl Report {
+    /// One more acknowledged write: counts it and the time since the one before.
+    fn ack(&mut self) {
+        let now = Instant::now();
+        let since = self
+            .last_ack
+            .unwrap_or(*WRITES_BEGAN.get_or_init(Instant::now));
+        self.longest_stall = self.longest_stall.max(now - since);
+        self.last_ack = Some(now);
+        self.acked += 1;
+    }
 }
 
 /// Increments `n{pnn}-k{i}`, round robin, until `stop`.
@@ -283,7 +299,7 @@ async fn volatile_writer(socket: PathBuf, pnn: u32, db: u32, stop: Arc<AtomicBoo
         match stored {
             Ok(Ok(Ok(()))) => {
                 state.acknowledged(&what, next, &mut report.problems);
-                report.acked += 1;
+                report.ack();
             }
             // Changed since the read: only an unacknowledged write of ours (or a loss)
             // does that; the next read checks it.
@@ -342,7 +358,7 @@ async fn persistent_writer(socket: PathBuf, pnn: u32, db: u32, stop: Arc<AtomicB
         match tokio::time::timeout(OP_TIMEOUT * 2, commit).await {
             Ok(Ok(())) => {
                 state.acknowledged(&what, value + 1, &mut report.problems);
-                report.acked += 1;
+                report.ack();
                 report.written.insert(key, (data, since_writes_began()));
             }
             // Nothing applied: run again (the next read sees why).
@@ -398,6 +414,67 @@ struct Faults {
     kills: u64,
     crashes: u64,
     cuts: u64,
+    restarts: u64,
+}
+
+/// One fault at a time for `run_for`: each kind once first, in random order, then at
+/// random; each followed by a wait until the cluster is healthy again.
+async fn random_faults(
+    cluster: &mut TestCluster,
+    run_for: Duration,
+    seed: u64,
+    faults: &mut Faults,
+) {
+    let mut rng = Rng(seed);
+    let writes_began = *WRITES_BEGAN.get_or_init(Instant::now);
+    let mut first = vec![0u64, 1, 2];
+    while writes_began.elapsed() < run_for {
+        // Writers work undisturbed a moment between faults.
+        tokio::time::sleep(Duration::from_millis(500 + rng.below(1500))).await;
+        let kind = if first.is_empty() {
+            // Component kills half the time, crashes and cuts a quarter each.
+            [0, 0, 1, 2][rng.below(4) as usize]
+        } else {
+            first.remove(rng.below(first.len() as u64) as usize)
+        };
+        let victim = rng.below(3) as u32;
+        let at = writes_began.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let what = match kind {
+            0 => {
+                let component = COMPONENTS[rng.below(4) as usize];
+                cluster.nodes[victim as usize]
+                    .kill_and_wait_restart(component)
+                    .await;
+                heal(cluster, &NODES).await;
+                faults.kills += 1;
+                format!("{component} of node {victim} killed")
+            }
+            1 => {
+                cluster.nodes[victim as usize].crash();
+                let others: Vec<u32> = NODES.iter().copied().filter(|&p| p != victim).collect();
+                heal(cluster, &others).await;
+                let alone = t.elapsed();
+                cluster.nodes[victim as usize].restart();
+                heal(cluster, &NODES).await;
+                faults.crashes += 1;
+                format!(
+                    "node {victim} crashed (the others healthy after {:.1}s) and restarted",
+                    alone.as_secs_f64()
+                )
+            }
+            _ => {
+                let what = cut_one(cluster, victim, 5000 + rng.below(3000)).await;
+                heal(cluster, &NODES).await;
+                faults.cuts += 1;
+                what
+            }
+        };
+        say(&format!(
+            "checker: [{at:5.1}s] {what}; healthy again after {:.1}s",
+            t.elapsed().as_secs_f64()
+        ));
+    }
 }
 
 /// One network cut of `victim` for `secs`, then healed; checks that the others saw it
@@ -570,7 +647,6 @@ async fn check_all(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kills_crashes_and_cuts() {
-    let began = Instant::now();
     let run_for = Duration::from_secs(
         std::env::var("CTDB_RS_CHECKER_SECS")
             .ok()
@@ -586,12 +662,32 @@ async fn acknowledged_writes_survive_kills_crashes_and_cuts() {
                 .map_or(1, |d| d.as_nanos() as u64)
         })
         | 1;
-    let mut rng = Rng(seed);
     say(&format!(
         "checker: {}s of writes and faults, seed {seed} (CTDB_RS_CHECKER_SEED replays it)",
         run_for.as_secs()
     ));
+    run_checker(Plan::Random { run_for, seed }).await;
+}
 
+/// Issue 13's rolling restart: every component of every node restarted in turn, as an
+/// operator (or a Kubernetes rollout) does, while the writers go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_a_rolling_restart_of_every_component() {
+    say("checker: rolling restart of the 12 components under load");
+    run_checker(Plan::Rolling).await;
+}
+
+/// What happens to the cluster while the writers write.
+enum Plan {
+    /// One fault at a time, at random (from `seed`), for `run_for`.
+    Random { run_for: Duration, seed: u64 },
+    /// Node by node, each component stopped (SIGTERM) and restarted by its supervisor,
+    /// the cluster healthy again before the next.
+    Rolling,
+}
+
+async fn run_checker(plan: Plan) {
+    let began = Instant::now();
     let mut cluster = TestCluster::start_without_lock_with_env(3, &[FAULT_INJECTION]);
     let clients = heal(&cluster, &NODES).await;
     let c0 = clients[0].as_ref().expect("client");
@@ -631,57 +727,35 @@ async fn acknowledged_writes_survive_kills_crashes_and_cuts() {
         )));
     }
 
-    // One fault at a time; each kind once first, in random order, then at random.
     let writes_began = *WRITES_BEGAN.get_or_init(Instant::now);
     let mut faults = Faults::default();
-    let mut first = vec![0u64, 1, 2];
-    while writes_began.elapsed() < run_for {
-        // Writers work undisturbed a moment between faults.
-        tokio::time::sleep(Duration::from_millis(500 + rng.below(1500))).await;
-        let kind = if first.is_empty() {
-            // Component kills half the time, crashes and cuts a quarter each.
-            [0, 0, 1, 2][rng.below(4) as usize]
-        } else {
-            first.remove(rng.below(first.len() as u64) as usize)
-        };
-        let victim = rng.below(3) as u32;
-        let at = writes_began.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let what = match kind {
-            0 => {
-                let component = COMPONENTS[rng.below(4) as usize];
-                cluster.nodes[victim as usize]
-                    .kill_and_wait_restart(component)
-                    .await;
-                heal(&cluster, &NODES).await;
-                faults.kills += 1;
-                format!("{component} of node {victim} killed")
+    let seed = match plan {
+        Plan::Random { run_for, seed } => {
+            random_faults(&mut cluster, run_for, seed, &mut faults).await;
+            seed
+        }
+        Plan::Rolling => {
+            for pnn in NODES {
+                for component in COMPONENTS {
+                    // Writers work undisturbed a moment between restarts.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let at = writes_began.elapsed().as_secs_f64();
+                    let t = Instant::now();
+                    cluster.nodes[pnn as usize]
+                        .restart_component(component)
+                        .await;
+                    heal(&cluster, &NODES).await;
+                    faults.restarts += 1;
+                    say(&format!(
+                        "checker: [{at:5.1}s] {component} of node {pnn} restarted; healthy \
+                         again after {:.1}s",
+                        t.elapsed().as_secs_f64()
+                    ));
+                }
             }
-            1 => {
-                cluster.nodes[victim as usize].crash();
-                let others: Vec<u32> = NODES.iter().copied().filter(|&p| p != victim).collect();
-                heal(&cluster, &others).await;
-                let alone = t.elapsed();
-                cluster.nodes[victim as usize].restart();
-                heal(&cluster, &NODES).await;
-                faults.crashes += 1;
-                format!(
-                    "node {victim} crashed (the others healthy after {:.1}s) and restarted",
-                    alone.as_secs_f64()
-                )
-            }
-            _ => {
-                let what = cut_one(&cluster, victim, 5000 + rng.below(3000)).await;
-                heal(&cluster, &NODES).await;
-                faults.cuts += 1;
-                what
-            }
-        };
-        say(&format!(
-            "checker: [{at:5.1}s] {what}; healthy again after {:.1}s",
-            t.elapsed().as_secs_f64()
-        ));
-    }
+            0
+        }
+    };
 
     stop.store(true, Ordering::Relaxed);
     let mut volatile_reports = Vec::new();
@@ -721,14 +795,23 @@ async fn acknowledged_writes_survive_kills_crashes_and_cuts() {
     if problems.len() > SHOWN {
         say(&format!("checker: ... and {} more", problems.len() - SHOWN));
     }
+    let stall = volatile_reports
+        .iter()
+        .chain(&persistent_reports)
+        .map(|r| r.longest_stall)
+        .max()
+        .unwrap_or_default();
     say(&format!(
         "checker: {} acknowledged writes checked ({v} volatile, {p} persistent), faults: {} \
-         component kills, {} node crashes, {} cuts, {} lost ({:.0}s)",
+         component kills, {} node crashes, {} cuts, {} component restarts, {} lost, longest \
+         stall of a writer {:.1}s ({:.0}s)",
         v + p,
         faults.kills,
         faults.crashes,
         faults.cuts,
+        faults.restarts,
         problems.len(),
+        stall.as_secs_f64(),
         began.elapsed().as_secs_f64()
     ));
     if !problems.is_empty() {

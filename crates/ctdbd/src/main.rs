@@ -4,7 +4,8 @@
 //! SIGTERM/SIGINT stops them all — after the node handed its public addresses to the
 //! others ([`hand_over_addresses`]), so that clients of a node shut down on purpose
 //! reconnect at once. SHUTDOWN (`ctdb shutdown`) reaches ctdbd the same way: transport
-//! sends it SIGTERM. A transport that exits cleanly on its own stops the whole node.
+//! sends it SIGTERM. A component that exits on its own, cleanly or not, is restarted:
+//! one component can be restarted (SIGTERM to it) without taking the node down.
 
 #![forbid(unsafe_code)]
 
@@ -43,8 +44,6 @@ fn binary(name: &str) -> PathBuf {
 /// Why a component's supervision loop ended.
 enum Ended {
     Stopped,
-    /// Transport exited by itself with success: the node was asked to shut down.
-    Shutdown,
     /// The component kept dying; it is not started again.
     GaveUp(&'static str),
 }
@@ -97,10 +96,9 @@ async fn supervise(name: &'static str, run_dir: PathBuf, mut stop: watch::Receiv
         tokio::select! {
             status = child.wait() => {
                 let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                if name == "ctdb-transport" && status == "exit status: 0" {
-                    info!("transport exited after SHUTDOWN: stopping the node");
-                    return Ended::Shutdown;
-                }
+                // Whatever the status: SHUTDOWN reaches ctdbd as SIGTERM (transport sends
+                // it), so a component that exits on its own was stopped by someone else
+                // (an operator's rolling restart) or failed: it is started again.
                 warn!(component = name, %status, "component exited; restarting");
             }
             _ = stop.changed() => {
