@@ -29,15 +29,19 @@ pub fn bind(path: &Path) -> std::io::Result<tokio_stream::wrappers::UnixListener
     bind_listener(path).map(tokio_stream::wrappers::UnixListenerStream::new)
 }
 
-/// Like [`bind`], the listener itself.
+/// Like [`bind`], the listener itself. The socket's directory must be safe (see
+/// `ctdb_common::secure`: made if missing, refused if someone else owns it or may
+/// write to it), and the socket is made 0600 under a restrictive umask, so no other
+/// user can connect to it at any moment.
 pub fn bind_listener(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        ctdb_common::secure::ensure_socket_dir(parent)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e))?;
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    tokio::net::UnixListener::bind(path)
+    ctdb_common::secure::with_umask(|| tokio::net::UnixListener::bind(path))
 }
