@@ -182,3 +182,73 @@ async fn a_running_node_keeps_its_dirs_sockets_and_databases_private() {
         assert_eq!(mode(file) & 0o077, 0, "{}", file.display());
     }
 }
+
+/// Connects to the Unix socket `path` as `uid` (python3 does the connecting), and
+/// says what became of the connection: `refused ERRNO` (not even connected),
+/// `closed` (the server dropped it), or `open` (it served or waited).
+fn connect_as(uid: Option<u32>, path: &Path) -> String {
+    use std::os::unix::process::CommandExt;
+    const PROBE: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    print("refused", e.errno); sys.exit()
+s.settimeout(2)
+try:
+    print("open" if s.recv(100) else "closed")
+except socket.timeout:
+    print("open")
+except ConnectionResetError:
+    print("closed")
+"#;
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(PROBE).arg(path);
+    if let Some(uid) = uid {
+        cmd.uid(uid).gid(uid);
+    }
+    let out = cmd.output().expect("python3");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test]
+async fn another_user_cannot_connect_to_a_component_socket() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // needs root to act as another user
+    }
+    let node = TestNode::start("");
+    let client = node.ready().await;
+    let run = node.run_dir();
+    let grpc = run.join("db.sock");
+    let packets = run.join("db.packets.sock");
+
+    // First fence: the modes. Another user does not even reach the sockets.
+    for socket in [&grpc, &packets, &node.socket] {
+        let got = connect_as(Some(NOBODY), socket);
+        assert!(got.starts_with("refused"), "{}: {got}", socket.display());
+    }
+
+    // Second fence: with every mode opened by mistake, the components still drop
+    // the connection of another user (SO_PEERCRED), and keep serving.
+    chmod(node.dir(), 0o755);
+    for socket in [&grpc, &packets, &run.join("eventd.packets.sock")] {
+        chmod(socket, 0o666);
+        assert_eq!(
+            connect_as(Some(NOBODY), socket),
+            "closed",
+            "{}",
+            socket.display()
+        );
+    }
+    assert_eq!(connect_as(None, &grpc), "open", "root is served");
+    let log = node.log();
+    assert!(
+        log.contains("connection from another user refused") && log.contains("uid=65534"),
+        "{log}"
+    );
+    client
+        .attach(CURRENT_NODE, "still_served.tdb", false)
+        .await
+        .expect("the node still serves");
+}

@@ -24,9 +24,43 @@ pub fn channel(path: impl Into<PathBuf>) -> Channel {
     ))
 }
 
-/// Binds a Unix listener at `path`, replacing a stale socket file from an earlier run.
-pub fn bind(path: &Path) -> std::io::Result<tokio_stream::wrappers::UnixListenerStream> {
-    bind_listener(path).map(tokio_stream::wrappers::UnixListenerStream::new)
+/// Binds a Unix listener at `path`, replacing a stale socket file from an earlier run:
+/// the connections of a component's gRPC server. A connection from a process of
+/// another user than the node's (or root) is dropped (see [`trusted_peer`]).
+pub fn bind(
+    path: &Path,
+) -> std::io::Result<impl tokio_stream::Stream<Item = std::io::Result<UnixStream>>> {
+    use tokio_stream::StreamExt;
+    let listener = tokio_stream::wrappers::UnixListenerStream::new(bind_listener(path)?);
+    let path = path.to_path_buf();
+    Ok(listener.filter(move |accepted| match accepted {
+        Ok(stream) => trusted_peer(stream, &path),
+        Err(_) => true,
+    }))
+}
+
+/// Whether the process at the other end of `stream`, accepted on the internal socket
+/// `path`, runs as the node's user or as root (its `SO_PEERCRED`); logs the refusal
+/// of any other, whose connection the caller then drops. A file mode is one fence
+/// (the sockets are 0600), this is the second: a socket or directory whose mode was
+/// opened by mistake still lets no one else in.
+pub fn trusted_peer(stream: &UnixStream, path: &Path) -> bool {
+    match stream.peer_cred() {
+        Ok(cred) if cred.uid() == 0 || cred.uid() == ctdb_common::secure::daemon_uid() => true,
+        Ok(cred) => {
+            tracing::warn!(
+                socket = %path.display(),
+                uid = cred.uid(),
+                pid = cred.pid().unwrap_or(0),
+                "connection from another user refused"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(socket = %path.display(), "connection refused: no peer credentials: {e}");
+            false
+        }
+    }
 }
 
 /// Like [`bind`], the listener itself. The socket's directory must be safe (see
