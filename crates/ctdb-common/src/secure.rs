@@ -219,13 +219,14 @@ pub fn private_files() {
 /// Serialises [`with_umask`]: the umask belongs to the whole process.
 static UMASK: Mutex<()> = Mutex::new(());
 
-/// Runs `f` (a socket's bind) with the umask 0177, so what it creates is readable and
-/// writable by its owner only from the start: no moment where another user can
-/// connect. Files other threads create meanwhile get no more permission than they
-/// asked for, only possibly less.
+/// Runs `f` (a socket's bind) with the umask 0077, so what it creates is reachable by
+/// its owner only from the start: no moment where another user can connect. The umask
+/// belongs to the whole process: what other threads create meanwhile gets no more
+/// permission than they asked for, only possibly less (a directory stays usable by
+/// its owner).
 pub fn with_umask<T>(f: impl FnOnce() -> T) -> T {
     let _guard = UMASK.lock().unwrap_or_else(|e| e.into_inner());
-    let old = umask(Mode::from_bits_truncate(0o177));
+    let old = umask(Mode::from_bits_truncate(0o077));
     let out = f();
     umask(old);
     out
@@ -304,5 +305,9 @@ mod tests {
         with_umask(|| std::fs::write(&inside, b"x")).expect("write");
         let mode = std::fs::metadata(&inside).expect("meta").mode() & 0o777;
         assert_eq!(mode, 0o600);
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"x").expect("write");
+        let mode = std::fs::metadata(&outside).expect("meta").mode() & 0o777;
+        assert_ne!(mode, 0o600, "the umask is back as it was");
     }
 }

@@ -1,5 +1,6 @@
 //! gRPC over Unix sockets in the node's run directory: never reachable from another host.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use hyper_util::rt::TokioIo;
@@ -65,8 +66,8 @@ pub fn trusted_peer(stream: &UnixStream, path: &Path) -> bool {
 
 /// Like [`bind`], the listener itself. The socket's directory must be safe (see
 /// `ctdb_common::secure`: made if missing, refused if someone else owns it or may
-/// write to it), and the socket is made 0600 under a restrictive umask, so no other
-/// user can connect to it at any moment.
+/// write to it), and the socket is bound under the umask 0077 (then made 0600), so no
+/// other user can connect to it at any moment.
 pub fn bind_listener(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     if let Some(parent) = path.parent() {
         ctdb_common::secure::ensure_socket_dir(parent)
@@ -77,5 +78,8 @@ pub fn bind_listener(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    ctdb_common::secure::with_umask(|| tokio::net::UnixListener::bind(path))
+    let listener = ctdb_common::secure::with_umask(|| tokio::net::UnixListener::bind(path))?;
+    // 0700 from the bind; 0600 as Samba's smbd and tools expect of a socket.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
 }
