@@ -76,6 +76,19 @@ pub struct ClusterConfig {
     pub node_address: Option<IpAddr>,
     pub recovery_lock: Option<String>,
     pub port: u16,
+    /// ctdb-rs only: mutual TLS on the node-to-node port when all three are set
+    /// (`[cluster] tls certificate`, `tls key`, `tls ca`: PEM files). Each node
+    /// presents its certificate, which must be signed by the CA and name the node's
+    /// address of the nodes file (an IP address subjectAltName).
+    pub tls: Option<TlsConfig>,
+}
+
+/// The PEM files of a node's TLS identity and of the CA its peers must be signed by.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsConfig {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +153,9 @@ const SETTINGS: &[Setting] = &[
     Setting { ini: Some(("cluster", "recovery lock")), env: &["CTDB_RECOVERY_LOCK"], apply: |c, v| { c.cluster.recovery_lock = optional(v); Ok(()) } },
     // Samba 4.18 renamed "recovery lock" to "cluster lock"; accept both.
     Setting { ini: Some(("cluster", "cluster lock")), env: &[], apply: |c, v| { c.cluster.recovery_lock = optional(v); Ok(()) } },
+    Setting { ini: Some(("cluster", "tls certificate")), env: &["CTDB_RS_TLS_CERTIFICATE"], apply: |c, v| { c.tls_part(v, |t, p| t.certificate = p) } },
+    Setting { ini: Some(("cluster", "tls key")), env: &["CTDB_RS_TLS_KEY"], apply: |c, v| { c.tls_part(v, |t, p| t.key = p) } },
+    Setting { ini: Some(("cluster", "tls ca")), env: &["CTDB_RS_TLS_CA"], apply: |c, v| { c.tls_part(v, |t, p| t.ca = p) } },
     Setting { ini: None, env: &["CTDB_PORT"], apply: |c, v| { c.cluster.port = port(v)?; Ok(()) } },
     Setting { ini: Some(("database", "volatile database directory")), env: &["CTDB_VOLATILE_DB_DIR"], apply: |c, v| { c.database.volatile_dir = path(v)?; Ok(()) } },
     Setting { ini: Some(("database", "persistent database directory")), env: &["CTDB_PERSISTENT_DB_DIR"], apply: |c, v| { c.database.persistent_dir = path(v)?; Ok(()) } },
@@ -236,6 +252,21 @@ impl Config {
             config.apply_ini(&file, &text)?;
         }
         config.apply_env(env)?;
+        if let Some(tls) = &config.cluster.tls {
+            let parts = [
+                ("tls certificate", &tls.certificate),
+                ("tls key", &tls.key),
+                ("tls ca", &tls.ca),
+            ];
+            if let Some((key, _)) = parts.iter().find(|(_, p)| p.as_os_str().is_empty()) {
+                return Err(ConfigError::Invalid {
+                    file: config.base_file("ctdb.conf").unwrap_or_default(),
+                    key: format!("[cluster] {key}"),
+                    value: String::new(),
+                    reason: "missing: tls certificate, tls key and tls ca go together".into(),
+                });
+            }
+        }
         config.nodes = match config.base_file("nodes").filter(|f| f.exists()) {
             Some(file) => nodes::parse_nodes(&read(&file)?, &file)?,
             None => vec![NodeEntry {
@@ -276,6 +307,7 @@ impl Config {
                 node_address: None,
                 recovery_lock: None,
                 port: DEFAULT_PORT,
+                tls: None,
             },
             database: DatabaseConfig {
                 volatile_dir: db.join("volatile"),
@@ -295,6 +327,15 @@ impl Config {
             public_addresses: Vec::new(),
             base: Some(base),
         }
+    }
+
+    /// Sets one of the TLS paths (see [`ClusterConfig::tls`]).
+    fn tls_part(&mut self, v: &str, set: fn(&mut TlsConfig, PathBuf)) -> Result<(), String> {
+        set(
+            self.cluster.tls.get_or_insert_with(Default::default),
+            path(v)?,
+        );
+        Ok(())
     }
 
     fn base_file(&self, name: &str) -> Option<PathBuf> {
@@ -480,6 +521,27 @@ mod tests {
         for path in [&c.run_dir, &c.database.volatile_dir, &c.event.events_dir] {
             assert!(!path.starts_with("/tmp"), "{}", path.display());
         }
+    }
+
+    #[test]
+    fn tls_needs_all_three_files() {
+        let conf = "[cluster]\n\ttls certificate = /c.pem\n\ttls key = /k.pem\n";
+        let dir = base_with(&[("ctdb.conf", conf)]);
+        let err = load_base(&dir, &[]).expect_err("no CA").to_string();
+        assert!(err.contains("[cluster] tls ca"), "{err}");
+        let c = load_base(&dir, &[("CTDB_RS_TLS_CA", "/ca.pem")]).expect("all three");
+        assert_eq!(
+            c.cluster.tls,
+            Some(TlsConfig {
+                certificate: "/c.pem".into(),
+                key: "/k.pem".into(),
+                ca: "/ca.pem".into(),
+            })
+        );
+        assert_eq!(
+            load_base(&base_with(&[]), &[]).expect("none").cluster.tls,
+            None
+        );
     }
 
     #[test]
