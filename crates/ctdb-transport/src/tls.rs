@@ -57,6 +57,25 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
+fn private_key_file(path: &Path) -> Result<(), TlsError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| file_error(path, e))?;
+    let uid = meta.uid();
+    if uid != 0 && uid != ctdb_common::secure::daemon_uid() {
+        return Err(file_error(path, format!("key file owned by uid {uid}")));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(file_error(
+            path,
+            format!(
+                "key file mode {:04o} lets group or others at it (make it 0600)",
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// This node's TLS ends: the acceptor for inbound node connections, the connector
 /// for ours.
 pub struct NodeTls {
@@ -65,8 +84,10 @@ pub struct NodeTls {
 }
 
 impl NodeTls {
-    /// Reads the certificate, key and CA files.
+    /// Reads the certificate, key and CA files. The key file must be the node's own:
+    /// owned by root or the node's user and readable by nobody else.
     pub fn load(config: &TlsConfig) -> Result<Self, TlsError> {
+        private_key_file(&config.key)?;
         let certs = certificates(&config.certificate)?;
         let key =
             PrivateKeyDer::from_pem_file(&config.key).map_err(|e| file_error(&config.key, e))?;
@@ -139,4 +160,28 @@ fn names(cert: &CertificateDer<'_>, ip: IpAddr) -> io::Result<()> {
         .map_err(|e| refused(format!("unreadable certificate: {e}")))?;
     cert.verify_is_valid_for_subject_name(&ServerName::IpAddress(ip.into()))
         .map_err(|e| refused(format!("its certificate is not for {ip}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_key_file_others_can_read_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = dir.path().join("node.key");
+        std::fs::write(&key, "not a key").expect("write");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let config = TlsConfig {
+            certificate: dir.path().join("node.pem"),
+            key: key.clone(),
+            ca: dir.path().join("ca.pem"),
+        };
+        let err = NodeTls::load(&config).err().expect("refused").to_string();
+        assert!(
+            err.contains(&key.display().to_string()) && err.contains("0644"),
+            "{err}"
+        );
+    }
 }
