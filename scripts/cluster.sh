@@ -17,7 +17,9 @@ start)
         bash scripts/deps.sh --build
         cargo build --release --workspace --bins
     fi
-    mkdir -p "$dir"
+    # ctdbd refuses directories others may write to (README "Security defaults").
+    umask 022
+    mkdir -p -m 0700 "$dir"
     : > "$dir/nodes"
     for i in $(seq 1 "$n"); do echo "127.0.0.$i" >> "$dir/nodes"; done
     for i in $(seq 0 $((n - 1))); do

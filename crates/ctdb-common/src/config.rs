@@ -14,12 +14,21 @@ use config::Source as _;
 use crate::logging;
 use crate::nodes::{self, NodeEntry, PublicAddress};
 
-/// The client socket path of Samba's seed (`CTDB_PATH`).
-pub const DEFAULT_SOCKET: &str = "/tmp/ctdb.socket";
+/// The client socket when `CTDB_SOCKET` does not name one: where Samba's `ctdb` tool
+/// and smbd look for it (`/var/run/ctdb/ctdbd.socket`; `/var/run` is `/run`), in a
+/// directory only root can write to. The seed's `CTDB_PATH`, `/tmp/ctdb.socket`, is
+/// used only where asked for (`scripts/node.sh`, tests): in `/tmp` another user could
+/// bind it first while the node is down.
+pub const DEFAULT_SOCKET: &str = "/run/ctdb/ctdbd.socket";
 /// Samba's node-to-node TCP port (`CTDB_PORT`).
 pub const DEFAULT_PORT: u16 = 4379;
-/// Where run-time files, databases and event scripts live when `CTDB_BASE` is not set.
-pub const FALLBACK_ROOT: &str = "/tmp/ctdb-rs";
+/// Samba's places, used when `CTDB_BASE` is not set: the configuration directory
+/// (`ctdb.conf`, `nodes`, `public_addresses`, `events/`), ...
+pub const SYSTEM_BASE: &str = "/etc/ctdb";
+/// ... the run directory (component sockets, pid files), ...
+pub const SYSTEM_RUN_DIR: &str = "/run/ctdb";
+/// ... and the databases (`volatile/`, `persistent/`, `state/`).
+pub const SYSTEM_DB_DIR: &str = "/var/lib/ctdb";
 /// What [`ConfigError::Invalid`] names as the file for environment variables.
 pub const ENVIRONMENT: &str = "environment";
 
@@ -50,6 +59,8 @@ pub enum ConfigError {
     NoLocalNode,
     #[error("node address {addr} is not an active node in {}", nodes_file.display())]
     UnknownNodeAddress { addr: IpAddr, nodes_file: PathBuf },
+    #[error("unsafe configuration directory: {0}")]
+    Unsafe(#[from] crate::secure::UnsafePath),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +76,19 @@ pub struct ClusterConfig {
     pub node_address: Option<IpAddr>,
     pub recovery_lock: Option<String>,
     pub port: u16,
+    /// ctdb-rs only: mutual TLS on the node-to-node port when all three are set
+    /// (`[cluster] tls certificate`, `tls key`, `tls ca`: PEM files). Each node
+    /// presents its certificate, which must be signed by the CA and name the node's
+    /// address of the nodes file (an IP address subjectAltName).
+    pub tls: Option<TlsConfig>,
+}
+
+/// The PEM files of a node's TLS identity and of the CA its peers must be signed by.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsConfig {
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +153,9 @@ const SETTINGS: &[Setting] = &[
     Setting { ini: Some(("cluster", "recovery lock")), env: &["CTDB_RECOVERY_LOCK"], apply: |c, v| { c.cluster.recovery_lock = optional(v); Ok(()) } },
     // Samba 4.18 renamed "recovery lock" to "cluster lock"; accept both.
     Setting { ini: Some(("cluster", "cluster lock")), env: &[], apply: |c, v| { c.cluster.recovery_lock = optional(v); Ok(()) } },
+    Setting { ini: Some(("cluster", "tls certificate")), env: &["CTDB_RS_TLS_CERTIFICATE"], apply: |c, v| { c.tls_part(v, |t, p| t.certificate = p) } },
+    Setting { ini: Some(("cluster", "tls key")), env: &["CTDB_RS_TLS_KEY"], apply: |c, v| { c.tls_part(v, |t, p| t.key = p) } },
+    Setting { ini: Some(("cluster", "tls ca")), env: &["CTDB_RS_TLS_CA"], apply: |c, v| { c.tls_part(v, |t, p| t.ca = p) } },
     Setting { ini: None, env: &["CTDB_PORT"], apply: |c, v| { c.cluster.port = port(v)?; Ok(()) } },
     Setting { ini: Some(("database", "volatile database directory")), env: &["CTDB_VOLATILE_DB_DIR"], apply: |c, v| { c.database.volatile_dir = path(v)?; Ok(()) } },
     Setting { ini: Some(("database", "persistent database directory")), env: &["CTDB_PERSISTENT_DB_DIR"], apply: |c, v| { c.database.persistent_dir = path(v)?; Ok(()) } },
@@ -215,11 +242,31 @@ impl Config {
             .filter(|b| !b.is_empty())
             .map(PathBuf::from);
         let mut config = Config::defaults(base);
+        // What the configuration directory holds decides where the node writes and
+        // what it runs: it must be root's or the node's user's, and closed to others.
+        if let Some(base) = config.base.as_ref().filter(|b| b.exists()) {
+            crate::secure::check_dir(base, crate::secure::Owners::RootOrDaemon)?;
+        }
         if let Some(file) = config.base_file("ctdb.conf").filter(|f| f.exists()) {
             let text = read(&file)?;
             config.apply_ini(&file, &text)?;
         }
         config.apply_env(env)?;
+        if let Some(tls) = &config.cluster.tls {
+            let parts = [
+                ("tls certificate", &tls.certificate),
+                ("tls key", &tls.key),
+                ("tls ca", &tls.ca),
+            ];
+            if let Some((key, _)) = parts.iter().find(|(_, p)| p.as_os_str().is_empty()) {
+                return Err(ConfigError::Invalid {
+                    file: config.base_file("ctdb.conf").unwrap_or_default(),
+                    key: format!("[cluster] {key}"),
+                    value: String::new(),
+                    reason: "missing: tls certificate, tls key and tls ca go together".into(),
+                });
+            }
+        }
         config.nodes = match config.base_file("nodes").filter(|f| f.exists()) {
             Some(file) => nodes::parse_nodes(&read(&file)?, &file)?,
             None => vec![NodeEntry {
@@ -237,13 +284,21 @@ impl Config {
         Ok(config)
     }
 
-    /// The built-in defaults for a given `CTDB_BASE`.
+    /// The built-in defaults for a given `CTDB_BASE`: everything under it (`run/`,
+    /// `db/`, `events/`), or without it Samba's places ([`SYSTEM_BASE`],
+    /// [`SYSTEM_RUN_DIR`], [`SYSTEM_DB_DIR`]).
     fn defaults(base: Option<PathBuf>) -> Config {
-        let root = base.clone().unwrap_or_else(|| PathBuf::from(FALLBACK_ROOT));
-        let db = root.join("db");
+        let (base, run_dir, db) = match base {
+            Some(b) => (b.clone(), b.join("run"), b.join("db")),
+            None => (
+                PathBuf::from(SYSTEM_BASE),
+                PathBuf::from(SYSTEM_RUN_DIR),
+                PathBuf::from(SYSTEM_DB_DIR),
+            ),
+        };
         Config {
             socket: PathBuf::from(DEFAULT_SOCKET),
-            run_dir: root.join("run"),
+            run_dir,
             logging: LoggingConfig {
                 location: "stderr".into(),
                 level: "NOTICE".into(),
@@ -252,6 +307,7 @@ impl Config {
                 node_address: None,
                 recovery_lock: None,
                 port: DEFAULT_PORT,
+                tls: None,
             },
             database: DatabaseConfig {
                 volatile_dir: db.join("volatile"),
@@ -260,7 +316,7 @@ impl Config {
                 in_transport: false,
             },
             event: EventConfig {
-                events_dir: root.join("events"),
+                events_dir: base.join("events"),
                 debug_script: None,
                 monitor_interval_secs: 15,
                 script_timeout_secs: 30,
@@ -269,8 +325,17 @@ impl Config {
             metrics_address: None,
             nodes: Vec::new(),
             public_addresses: Vec::new(),
-            base,
+            base: Some(base),
         }
+    }
+
+    /// Sets one of the TLS paths (see [`ClusterConfig::tls`]).
+    fn tls_part(&mut self, v: &str, set: fn(&mut TlsConfig, PathBuf)) -> Result<(), String> {
+        set(
+            self.cluster.tls.get_or_insert_with(Default::default),
+            path(v)?,
+        );
+        Ok(())
     }
 
     fn base_file(&self, name: &str) -> Option<PathBuf> {
@@ -372,6 +437,34 @@ impl Config {
         }
     }
 
+    /// Makes the node's directories that are missing and checks all of them (see
+    /// [`crate::secure`]): the run directory (0755) and the database directories
+    /// (0700) must belong to the node's user, the client socket's directory too (or be
+    /// root's and sticky, as `/tmp`), the events directory and its `legacy/` (when
+    /// there) to root or the node's user; none writable by group or others. Every
+    /// component calls this at start and refuses to start on an error.
+    pub fn prepare_dirs(&self) -> Result<(), crate::secure::UnsafePath> {
+        use crate::secure::{check_dir, ensure_dir, ensure_socket_dir, Owners};
+        ensure_dir(&self.run_dir, 0o755)?;
+        for dir in [
+            &self.database.volatile_dir,
+            &self.database.persistent_dir,
+            &self.database.state_dir,
+        ] {
+            ensure_dir(dir, 0o700)?;
+        }
+        if let Some(parent) = self.socket.parent() {
+            ensure_socket_dir(parent)?;
+        }
+        let events = &self.event.events_dir;
+        for dir in [events.clone(), events.join("legacy")] {
+            if dir.exists() {
+                check_dir(&dir, Owners::RootOrDaemon)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The socket a component listens on: `run_dir/{component}.sock`.
     pub fn rundir_socket(&self, component: &str) -> PathBuf {
         self.run_dir.join(format!("{component}.sock"))
@@ -412,26 +505,55 @@ mod tests {
     }
 
     #[test]
-    fn defaults_with_empty_env() {
-        let c = Config::load_from(&HashMap::new()).expect("defaults");
-        assert_eq!(c.base, None);
-        assert_eq!(c.socket, Path::new("/tmp/ctdb.socket"));
-        assert_eq!(c.run_dir, Path::new("/tmp/ctdb-rs/run"));
+    fn defaults_without_ctdb_base_are_samba_places() {
+        let c = Config::defaults(None);
+        assert_eq!(c.base.as_deref(), Some(Path::new("/etc/ctdb")));
+        assert_eq!(c.socket, Path::new("/run/ctdb/ctdbd.socket"));
+        assert_eq!(c.run_dir, Path::new("/run/ctdb"));
+        assert_eq!(c.database.volatile_dir, Path::new("/var/lib/ctdb/volatile"));
+        assert_eq!(
+            c.database.persistent_dir,
+            Path::new("/var/lib/ctdb/persistent")
+        );
+        assert_eq!(c.database.state_dir, Path::new("/var/lib/ctdb/state"));
+        assert_eq!(c.event.events_dir, Path::new("/etc/ctdb/events"));
+        assert_eq!(c.rundir_socket("ctdbd"), Path::new("/run/ctdb/ctdbd.sock"));
+        for path in [&c.run_dir, &c.database.volatile_dir, &c.event.events_dir] {
+            assert!(!path.starts_with("/tmp"), "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn tls_needs_all_three_files() {
+        let conf = "[cluster]\n\ttls certificate = /c.pem\n\ttls key = /k.pem\n";
+        let dir = base_with(&[("ctdb.conf", conf)]);
+        let err = load_base(&dir, &[]).expect_err("no CA").to_string();
+        assert!(err.contains("[cluster] tls ca"), "{err}");
+        let c = load_base(&dir, &[("CTDB_RS_TLS_CA", "/ca.pem")]).expect("all three");
+        assert_eq!(
+            c.cluster.tls,
+            Some(TlsConfig {
+                certificate: "/c.pem".into(),
+                key: "/k.pem".into(),
+                ca: "/ca.pem".into(),
+            })
+        );
+        assert_eq!(
+            load_base(&base_with(&[]), &[]).expect("none").cluster.tls,
+            None
+        );
+    }
+
+    #[test]
+    fn defaults_with_an_empty_base() {
+        let dir = base_with(&[]);
+        let c = load_base(&dir, &[]).expect("defaults");
+        assert_eq!(c.socket, Path::new("/run/ctdb/ctdbd.socket"));
         assert_eq!(c.logging.location, "stderr");
         assert_eq!(c.logging.level, "NOTICE");
         assert_eq!(c.cluster.port, 4379);
         assert_eq!(c.cluster.node_address, None);
         assert_eq!(c.cluster.recovery_lock, None);
-        assert_eq!(
-            c.database.volatile_dir,
-            Path::new("/tmp/ctdb-rs/db/volatile")
-        );
-        assert_eq!(
-            c.database.persistent_dir,
-            Path::new("/tmp/ctdb-rs/db/persistent")
-        );
-        assert_eq!(c.database.state_dir, Path::new("/tmp/ctdb-rs/db/state"));
-        assert_eq!(c.event.events_dir, Path::new("/tmp/ctdb-rs/events"));
         assert_eq!(c.event.monitor_interval_secs, 15);
         assert_eq!(c.event.script_timeout_secs, 30);
         assert!(!c.failover.disabled);
@@ -445,10 +567,27 @@ mod tests {
         );
         assert!(c.public_addresses.is_empty());
         assert_eq!(c.pnn().expect("loopback binds"), 0);
-        assert_eq!(
-            c.rundir_socket("ctdbd"),
-            Path::new("/tmp/ctdb-rs/run/ctdbd.sock")
-        );
+    }
+
+    #[test]
+    fn prepare_dirs_makes_private_dirs_and_refuses_an_open_events_dir() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = base_with(&[]);
+        let c = Config {
+            socket: dir.path().join("sock/ctdb.socket"),
+            ..load_base(&dir, &[]).expect("load")
+        };
+        c.prepare_dirs().expect("fresh dirs");
+        let mode = |p: &Path| std::fs::metadata(p).expect("exists").mode() & 0o777;
+        assert_eq!(mode(&c.run_dir), 0o755);
+        assert_eq!(mode(&c.database.volatile_dir), 0o700);
+        assert_eq!(mode(&c.database.persistent_dir), 0o700);
+        assert_eq!(mode(&c.database.state_dir), 0o700);
+        std::fs::create_dir_all(c.event.events_dir.join("legacy")).expect("mkdir");
+        let legacy = c.event.events_dir.join("legacy");
+        std::fs::set_permissions(&legacy, std::fs::Permissions::from_mode(0o775)).expect("chmod");
+        let err = c.prepare_dirs().expect_err("refused").to_string();
+        assert!(err.contains(&legacy.display().to_string()), "{err}");
     }
 
     #[test]

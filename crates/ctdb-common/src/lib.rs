@@ -6,6 +6,7 @@
 pub mod config;
 pub mod logging;
 pub mod nodes;
+pub mod secure;
 pub mod tickle_ack;
 pub mod tunables;
 

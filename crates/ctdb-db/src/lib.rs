@@ -483,8 +483,11 @@ impl PacketHandler for DbDaemon {
 mod tests;
 
 /// Opens this node's databases as its configuration says: one sled database in the
-/// state directory, the directories Samba's paths name.
+/// state directory, the directories Samba's paths name. From here on the process
+/// creates its files 0600 (sled's files, TDB files: see
+/// `ctdb_common::secure::private_files`).
 pub fn open_from_config(config: &ctdb_common::Config) -> Result<DbDaemon, String> {
+    ctdb_common::secure::private_files();
     let pnn = config.pnn().map_err(|e| e.to_string())?;
     let dirs = DbDirs {
         volatile: config.database.volatile_dir.clone(),
@@ -492,8 +495,7 @@ pub fn open_from_config(config: &ctdb_common::Config) -> Result<DbDaemon, String
         state: config.database.state_dir.clone(),
     };
     let state = &config.database.state_dir;
-    std::fs::create_dir_all(state)
-        .map_err(|e| format!("cannot create {}: {e}", state.display()))?;
+    ctdb_common::secure::ensure_dir(state, 0o700).map_err(|e| e.to_string())?;
     let sled_path = state.join("ctdb-rs.sled");
     let mut daemon = DbDaemon::open(&sled_path, Options::new(pnn, dirs))
         .map_err(|e| format!("cannot open {}: {e}", sled_path.display()))?;

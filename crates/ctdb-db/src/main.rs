@@ -17,6 +17,10 @@ async fn main() -> std::process::ExitCode {
     };
     ctdb_common::logging::init("db", &config.logging.location, &config.logging.level);
     ctdb_common::logging::abort_on_panic("db");
+    if let Err(e) = config.prepare_dirs() {
+        tracing::error!("refusing to start: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let daemon = match ctdb_db::open_from_config(&config) {
         Ok(d) => d,
         Err(e) => {

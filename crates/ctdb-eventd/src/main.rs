@@ -29,6 +29,10 @@ async fn main() -> ExitCode {
         &config.logging.level,
     );
     ctdb_common::logging::abort_on_panic("eventd");
+    if let Err(e) = config.prepare_dirs() {
+        tracing::error!("refusing to start: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
 
     let ev = &config.event;
     let eventd = Eventd::new(EventdConfig {

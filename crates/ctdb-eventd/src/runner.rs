@@ -15,7 +15,20 @@
 //! which a script exiting with 1 could not be told apart from: an exit status, or a
 //! negative errno: `-ETIMEDOUT` timed out, `-ENOEXEC` disabled, `-ECANCELED` cancelled
 //! (another event pre-empted a monitor run, or the daemon is stopping), `-EINTR` killed
-//! by a signal, `-errno` could not be started.
+//! by a signal, `-EPERM` not trusted (below), `-errno` could not be started.
+//!
+//! **Only trusted scripts run.** A script (the file itself, after symbolic links), the
+//! directory it is listed in and the directory it really lives in must belong to root
+//! or the daemon's user and not be writable by group or others, and so must every
+//! directory above them (writable by others only if sticky; see
+//! `ctdb_common::secure`). Otherwise the script is not run: it gets
+//! [`STATUS_UNTRUSTED`], its output says which path and why, the log too, and the run
+//! fails as for a script that cannot be started.
+//!
+//! **Scripts get a clean environment**: nothing of the daemon's but the `CTDB_*`
+//! variables (Samba's scripts read `CTDB_BASE`, `CTDB_SOCKET`, `CTDB_SCRIPT_VARDIR`,
+//! ...), `CTDB_BASE` set to Samba's `/etc/ctdb` when the daemon has none, and `PATH`
+//! set to [`SCRIPT_PATH`].
 
 use std::collections::HashMap;
 use std::io;
@@ -49,6 +62,46 @@ pub const STATUS_DISABLED: i32 = -(Errno::ENOEXEC as i32);
 pub const STATUS_CANCELED: i32 = -(Errno::ECANCELED as i32);
 /// The script was killed by a signal it did not get from us.
 pub const STATUS_SIGNALED: i32 = -(Errno::EINTR as i32);
+/// The script, or a directory it is in, could be changed by another user: not run.
+pub const STATUS_UNTRUSTED: i32 = -(Errno::EPERM as i32);
+
+/// `PATH` of every script.
+pub const SCRIPT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The environment of every script (see the module documentation).
+pub fn script_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let mut env: Vec<_> = std::env::vars_os()
+        .filter(|(k, _)| k.as_encoded_bytes().starts_with(b"CTDB_"))
+        .collect();
+    if !env.iter().any(|(k, _)| k == "CTDB_BASE") {
+        env.push(("CTDB_BASE".into(), ctdb_common::config::SYSTEM_BASE.into()));
+    }
+    env.push(("PATH".into(), SCRIPT_PATH.into()));
+    env
+}
+
+/// Why `script` may not run, if it may not (see the module documentation).
+pub fn untrusted(script: &Path) -> Option<ctdb_common::secure::UnsafePath> {
+    use ctdb_common::secure::{check_dir, check_owner_mode, Owners, UnsafePath};
+    let check = || -> Result<(), UnsafePath> {
+        if let Some(listed_in) = script.parent() {
+            check_dir(listed_in, Owners::RootOrDaemon)?;
+        }
+        let real = std::fs::canonicalize(script).map_err(|source| UnsafePath::Io {
+            path: script.to_path_buf(),
+            source,
+        })?;
+        if let Some(lives_in) = real.parent() {
+            check_dir(lives_in, Owners::RootOrDaemon)?;
+        }
+        let meta = std::fs::metadata(&real).map_err(|source| UnsafePath::Io {
+            path: real.clone(),
+            source,
+        })?;
+        check_owner_mode(&real, &meta, Owners::RootOrDaemon)
+    };
+    check().err()
+}
 
 /// How long output is still read after a script has exited (a background child that
 /// kept the pipe open must not hold the run).
@@ -407,7 +460,13 @@ async fn read_output(mut pipe: tokio::net::unix::pipe::Receiver, buf: Arc<Mutex<
 }
 
 async fn run_debug_script(debug_script: &Path, pid: u32, event: &str) {
+    if let Some(why) = untrusted(debug_script) {
+        tracing::error!(script = %debug_script.display(), "debug script not run: {why}");
+        return;
+    }
     let child = Command::new(debug_script)
+        .env_clear()
+        .envs(script_env())
         .arg(pid.to_string())
         .arg(event)
         .stdin(Stdio::null())
@@ -457,6 +516,10 @@ async fn run_script(
     if Instant::now() >= deadline {
         return done(STATUS_TIMEDOUT, String::new());
     }
+    if let Some(why) = untrusted(&script.path) {
+        tracing::error!(script = %script.name, "event script not run: {why}");
+        return done(STATUS_UNTRUSTED, format!("not run: {why}"));
+    }
 
     // One pipe for stdout and stderr, so the output keeps the order it was written in.
     let (read_fd, write_fd) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
@@ -468,7 +531,9 @@ async fn run_script(
         Err(e) => return done(errno_status(&e), format!("cannot create a pipe: {e}")),
     };
     let mut cmd = Command::new(&script.path);
-    cmd.arg(event)
+    cmd.env_clear()
+        .envs(script_env())
+        .arg(event)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::from(write_fd))

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::{alive, EventsDir};
 use ctdb_eventd::runner::{
     list_scripts, run_event, set_script_enabled, RunOptions, Runner, MAX_SCRIPT_OUTPUT,
-    STATUS_CANCELED, STATUS_DISABLED, STATUS_TIMEDOUT,
+    SCRIPT_PATH, STATUS_CANCELED, STATUS_DISABLED, STATUS_TIMEDOUT, STATUS_UNTRUSTED,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -299,4 +299,86 @@ async fn shutdown_kills_the_run_in_flight() {
     let r = run.await.unwrap();
     assert_eq!(r.status, STATUS_CANCELED);
     assert!(t.elapsed() < Duration::from_secs(3));
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[tokio::test]
+async fn a_group_writable_script_is_not_run_and_its_status_says_why() {
+    let d = EventsDir::new();
+    let marker = d.file("ran");
+    let script = d.legacy_script(
+        "10.open.script",
+        &format!("touch {}", marker.display()),
+        true,
+    );
+    chmod(&script, 0o775);
+    let r = run(&d, "monitor", &[], Duration::from_secs(10)).await;
+    assert!(!marker.exists(), "an untrusted script ran");
+    assert_eq!(r.status, STATUS_UNTRUSTED, "{r:?}");
+    let s = &r.scripts[0];
+    assert_eq!((s.name.as_str(), s.status), ("10.open", STATUS_UNTRUSTED));
+    assert!(
+        s.output.contains(&script.display().to_string()) && s.output.contains("group or others"),
+        "{}",
+        s.output
+    );
+}
+
+#[tokio::test]
+async fn a_script_in_an_open_directory_is_not_run() {
+    let d = EventsDir::new();
+    let marker = d.file("ran");
+    d.legacy_script(
+        "10.fine.script",
+        &format!("touch {}", marker.display()),
+        true,
+    );
+    let legacy = d.path().join("legacy");
+    chmod(&legacy, 0o777);
+    let r = run(&d, "monitor", &[], Duration::from_secs(10)).await;
+    assert!(!marker.exists(), "a script another user could replace ran");
+    assert_eq!(r.scripts[0].status, STATUS_UNTRUSTED, "{r:?}");
+    assert!(r.scripts[0].output.contains(&legacy.display().to_string()));
+}
+
+#[tokio::test]
+async fn a_script_owned_by_another_user_is_not_run() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // only root can give a file away
+    }
+    let d = EventsDir::new();
+    let marker = d.file("ran");
+    let script = d.script("10.foreign", &format!("touch {}", marker.display()), true);
+    nix::unistd::chown(&script, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let r = run(&d, "monitor", &[], Duration::from_secs(10)).await;
+    assert!(!marker.exists());
+    assert_eq!(r.scripts[0].status, STATUS_UNTRUSTED, "{r:?}");
+    assert!(r.scripts[0].output.contains("owned by uid 65534"));
+}
+
+#[tokio::test]
+async fn scripts_get_a_clean_environment() {
+    let d = EventsDir::new();
+    let out = d.file("env");
+    d.script("10.env", &format!("env > {}", out.display()), true);
+    let r = run(&d, "monitor", &[], Duration::from_secs(10)).await;
+    assert_eq!(r.status, 0, "{r:?}");
+    let env = std::fs::read_to_string(&out).unwrap();
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    assert!(env.contains(&format!("PATH={SCRIPT_PATH}\n")), "{env}");
+    assert!(names.contains(&"CTDB_BASE"), "{env}");
+    for name in names {
+        // What sh itself adds (PWD, SHLVL, _) is not the daemon's.
+        assert!(
+            name.starts_with("CTDB_") || ["PATH", "PWD", "SHLVL", "_", "OLDPWD"].contains(&name),
+            "{name} leaked into the script's environment:\n{env}"
+        );
+    }
 }

@@ -16,6 +16,10 @@ async fn main() -> std::process::ExitCode {
     };
     ctdb_common::logging::init("recoverd", &config.logging.location, &config.logging.level);
     ctdb_common::logging::abort_on_panic("recoverd");
+    if let Err(e) = config.prepare_dirs() {
+        tracing::error!("refusing to start: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let pnn = match config.pnn() {
         Ok(p) => p,
         Err(e) => {

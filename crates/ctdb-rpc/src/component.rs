@@ -141,6 +141,7 @@ impl<H: PacketHandler> PacketComponent<H> {
             let mut current: Option<(JoinHandle<()>, JoinHandle<()>)> = None;
             loop {
                 let stream = match listener.accept().await {
+                    Ok((stream, _)) if !crate::uds::trusted_peer(&stream, &path) => continue,
                     Ok((stream, _)) => stream,
                     Err(e) => {
                         // EMFILE and the like: wait instead of spinning.

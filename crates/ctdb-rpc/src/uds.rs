@@ -1,5 +1,6 @@
 //! gRPC over Unix sockets in the node's run directory: never reachable from another host.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use hyper_util::rt::TokioIo;
@@ -24,20 +25,61 @@ pub fn channel(path: impl Into<PathBuf>) -> Channel {
     ))
 }
 
-/// Binds a Unix listener at `path`, replacing a stale socket file from an earlier run.
-pub fn bind(path: &Path) -> std::io::Result<tokio_stream::wrappers::UnixListenerStream> {
-    bind_listener(path).map(tokio_stream::wrappers::UnixListenerStream::new)
+/// Binds a Unix listener at `path`, replacing a stale socket file from an earlier run:
+/// the connections of a component's gRPC server. A connection from a process of
+/// another user than the node's (or root) is dropped (see [`trusted_peer`]).
+pub fn bind(
+    path: &Path,
+) -> std::io::Result<impl tokio_stream::Stream<Item = std::io::Result<UnixStream>>> {
+    use tokio_stream::StreamExt;
+    let listener = tokio_stream::wrappers::UnixListenerStream::new(bind_listener(path)?);
+    let path = path.to_path_buf();
+    Ok(listener.filter(move |accepted| match accepted {
+        Ok(stream) => trusted_peer(stream, &path),
+        Err(_) => true,
+    }))
 }
 
-/// Like [`bind`], the listener itself.
+/// Whether the process at the other end of `stream`, accepted on the internal socket
+/// `path`, runs as the node's user or as root (its `SO_PEERCRED`); logs the refusal
+/// of any other, whose connection the caller then drops. A file mode is one fence
+/// (the sockets are 0600), this is the second: a socket or directory whose mode was
+/// opened by mistake still lets no one else in.
+pub fn trusted_peer(stream: &UnixStream, path: &Path) -> bool {
+    match stream.peer_cred() {
+        Ok(cred) if cred.uid() == 0 || cred.uid() == ctdb_common::secure::daemon_uid() => true,
+        Ok(cred) => {
+            tracing::warn!(
+                socket = %path.display(),
+                uid = cred.uid(),
+                pid = cred.pid().unwrap_or(0),
+                "connection from another user refused"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(socket = %path.display(), "connection refused: no peer credentials: {e}");
+            false
+        }
+    }
+}
+
+/// Like [`bind`], the listener itself. The socket's directory must be safe (see
+/// `ctdb_common::secure`: made if missing, refused if someone else owns it or may
+/// write to it), and the socket is bound under the umask 0077 (then made 0600), so no
+/// other user can connect to it at any moment.
 pub fn bind_listener(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        ctdb_common::secure::ensure_socket_dir(parent)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e))?;
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    tokio::net::UnixListener::bind(path)
+    let listener = ctdb_common::secure::with_umask(|| tokio::net::UnixListener::bind(path))?;
+    // 0700 from the bind; 0600 as Samba's smbd and tools expect of a socket.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
 }

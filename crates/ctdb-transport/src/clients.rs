@@ -2,7 +2,6 @@
 //! writer, and the registry of connected clients and the srvids they registered.
 
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
@@ -173,23 +172,13 @@ impl Clients {
     }
 }
 
-/// Binds the client socket, readable and writable by its owner only.
+/// Binds the client socket, readable and writable by its owner only from the start
+/// (see `ctdb_rpc::uds::bind_listener`): Samba's smbd connects to it as root.
 pub(crate) fn bind_client_socket(path: &std::path::Path) -> Result<UnixListener, TransportError> {
-    let err = |source| TransportError::Listen {
+    ctdb_rpc::uds::bind_listener(path).map_err(|source| TransportError::Listen {
         path: path.display().to_string(),
         source,
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(err)?;
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err(e)),
-    }
-    let listener = UnixListener::bind(path).map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    Ok(listener)
+    })
 }
 
 pub(crate) fn accept_client(node: &Arc<Node>, stream: UnixStream) {

@@ -21,6 +21,7 @@ pub mod router;
 pub mod routing;
 pub mod stat_history;
 pub mod state;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;

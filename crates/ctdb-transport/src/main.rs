@@ -15,6 +15,10 @@ async fn main() -> std::process::ExitCode {
     };
     ctdb_common::logging::init("transport", &config.logging.location, &config.logging.level);
     ctdb_common::logging::abort_on_panic("transport");
+    if let Err(e) = config.prepare_dirs() {
+        tracing::error!("refusing to start: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let mut in_process = InProcess::new();
     let mut db = None;
     if config.database.in_transport {

@@ -21,6 +21,10 @@
 //! its connections, and both sides see each other DISCONNECTED. The cut lives in this
 //! process only (a restarted transport has none). Off, it costs one relaxed atomic
 //! load per packet.
+//!
+//! **TLS** (opt-in, [`crate::tls`]): with `[cluster] tls ...` set, every connection
+//! between nodes starts with a mutual TLS handshake, and a peer whose certificate
+//! does not name its nodes-file address is refused; the packets then flow as above.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -33,13 +37,19 @@ use ctdb_protocol::flags::node as node_flags;
 use ctdb_protocol::{Body, FrameCodec, Keepalive, Packet};
 use ctdb_rpc::queue::{queue, QueueRx, QueueTx, Refused};
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
+use crate::tls::NodeTls;
 use crate::Node;
+
+/// A connection between nodes: plain TCP, or TLS over it.
+trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> PeerIo for T {}
+type PeerStream = Box<dyn PeerIo>;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -299,19 +309,25 @@ pub fn start(node: &Arc<Node>) -> std::io::Result<()> {
     let std_listener = std::net::TcpListener::bind(addr)?;
     std_listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(std_listener)?;
-    info!(%addr, "listening for nodes");
-    tokio::spawn(accept_loop(node.clone(), listener));
+    let tls = match &node.config.cluster.tls {
+        Some(config) => Some(Arc::new(
+            NodeTls::load(config).map_err(std::io::Error::other)?,
+        )),
+        None => None,
+    };
+    info!(%addr, tls = tls.is_some(), "listening for nodes");
+    tokio::spawn(accept_loop(node.clone(), listener, tls.clone()));
     for n in &node.config.nodes {
         if node.mesh.peer(n.pnn).is_some() {
             let target = SocketAddr::new(n.addr, node.config.cluster.port);
-            tokio::spawn(connect_loop(node.clone(), n.pnn, ours, target));
+            tokio::spawn(connect_loop(node.clone(), n.pnn, ours, target, tls.clone()));
         }
     }
     tokio::spawn(keepalive_loop(node.clone()));
     Ok(())
 }
 
-async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
+async fn accept_loop(node: Arc<Node>, listener: TcpListener, tls: Option<Arc<NodeTls>>) {
     loop {
         let (stream, from) = match listener.accept().await {
             Ok(x) => x,
@@ -333,12 +349,26 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
             continue;
         }
         let _ = stream.set_nodelay(true);
-        tokio::spawn(read_peer(node.clone(), pnn, stream, from));
+        let Some(tls) = tls.clone() else {
+            tokio::spawn(read_peer(node.clone(), pnn, Box::new(stream), from));
+            continue;
+        };
+        let node = node.clone();
+        tokio::spawn(async move {
+            match tls.accept(stream, from.ip()).await {
+                Ok(stream) => read_peer(node, pnn, Box::new(stream), from).await,
+                Err(e) => warn!(
+                    peer = pnn,
+                    %from,
+                    "refusing the TLS connection from node {pnn}: {e}"
+                ),
+            }
+        });
     }
 }
 
 /// Reads the packets node `pnn` sends us on the connection it opened.
-async fn read_peer(node: Arc<Node>, pnn: u32, stream: TcpStream, from: SocketAddr) {
+async fn read_peer(node: Arc<Node>, pnn: u32, stream: PeerStream, from: SocketAddr) {
     let Some(peer) = node.mesh.peer(pnn) else {
         return;
     };
@@ -398,7 +428,13 @@ async fn read_peer(node: Arc<Node>, pnn: u32, stream: TcpStream, from: SocketAdd
 }
 
 /// Keeps our connection to node `pnn` up and writes what is queued for it.
-async fn connect_loop(node: Arc<Node>, pnn: u32, local: IpAddr, target: SocketAddr) {
+async fn connect_loop(
+    node: Arc<Node>,
+    pnn: u32,
+    local: IpAddr,
+    target: SocketAddr,
+    tls: Option<Arc<NodeTls>>,
+) {
     let Some(peer) = node.mesh.peer(pnn) else {
         return;
     };
@@ -411,7 +447,17 @@ async fn connect_loop(node: Arc<Node>, pnn: u32, local: IpAddr, target: SocketAd
                 "cut off by transport::cut",
             ))
         } else {
-            connect(local, target).await
+            match (connect(local, target).await, &tls) {
+                (Ok(stream), None) => Ok(Box::new(stream) as PeerStream),
+                (Ok(stream), Some(tls)) => match tls.connect(stream, target.ip()).await {
+                    Ok(stream) => Ok(Box::new(stream) as PeerStream),
+                    Err(e) => {
+                        warn!(peer = pnn, "TLS with node {pnn} at {target} failed: {e}");
+                        Err(e)
+                    }
+                },
+                (Err(e), _) => Err(e),
+            }
         };
         match attempt {
             Ok(stream) => {
@@ -440,11 +486,11 @@ async fn connect_loop(node: Arc<Node>, pnn: u32, local: IpAddr, target: SocketAd
 /// Writes queued packets, as many per write as are ready, until the connection ends;
 /// says why it ended.
 async fn write_peer(
-    stream: TcpStream,
+    stream: PeerStream,
     mut rx: QueueRx<Bytes>,
     reset: &mut watch::Receiver<u64>,
 ) -> String {
-    let (mut read, mut write) = stream.into_split();
+    let (mut read, mut write) = tokio::io::split(stream);
     let mut buf = Vec::with_capacity(8192);
     let mut scratch = [0u8; 4096];
     loop {

@@ -151,19 +151,6 @@ async fn terminate(name: &str, child: &mut Child) {
     }
 }
 
-fn prepare_dirs(config: &Config) -> std::io::Result<()> {
-    let dirs: [&Path; 4] = [
-        &config.run_dir,
-        &config.database.volatile_dir,
-        &config.database.persistent_dir,
-        &config.database.state_dir,
-    ];
-    for dir in dirs {
-        std::fs::create_dir_all(dir)?;
-    }
-    Ok(())
-}
-
 /// Tells each component the pid of the ctdbd that runs it (transport turns SHUTDOWN
 /// into a SIGTERM to it, so that the node hands its addresses over first).
 const SUPERVISOR_ENV: &str = "CTDB_RS_SUPERVISOR";
@@ -230,8 +217,9 @@ async fn main() -> ExitCode {
         error!("{e}");
         return ExitCode::from(2);
     }
-    if let Err(e) = prepare_dirs(&config) {
-        error!("cannot create the node's directories: {e}");
+    if let Err(e) = config.prepare_dirs() {
+        error!("refusing to start: {e}");
+        eprintln!("ctdbd: refusing to start: {e}");
         return ExitCode::FAILURE;
     }
     info!(socket = %config.socket.display(), run_dir = %config.run_dir.display(), "starting node");
