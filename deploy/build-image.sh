@@ -74,10 +74,13 @@ trap 'rm -rf "$work"' EXIT
 root=$work/rootfs
 mkdir -p "$root"/{bin,usr/bin,etc/ctdb/events/legacy,tmp,run/ctdb,var/lib/ctdb,root,proc,sys,dev}
 chmod 1777 "$root/tmp"
-# The run directory and the databases' directory are writable by whatever user a
-# container runs as (the compose cluster and the Kubernetes pods run as nobody): a
-# volume created on them starts with this mode.
-chmod 1777 "$root/run/ctdb" "$root/var/lib/ctdb"
+# The run directory and the databases' directory belong to the user the containers
+# run as (nobody, as the compose cluster and the Kubernetes pods run) and to nobody
+# else: a node refuses directories others may write to (README, "Security defaults").
+# A volume docker creates on them starts with this owner and mode. (The owner is set
+# in the archive below.)
+chmod 0755 "$root/run/ctdb"
+chmod 0700 "$root/var/lib/ctdb"
 
 # Copies a file to the same path under the root, following symlinks.
 put() {
@@ -148,6 +151,9 @@ echo "ctdb-rs" >"$root/etc/hostname"
 # Deterministic archive, so the checksum only changes when the contents do.
 tarball=$work/rootfs.tar
 tar -C "$root" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$tarball" .
+# Appended entries win on extraction: the node's own directories belong to nobody.
+tar -C "$root" --mtime=@0 --owner=65534 --group=65534 --numeric-owner --no-recursion \
+    -rf "$tarball" ./run/ctdb ./var/lib/ctdb
 sum=$(sha256sum "$tarball" | cut -c1-16)
 previous=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
 current=$(docker image inspect -f '{{index .Config.Labels "org.ctdb-rs.rootfs"}}' "$tag" 2>/dev/null || true)

@@ -180,21 +180,41 @@ fn dockerfile_makes_the_offline_image() {
             "/{dir} of the offline image is not made in deploy/Dockerfile's final stage"
         );
     }
-    // And with the same modes.
+    // And with the same modes and owners.
     for line in script.lines() {
-        let Some(paths) = line.trim().strip_prefix("chmod 1777 ") else {
+        let mut words = line.split_whitespace();
+        let (Some("chmod"), Some(mode)) = (words.next(), words.next()) else {
             continue;
         };
-        for path in paths.split_whitespace() {
+        for path in words {
             let path = path.trim_matches('"').trim_start_matches("$root");
-            let chmod = run
-                .split("&&")
-                .find(|c| c.trim().starts_with("chmod 1777 "))
-                .unwrap_or_else(|| panic!("no chmod 1777 in deploy/Dockerfile for {path}"));
+            let chmod = format!("chmod {mode} ");
             assert!(
-                chmod.split_whitespace().any(|w| w == path),
-                "{path} is 1777 in the offline image, not in deploy/Dockerfile's: {chmod}"
+                run.split("&&")
+                    .map(str::trim)
+                    .any(|c| c.starts_with(&chmod) && c.split_whitespace().any(|w| w == path)),
+                "{path} is {mode} in the offline image, not in deploy/Dockerfile's final stage"
             );
         }
+    }
+    let owned = script
+        .lines()
+        .find(|l| l.contains("--owner=65534"))
+        .expect("build-image.sh gives the node's directories to nobody");
+    let next = script
+        .lines()
+        .skip_while(|l| !l.contains("--owner=65534"))
+        .nth(1)
+        .unwrap_or_default();
+    for path in format!("{owned} {next}")
+        .split_whitespace()
+        .filter(|w| w.starts_with("./"))
+    {
+        let path = path.trim_start_matches('.');
+        assert!(
+            run.split("&&").map(str::trim).any(|c| c.starts_with("chown 65534:65534 ")
+                && c.split_whitespace().any(|w| w == path)),
+            "{path} belongs to nobody in the offline image, not in deploy/Dockerfile's"
+        );
     }
 }
