@@ -150,8 +150,9 @@ echo "ctdb-rs" >"$root/etc/hostname"
 
 # Deterministic archive, so the checksum only changes when the contents do.
 tarball=$work/rootfs.tar
-tar -C "$root" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$tarball" .
-# Appended entries win on extraction: the node's own directories belong to nobody.
+tar -C "$root" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+    --exclude=./run/ctdb --exclude=./var/lib/ctdb -cf "$tarball" .
+# The node's own directories belong to nobody.
 tar -C "$root" --mtime=@0 --owner=65534 --group=65534 --numeric-owner --no-recursion \
     -rf "$tarball" ./run/ctdb ./var/lib/ctdb
 sum=$(sha256sum "$tarball" | cut -c1-16)

@@ -362,7 +362,20 @@ impl TestCluster {
         addresses: &[String],
         files: &[(&str, &str)],
     ) -> Self {
-        Self::start_on(addresses.to_vec(), Some(namespaces), files, &[], false)
+        Self::start_on(
+            addresses.to_vec(),
+            None,
+            Some(namespaces),
+            files,
+            &[],
+            false,
+        )
+    }
+
+    /// A cluster whose nodes file gives `names` (DNS names; node `i` runs on
+    /// `addresses[i]`), with no recovery lock.
+    pub fn start_by_name(names: &[String], addresses: &[String]) -> Self {
+        Self::start_on(addresses.to_vec(), Some(names), None, &[], &[], false)
     }
 
     fn start_configured(
@@ -373,11 +386,13 @@ impl TestCluster {
     ) -> Self {
         let subnet = loopback_subnet();
         let addrs: Vec<String> = (1..=n).map(|i| format!("{subnet}.{i}")).collect();
-        Self::start_on(addrs, None, files, env, with_lock)
+        Self::start_on(addrs, None, None, files, env, with_lock)
     }
 
+    /// Node `i` on `addrs[i]`; the nodes file lists `names` if given, else `addrs`.
     fn start_on(
         addrs: Vec<String>,
+        names: Option<&[String]>,
         namespaces: Option<&[String]>,
         files: &[(&str, &str)],
         env: &[(&str, &str)],
@@ -408,9 +423,10 @@ impl TestCluster {
                         std::fs::set_permissions(&path, mode).expect("chmod");
                     }
                 }
+                let lines = names.map_or_else(|| addrs.clone(), <[String]>::to_vec);
                 match namespaces {
-                    None => TestNode::start_in_with_env(&dir, i as u32, &addrs, &conf, env),
-                    Some(ns) => TestNode::start_in_netns(&dir, i as u32, &addrs, &conf, &ns[i]),
+                    None => TestNode::start_in_with_env(&dir, i as u32, &lines, &conf, env),
+                    Some(ns) => TestNode::start_in_netns(&dir, i as u32, &lines, &conf, &ns[i]),
                 }
             })
             .collect();

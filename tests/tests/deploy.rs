@@ -212,8 +212,10 @@ fn dockerfile_makes_the_offline_image() {
     {
         let path = path.trim_start_matches('.');
         assert!(
-            run.split("&&").map(str::trim).any(|c| c.starts_with("chown 65534:65534 ")
-                && c.split_whitespace().any(|w| w == path)),
+            run.split("&&")
+                .map(str::trim)
+                .any(|c| c.starts_with("chown 65534:65534 ")
+                    && c.split_whitespace().any(|w| w == path)),
             "{path} belongs to nobody in the offline image, not in deploy/Dockerfile's"
         );
     }

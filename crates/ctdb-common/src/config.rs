@@ -271,6 +271,7 @@ impl Config {
             Some(file) => nodes::parse_nodes(&read(&file)?, &file)?,
             None => vec![NodeEntry {
                 pnn: 0,
+                name: None,
                 addr: config
                     .cluster
                     .node_address
@@ -278,6 +279,8 @@ impl Config {
                 deleted: false,
             }],
         };
+        nodes::resolve_names(&mut config.nodes);
+        config.claim_own_name();
         if let Some(file) = config.base_file("public_addresses").filter(|f| f.exists()) {
             config.public_addresses = nodes::parse_public_addresses(&read(&file)?, &file)?;
         }
@@ -413,6 +416,32 @@ impl Config {
         self.local_node().map(|n| n.pnn)
     }
 
+    /// A node given by name whose name does not resolve to this node's address (yet:
+    /// a pod's own DNS record may appear only once it runs) is this node when the
+    /// name's first label is this host's name (`ctdb-0` of `ctdb-0.ctdb.ns.svc...`):
+    /// it takes the configured node address.
+    fn claim_own_name(&mut self) {
+        let Some(addr) = self.cluster.node_address else {
+            return;
+        };
+        if self.nodes.iter().any(|n| !n.deleted && n.addr == addr) {
+            return;
+        }
+        let Ok(host) = nix::unistd::gethostname() else {
+            return;
+        };
+        let host = host.to_string_lossy();
+        let first_label = |name: &str| name.split('.').next().unwrap_or_default().to_owned();
+        if let Some(n) = self.nodes.iter_mut().find(|n| {
+            !n.deleted
+                && n.name
+                    .as_deref()
+                    .is_some_and(|name| name == host || first_label(name) == first_label(&host))
+        }) {
+            n.addr = addr;
+        }
+    }
+
     /// This node's private address (see [`Config::pnn`]).
     pub fn node_address(&self) -> Result<IpAddr, ConfigError> {
         self.local_node().map(|n| n.addr)
@@ -442,15 +471,18 @@ impl Config {
     /// (0700) must belong to the node's user, the client socket's directory too (or be
     /// root's and sticky, as `/tmp`), the events directory and its `legacy/` (when
     /// there) to root or the node's user; none writable by group or others. Every
-    /// component calls this at start and refuses to start on an error.
-    pub fn prepare_dirs(&self) -> Result<(), crate::secure::UnsafePath> {
+    /// component calls this at start and refuses to start on an error; only those that
+    /// keep databases (`with_databases`: ctdb-db, ctdbd) make and check the database
+    /// directories, which the others may not even see (a container of its own).
+    pub fn prepare_dirs(&self, with_databases: bool) -> Result<(), crate::secure::UnsafePath> {
         use crate::secure::{check_dir, ensure_dir, ensure_socket_dir, Owners};
         ensure_dir(&self.run_dir, 0o755)?;
-        for dir in [
+        let databases = [
             &self.database.volatile_dir,
             &self.database.persistent_dir,
             &self.database.state_dir,
-        ] {
+        ];
+        for dir in databases.into_iter().filter(|_| with_databases) {
             ensure_dir(dir, 0o700)?;
         }
         if let Some(parent) = self.socket.parent() {
@@ -562,7 +594,8 @@ mod tests {
             vec![NodeEntry {
                 pnn: 0,
                 addr: "127.0.0.1".parse().unwrap(),
-                deleted: false
+                deleted: false,
+                name: None,
             }]
         );
         assert!(c.public_addresses.is_empty());
@@ -577,7 +610,7 @@ mod tests {
             socket: dir.path().join("sock/ctdb.socket"),
             ..load_base(&dir, &[]).expect("load")
         };
-        c.prepare_dirs().expect("fresh dirs");
+        c.prepare_dirs(true).expect("fresh dirs");
         let mode = |p: &Path| std::fs::metadata(p).expect("exists").mode() & 0o777;
         assert_eq!(mode(&c.run_dir), 0o755);
         assert_eq!(mode(&c.database.volatile_dir), 0o700);
@@ -586,7 +619,7 @@ mod tests {
         std::fs::create_dir_all(c.event.events_dir.join("legacy")).expect("mkdir");
         let legacy = c.event.events_dir.join("legacy");
         std::fs::set_permissions(&legacy, std::fs::Permissions::from_mode(0o775)).expect("chmod");
-        let err = c.prepare_dirs().expect_err("refused").to_string();
+        let err = c.prepare_dirs(true).expect_err("refused").to_string();
         assert!(err.contains(&legacy.display().to_string()), "{err}");
     }
 
@@ -776,10 +809,10 @@ mod tests {
 
     #[test]
     fn bad_nodes_file_names_the_file() {
-        let dir = base_with(&[("nodes", "10.0.0.1\nnode-two\n")]);
+        let dir = base_with(&[("nodes", "10.0.0.1\nnode_two\n")]);
         let err = load_base(&dir, &[]).expect_err("bad nodes");
         let text = err.to_string();
         assert!(text.contains(&dir.path().join("nodes").display().to_string()));
-        assert!(text.contains("node-two"), "{text}");
+        assert!(text.contains("node_two"), "{text}");
     }
 }

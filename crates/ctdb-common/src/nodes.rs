@@ -6,13 +6,67 @@ use std::path::Path;
 use crate::ConfigError;
 
 /// One line of the nodes file. A node's pnn is its index among the non-blank lines.
+///
+/// A line is an IP address, as in Samba, or (a ctdb-rs extension) a DNS name such as a
+/// StatefulSet pod's stable name: a node that comes back with a new address keeps its
+/// place. A name is resolved when the configuration is read ([`resolve_names`]) and
+/// again whenever a connection to or from that node needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeEntry {
     pub pnn: u32,
-    /// `0.0.0.0` for a deleted node, as in Samba.
+    /// `0.0.0.0` for a deleted node, as in Samba, and for a name not resolved yet.
     pub addr: IpAddr,
     /// A line starting with `#`: the node was removed but keeps its pnn.
     pub deleted: bool,
+    /// The DNS name the line gives instead of an address.
+    pub name: Option<String>,
+}
+
+impl NodeEntry {
+    /// The node's address now: its name resolved again, or the address of its line.
+    /// `None` for a name that does not resolve.
+    pub fn resolve(&self) -> Option<IpAddr> {
+        match &self.name {
+            None => Some(self.addr),
+            Some(name) => resolve_name(name),
+        }
+    }
+}
+
+/// The first address a DNS name resolves to, IPv4 before IPv6.
+pub fn resolve_name(name: &str) -> Option<IpAddr> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<IpAddr> = (name, 0).to_socket_addrs().ok()?.map(|a| a.ip()).collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+}
+
+/// Resolves every named node once (blocking); a name that does not resolve yet keeps
+/// `0.0.0.0`, to be tried again later.
+pub fn resolve_names(nodes: &mut [NodeEntry]) {
+    for n in nodes.iter_mut().filter(|n| !n.deleted) {
+        if let Some(addr) = n.name.as_deref().and_then(resolve_name) {
+            n.addr = addr;
+        }
+    }
+}
+
+/// A host name as DNS allows it: labels of letters, digits and `-`, dot-separated.
+fn is_dns_name(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && s.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
 /// One line of the public_addresses file: `ADDR/PREFIX IFACE[,IFACE...]`.
@@ -42,15 +96,26 @@ pub fn parse_nodes(text: &str, path: &Path) -> Result<Vec<NodeEntry>, ConfigErro
         }
         let pnn = u32::try_from(nodes.len())
             .map_err(|_| parse_error(path, index + 1, "too many nodes".into()))?;
-        let (addr, deleted) = if line.starts_with('#') {
-            (IpAddr::V4(Ipv4Addr::UNSPECIFIED), true)
+        let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let (addr, deleted, name) = if line.starts_with('#') {
+            (unspecified, true, None)
+        } else if let Ok(addr) = line.parse() {
+            (addr, false, None)
+        } else if is_dns_name(line) {
+            (unspecified, false, Some(line.to_string()))
         } else {
-            let addr = line.parse().map_err(|_| {
-                parse_error(path, index + 1, format!("invalid node address \"{line}\""))
-            })?;
-            (addr, false)
+            return Err(parse_error(
+                path,
+                index + 1,
+                format!("invalid node address \"{line}\""),
+            ));
         };
-        nodes.push(NodeEntry { pnn, addr, deleted });
+        nodes.push(NodeEntry {
+            pnn,
+            addr,
+            deleted,
+            name,
+        });
     }
     Ok(nodes)
 }
@@ -123,7 +188,8 @@ mod tests {
                 &NodeEntry {
                     pnn,
                     addr: ip(addr),
-                    deleted
+                    deleted,
+                    name: None,
                 }
             );
         }
@@ -138,6 +204,32 @@ mod tests {
             "/x/nodes: line 3: invalid node address \"10.0.0.2 extra\""
         );
         assert!(parse_nodes("10.0.0.1:4379\n", Path::new("n")).is_err());
+        assert!(parse_nodes("ctdb_0.svc\n", Path::new("n")).is_err());
+        assert!(parse_nodes("-ctdb.svc\n", Path::new("n")).is_err());
+    }
+
+    #[test]
+    fn nodes_by_name() {
+        let text = "ctdb-0.ctdb.default.svc.cluster.local\nlocalhost\n10.0.0.3\n#ctdb-3.ctdb\n";
+        let mut nodes = parse_nodes(text, Path::new("nodes")).expect("parse");
+        assert_eq!(
+            nodes[0].name.as_deref(),
+            Some("ctdb-0.ctdb.default.svc.cluster.local")
+        );
+        assert_eq!(nodes[0].addr, ip("0.0.0.0"), "resolved later");
+        assert_eq!(
+            (nodes[2].name.as_deref(), nodes[2].addr),
+            (None, ip("10.0.0.3"))
+        );
+        assert!(nodes[3].deleted && nodes[3].name.is_none());
+        resolve_names(&mut nodes);
+        assert!(
+            nodes[1].addr.is_loopback(),
+            "localhost resolves: {:?}",
+            nodes[1]
+        );
+        assert_eq!(nodes[1].resolve(), Some(nodes[1].addr));
+        assert_eq!(nodes[2].resolve(), Some(ip("10.0.0.3")));
     }
 
     #[test]

@@ -17,7 +17,7 @@ async fn main() -> std::process::ExitCode {
     };
     ctdb_common::logging::init("db", &config.logging.location, &config.logging.level);
     ctdb_common::logging::abort_on_panic("db");
-    if let Err(e) = config.prepare_dirs() {
+    if let Err(e) = config.prepare_dirs(true) {
         tracing::error!("refusing to start: {e}");
         return std::process::ExitCode::FAILURE;
     }

@@ -29,7 +29,7 @@ async fn main() -> ExitCode {
         &config.logging.level,
     );
     ctdb_common::logging::abort_on_panic("eventd");
-    if let Err(e) = config.prepare_dirs() {
+    if let Err(e) = config.prepare_dirs(false) {
         tracing::error!("refusing to start: {e}");
         return std::process::ExitCode::FAILURE;
     }

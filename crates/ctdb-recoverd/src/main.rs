@@ -16,7 +16,7 @@ async fn main() -> std::process::ExitCode {
     };
     ctdb_common::logging::init("recoverd", &config.logging.location, &config.logging.level);
     ctdb_common::logging::abort_on_panic("recoverd");
-    if let Err(e) = config.prepare_dirs() {
+    if let Err(e) = config.prepare_dirs(false) {
         tracing::error!("refusing to start: {e}");
         return std::process::ExitCode::FAILURE;
     }

@@ -358,7 +358,7 @@ pub fn node_map(node: &Node) -> NodeMap {
             .map(|n| NodeAndFlags {
                 pnn: n.pnn,
                 flags: state.flags.get(n.pnn as usize).copied().unwrap_or(0),
-                addr: SockAddr::from(SocketAddr::new(n.addr, port)),
+                addr: SockAddr::from(SocketAddr::new(node.mesh.address(n.pnn), port)),
             })
             .collect(),
     }

@@ -149,7 +149,7 @@ pub async fn run_with(
             next_client: AtomicU64::new(epoch << 24),
             stats: controls::Counters::default(),
             shutdown,
-            mesh: peers::Mesh::new(config.nodes.len(), pnn, &deleted),
+            mesh: peers::Mesh::new(&config.nodes, pnn),
             forwarded: Mutex::new(ForwardTable::default()),
             loopback,
             history: Mutex::new(stat_history::StatHistory::default()),

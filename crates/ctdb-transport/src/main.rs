@@ -15,7 +15,7 @@ async fn main() -> std::process::ExitCode {
     };
     ctdb_common::logging::init("transport", &config.logging.location, &config.logging.level);
     ctdb_common::logging::abort_on_panic("transport");
-    if let Err(e) = config.prepare_dirs() {
+    if let Err(e) = config.prepare_dirs(config.database.in_transport) {
         tracing::error!("refusing to start: {e}");
         return std::process::ExitCode::FAILURE;
     }

@@ -121,21 +121,22 @@ impl Peer {
 /// Every other node of the nodes file, by pnn (ourselves and deleted nodes have none).
 pub struct Mesh {
     pub peers: Vec<Option<Peer>>,
+    /// Every node's address now: the nodes file's, or its name's last resolution.
+    addresses: std::sync::RwLock<Vec<IpAddr>>,
     started: Instant,
     /// Packets the cut dropped (both ways) since this process started.
     cut_dropped: AtomicU64,
 }
 
 impl Mesh {
-    pub fn new(num_nodes: usize, pnn: u32, deleted: &[bool]) -> Self {
-        let peers = (0..num_nodes)
-            .map(|i| {
-                let real = i as u32 != pnn && !deleted.get(i).copied().unwrap_or(false);
-                real.then(Peer::default)
-            })
+    pub fn new(nodes: &[NodeEntry], pnn: u32) -> Self {
+        let peers = nodes
+            .iter()
+            .map(|n| (n.pnn != pnn && !n.deleted).then(Peer::default))
             .collect();
         Self {
             peers,
+            addresses: std::sync::RwLock::new(nodes.iter().map(|n| n.addr).collect()),
             started: Instant::now(),
             cut_dropped: AtomicU64::new(0),
         }
@@ -143,6 +144,39 @@ impl Mesh {
 
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// Node `pnn`'s address now (`0.0.0.0` for a name never resolved).
+    pub fn address(&self, pnn: u32) -> IpAddr {
+        let addresses = self.addresses.read().unwrap_or_else(|e| e.into_inner());
+        addresses
+            .get(pnn as usize)
+            .copied()
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+
+    fn set_address(&self, pnn: u32, addr: IpAddr) -> bool {
+        let mut addresses = self.addresses.write().unwrap_or_else(|e| e.into_inner());
+        match addresses.get_mut(pnn as usize) {
+            Some(a) if *a != addr => {
+                *a = addr;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The node a connection from `ip` comes from, by the addresses now.
+    fn identify(&self, nodes: &[NodeEntry], me: u32, ip: IpAddr) -> Option<u32> {
+        let addresses = self.addresses.read().unwrap_or_else(|e| e.into_inner());
+        let now: Vec<NodeEntry> = nodes
+            .iter()
+            .map(|n| NodeEntry {
+                addr: addresses.get(n.pnn as usize).copied().unwrap_or(n.addr),
+                ..n.clone()
+            })
+            .collect();
+        identify(&now, me, ip)
     }
 
     pub fn peer(&self, pnn: u32) -> Option<&Peer> {
@@ -319,8 +353,7 @@ pub fn start(node: &Arc<Node>) -> std::io::Result<()> {
     tokio::spawn(accept_loop(node.clone(), listener, tls.clone()));
     for n in &node.config.nodes {
         if node.mesh.peer(n.pnn).is_some() {
-            let target = SocketAddr::new(n.addr, node.config.cluster.port);
-            tokio::spawn(connect_loop(node.clone(), n.pnn, ours, target, tls.clone()));
+            tokio::spawn(connect_loop(node.clone(), n.pnn, ours, tls.clone()));
         }
     }
     tokio::spawn(keepalive_loop(node.clone()));
@@ -337,7 +370,13 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener, tls: Option<Arc<Nod
                 continue;
             }
         };
-        let Some(pnn) = identify(&node.config.nodes, node.pnn, from.ip()) else {
+        let mut known = node.mesh.identify(&node.config.nodes, node.pnn, from.ip());
+        if known.is_none() && node.config.nodes.iter().any(|n| n.name.is_some()) {
+            // A node given by name may have come back with another address.
+            resolve_all(&node).await;
+            known = node.mesh.identify(&node.config.nodes, node.pnn, from.ip());
+        }
+        let Some(pnn) = known else {
             warn!(%from, "refusing a node connection from an address not in the nodes file");
             continue;
         };
@@ -355,7 +394,7 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener, tls: Option<Arc<Nod
         };
         let node = node.clone();
         tokio::spawn(async move {
-            match tls.accept(stream, from.ip()).await {
+            match tls.accept(stream, identity(&node, pnn)).await {
                 Ok(stream) => read_peer(node, pnn, Box::new(stream), from).await,
                 Err(e) => warn!(
                     peer = pnn,
@@ -428,18 +467,66 @@ async fn read_peer(node: Arc<Node>, pnn: u32, stream: PeerStream, from: SocketAd
 }
 
 /// Keeps our connection to node `pnn` up and writes what is queued for it.
-async fn connect_loop(
-    node: Arc<Node>,
-    pnn: u32,
-    local: IpAddr,
-    target: SocketAddr,
-    tls: Option<Arc<NodeTls>>,
-) {
+/// Node `pnn`'s address now: a node given by name is looked up again (off the
+/// runtime: it may wait for DNS), and the mesh keeps what it found. `None` while the
+/// name does not resolve.
+async fn resolve(node: &Arc<Node>, pnn: u32) -> Option<IpAddr> {
+    let entry = node.config.nodes.get(pnn as usize)?.clone();
+    if entry.name.is_none() {
+        return Some(entry.addr);
+    }
+    let found = tokio::task::spawn_blocking(move || entry.resolve())
+        .await
+        .ok()
+        .flatten()?;
+    if node.mesh.set_address(pnn, found) {
+        info!(
+            peer = pnn,
+            name = node.config.nodes[pnn as usize].name.as_deref().unwrap_or_default(),
+            addr = %found,
+            "node {pnn}'s name resolves to a new address"
+        );
+    }
+    Some(found)
+}
+
+/// Every node given by name, looked up again.
+async fn resolve_all(node: &Arc<Node>) {
+    for n in &node.config.nodes {
+        if n.name.is_some() && !n.deleted && n.pnn != node.pnn {
+            resolve(node, n.pnn).await;
+        }
+    }
+}
+
+/// What node `pnn`'s certificate must name: its name when the nodes file gives one,
+/// else its address.
+fn identity(node: &Node, pnn: u32) -> crate::tls::Identity {
+    match node
+        .config
+        .nodes
+        .get(pnn as usize)
+        .and_then(|n| n.name.clone())
+    {
+        Some(name) => crate::tls::Identity::Name(name),
+        None => crate::tls::Identity::Ip(node.mesh.address(pnn)),
+    }
+}
+
+async fn connect_loop(node: Arc<Node>, pnn: u32, local: IpAddr, tls: Option<Arc<NodeTls>>) {
     let Some(peer) = node.mesh.peer(pnn) else {
         return;
     };
     let mut backoff = FIRST_BACKOFF;
     loop {
+        // Each attempt looks a named node up again: it may have a new address.
+        let Some(addr) = resolve(&node, pnn).await else {
+            debug!(peer = pnn, "node {pnn}'s name does not resolve (yet)");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
+        };
+        let target = SocketAddr::new(addr, node.config.cluster.port);
         let attempt = if peer.is_cut() {
             // A partition: the connection attempt goes nowhere.
             Err(std::io::Error::new(
@@ -449,7 +536,7 @@ async fn connect_loop(
         } else {
             match (connect(local, target).await, &tls) {
                 (Ok(stream), None) => Ok(Box::new(stream) as PeerStream),
-                (Ok(stream), Some(tls)) => match tls.connect(stream, target.ip()).await {
+                (Ok(stream), Some(tls)) => match tls.connect(stream, identity(&node, pnn)).await {
                     Ok(stream) => Ok(Box::new(stream) as PeerStream),
                     Err(e) => {
                         warn!(peer = pnn, "TLS with node {pnn} at {target} failed: {e}");
@@ -599,7 +686,7 @@ mod tests {
 
     #[test]
     fn the_mesh_has_a_peer_for_every_other_live_node() {
-        let mesh = Mesh::new(4, 1, &[false, false, false, true]);
+        let mesh = Mesh::new(&four_nodes_one_deleted(), 1);
         assert!(mesh.peer(0).is_some());
         assert!(mesh.peer(1).is_none(), "not ourselves");
         assert!(mesh.peer(2).is_some());
@@ -632,7 +719,10 @@ mod tests {
 
     #[test]
     fn a_node_that_does_not_read_is_refused_and_its_connection_made_again() {
-        let mesh = Mesh::new(2, 1, &[false, false]);
+        let mesh = Mesh::new(
+            &[entry(0, "10.0.0.1", false), entry(1, "10.0.0.2", false)],
+            1,
+        );
         let (tx, mut rx) = queue(10);
         let peer = mesh.peer(0).unwrap();
         peer.set_out(Some(tx));
@@ -650,7 +740,7 @@ mod tests {
 
     #[test]
     fn a_cut_peer_gets_nothing_and_a_heal_lets_it_through() {
-        let mesh = Mesh::new(4, 1, &[false, false, false, true]);
+        let mesh = Mesh::new(&four_nodes_one_deleted(), 1);
         let (tx0, mut rx0) = queue(PEER_LIMIT);
         let (tx2, mut rx2) = queue(PEER_LIMIT);
         mesh.peer(0).unwrap().set_out(Some(tx0));
@@ -687,11 +777,21 @@ mod tests {
         assert!(!mesh.send(2, Bytes::from_static(b"x")));
     }
 
+    fn four_nodes_one_deleted() -> Vec<NodeEntry> {
+        vec![
+            entry(0, "10.0.0.1", false),
+            entry(1, "10.0.0.2", false),
+            entry(2, "10.0.0.3", false),
+            entry(3, "0.0.0.0", true),
+        ]
+    }
+
     fn entry(pnn: u32, addr: &str, deleted: bool) -> NodeEntry {
         NodeEntry {
             pnn,
             addr: addr.parse().unwrap(),
             deleted,
+            name: None,
         }
     }
 

@@ -119,12 +119,12 @@ impl NodeTls {
         })
     }
 
-    /// The handshake of an inbound connection from `ip` (the nodes file's address of
-    /// the node it comes from): its certificate must be the CA's and name `ip`.
+    /// The handshake of an inbound connection from the node `who` (its name in the
+    /// nodes file, or else its address): its certificate must be the CA's and name it.
     pub async fn accept(
         &self,
         stream: TcpStream,
-        ip: IpAddr,
+        who: Identity,
     ) -> io::Result<server::TlsStream<TcpStream>> {
         let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream))
             .await
@@ -135,31 +135,58 @@ impl NodeTls {
             .peer_certificates()
             .and_then(|certs| certs.first())
             .ok_or_else(|| io::Error::new(io::ErrorKind::PermissionDenied, "no certificate"))?;
-        names(cert, ip)?;
+        names(cert, &who)?;
         Ok(tls)
     }
 
-    /// The handshake of our connection to the node at `ip`: its certificate must be the
-    /// CA's and name `ip`.
+    /// The handshake of our connection to the node `who`: its certificate must be the
+    /// CA's and name it.
     pub async fn connect(
         &self,
         stream: TcpStream,
-        ip: IpAddr,
+        who: Identity,
     ) -> io::Result<client::TlsStream<TcpStream>> {
-        let name = ServerName::IpAddress(ip.into());
+        let name = who.server_name()?;
         tokio::time::timeout(HANDSHAKE_TIMEOUT, self.connector.connect(name, stream))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
     }
 }
 
-/// Whether `cert` names the address `ip`.
-fn names(cert: &CertificateDer<'_>, ip: IpAddr) -> io::Result<()> {
+/// Who a node is, as its certificate must say: the DNS name of its nodes-file line,
+/// or the address of the line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identity::Ip(ip) => ip.fmt(f),
+            Identity::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+impl Identity {
+    fn server_name(&self) -> io::Result<ServerName<'static>> {
+        match self {
+            Identity::Ip(ip) => Ok(ServerName::IpAddress((*ip).into())),
+            Identity::Name(name) => ServerName::try_from(name.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{name}: {e}"))),
+        }
+    }
+}
+
+/// Whether `cert` names `who`.
+fn names(cert: &CertificateDer<'_>, who: &Identity) -> io::Result<()> {
     let refused = |why: String| io::Error::new(io::ErrorKind::PermissionDenied, why);
     let cert = webpki::EndEntityCert::try_from(cert)
         .map_err(|e| refused(format!("unreadable certificate: {e}")))?;
-    cert.verify_is_valid_for_subject_name(&ServerName::IpAddress(ip.into()))
-        .map_err(|e| refused(format!("its certificate is not for {ip}: {e}")))
+    cert.verify_is_valid_for_subject_name(&who.server_name()?)
+        .map_err(|e| refused(format!("its certificate is not for {who}: {e}")))
 }
 
 #[cfg(test)]

@@ -217,7 +217,7 @@ async fn main() -> ExitCode {
         error!("{e}");
         return ExitCode::from(2);
     }
-    if let Err(e) = config.prepare_dirs() {
+    if let Err(e) = config.prepare_dirs(true) {
         error!("refusing to start: {e}");
         eprintln!("ctdbd: refusing to start: {e}");
         return ExitCode::FAILURE;
