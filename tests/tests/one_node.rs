@@ -385,15 +385,29 @@ async fn metrics_are_served_when_asked_for() {
     let node = TestNode::start(&format!("[metrics]\n\taddress = 127.0.0.1:{port}\n"));
     let client = node.ready().await;
     client.get_pid(dest::CURRENT_NODE).await.expect("a control");
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("metrics port");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
+    // One restart of ctdb-db, counted.
+    node.kill_and_wait_restart("ctdb-db").await;
+    let client = node.ready().await;
+    client.get_pid(dest::CURRENT_NODE).await.expect("a control");
+    let scrape = || async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("metrics port");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        text
+    };
+    let mut text = scrape().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !text.contains("ctdb_component_up{pnn=\"0\",component=\"db\"} 1") {
+        assert!(std::time::Instant::now() < deadline, "db not back:\n{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        text = scrape().await;
+    }
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     let value = |name: &str| -> f64 {
         text.lines()
@@ -406,4 +420,15 @@ async fn metrics_are_served_when_asked_for() {
     assert_eq!(value("ctdb_component_up{pnn=\"0\",component=\"db\"}"), 1.0);
     assert_eq!(value("ctdb_recovering{pnn=\"0\"}"), 0.0);
     assert!(text.contains("# TYPE ctdb_calls_total counter"));
+    assert_eq!(
+        value("ctdb_component_restarts_total{pnn=\"0\",component=\"db\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("ctdb_component_restarts_total{pnn=\"0\",component=\"eventd\"}"),
+        0.0
+    );
+    // The lone node leads: it won an election.
+    assert!(value("ctdb_elections_won_total{pnn=\"0\"}") >= 1.0);
+    assert!(value("ctdb_leader_changes_total{pnn=\"0\"}") >= 1.0);
 }

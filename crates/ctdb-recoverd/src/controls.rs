@@ -37,6 +37,10 @@ pub struct Recoverd {
     pub public_addresses_file: Option<std::path::PathBuf>,
     /// The clients' connections to each public address (see [`crate::tickles`]).
     pub tickles: Tickles,
+    /// How often the leader this node knows changed (to another node or to none).
+    pub leader_changes: u64,
+    /// How often this node became the leader.
+    pub elections_won: u64,
 }
 
 impl Recoverd {
@@ -52,7 +56,20 @@ impl Recoverd {
             startup: Arc::default(),
             public_addresses_file: None,
             tickles: Tickles::default(),
+            leader_changes: 0,
+            elections_won: 0,
         }
+    }
+
+    /// The leader as this round of the recovery daemon sees it; counts changes.
+    pub fn set_leader(&mut self, leader: Option<u32>) {
+        if leader != self.leader {
+            self.leader_changes += 1;
+            if leader == Some(self.pnn) {
+                self.elections_won += 1;
+            }
+        }
+        self.leader = leader;
     }
 
     /// The public address a connection of a tickle control is to, if this node has it.
@@ -358,6 +375,18 @@ fn ok(data: Vec<u8>) -> ReplyControl {
 }
 
 impl PacketHandler for Recoverd {
+    /// Counters beyond Samba's statistics (the metrics endpoint shows them).
+    fn statistics(&self) -> ctdb_rpc::StatisticsPart {
+        ctdb_rpc::StatisticsPart {
+            counters: [
+                ("leader_changes".to_string(), self.leader_changes),
+                ("elections_won".to_string(), self.elections_won),
+            ]
+            .into(),
+            latencies: Default::default(),
+        }
+    }
+
     fn handle(&mut self, envelope: Envelope, out: &Outbox) {
         let packet = match Packet::from_slice(&envelope.packet) {
             Ok(p) => p,

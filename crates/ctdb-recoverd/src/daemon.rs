@@ -375,7 +375,7 @@ impl Session {
             }
         };
         let leading = leader == Some(self.pnn) && eligible;
-        ctdb_rpc::component::lock(&self.state).leader = leader;
+        ctdb_rpc::component::lock(&self.state).set_leader(leader);
         {
             let mut requests = ctdb_rpc::component::lock(&self.shared.requests);
             if leading {

@@ -504,6 +504,15 @@ fn stat_history(node: &Node, samba: bool) -> ReplyControl {
 
 /// Every component's counters of this node, in one `ctdb_statistics`.
 pub(crate) async fn gather(node: &Arc<Node>) -> control::Statistics {
+    gather_with_extras(node).await.0
+}
+
+/// [`gather`], and the components' counters that Samba's statistics have no field for
+/// (name to value, summed over the components), which the metrics endpoint shows.
+pub(crate) async fn gather_with_extras(
+    node: &Arc<Node>,
+) -> (control::Statistics, std::collections::BTreeMap<String, u64>) {
+    let mut extras = std::collections::BTreeMap::new();
     {
         let mut stats = control::Statistics::default();
         let c = &node.stats;
@@ -530,18 +539,22 @@ pub(crate) async fn gather(node: &Arc<Node>) -> control::Statistics {
                 continue;
             }
             match link.statistics().await {
-                Ok(part) => merge(&mut stats, &part),
+                Ok(part) => merge(&mut stats, &part, &mut extras),
                 Err(e) => warn!(component = owner.name(), "statistics failed: {e}"),
             }
         }
-        stats
+        (stats, extras)
     }
 }
 
 /// Adds a component's share of the counters to the node's statistics.
-fn merge(stats: &mut Statistics, part: &ctdb_rpc::StatisticsPart) {
-    for (name, &value) in &part.counters {
-        let value = value as u32;
+fn merge(
+    stats: &mut Statistics,
+    part: &ctdb_rpc::StatisticsPart,
+    extras: &mut std::collections::BTreeMap<String, u64>,
+) {
+    for (name, &wide) in &part.counters {
+        let value = wide as u32;
         let field = match name.as_str() {
             "frozen" => &mut stats.frozen,
             "recovering" => &mut stats.recovering,
@@ -563,7 +576,10 @@ fn merge(stats: &mut Statistics, part: &ctdb_rpc::StatisticsPart) {
                 continue;
             }
             "num_recoveries" => &mut stats.num_recoveries,
-            _ => continue,
+            other => {
+                *extras.entry(other.to_string()).or_default() += wide;
+                continue;
+            }
         };
         *field = field.saturating_add(value);
     }

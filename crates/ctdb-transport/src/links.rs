@@ -44,6 +44,8 @@ pub struct Link {
     up: AtomicBool,
     /// Local clients' packets queued while the component is down.
     held: AtomicUsize,
+    /// Packet connections made to the component (see [`Link::reconnects`]).
+    connects: std::sync::atomic::AtomicU64,
     backend: Backend,
 }
 
@@ -146,6 +148,13 @@ impl Link {
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
     }
+
+    /// How often the packet connection was made again after the first: the
+    /// component's restarts (or transport's reconnections to it) since transport
+    /// started.
+    pub fn reconnects(&self) -> u64 {
+        self.connects.load(Ordering::Relaxed).saturating_sub(1)
+    }
 }
 
 /// Something that takes the packets a component sends back.
@@ -164,6 +173,7 @@ pub fn start(owner: Owner, run_dir: &Path, sink: Arc<dyn Deliver>) -> Arc<Link> 
         tx,
         up: AtomicBool::new(false),
         held: AtomicUsize::new(0),
+        connects: std::sync::atomic::AtomicU64::new(0),
         backend: Backend::Remote(channel),
     });
     let packets = packets::socket_path(run_dir, owner.name());
@@ -184,6 +194,7 @@ pub fn start_in_process(
         tx,
         up: AtomicBool::new(true),
         held: AtomicUsize::new(0),
+        connects: std::sync::atomic::AtomicU64::new(0),
         backend: Backend::Local(handler.clone()),
     });
     tokio::spawn(async move {
@@ -226,6 +237,7 @@ async fn keep_connected(
         // goes out first.
         link.held.store(0, Ordering::Release);
         link.up.store(true, Ordering::Release);
+        link.connects.fetch_add(1, Ordering::Relaxed);
         info!(component = link.owner.name(), "packet socket connected");
         sink.link_changed(link.owner, true);
         let (read, mut write) = stream.into_split();
@@ -290,6 +302,8 @@ mod tests {
             tx,
             up: AtomicBool::new(true),
             held: AtomicUsize::new(0),
+            connects: std::sync::atomic::AtomicU64::new(0),
+            connects: std::sync::atomic::AtomicU64::new(0),
             backend: Backend::Local(Arc::new(Mutex::new(Idle))),
         };
         assert!(link.send(envelope(8)));

@@ -82,7 +82,7 @@ async fn answer(node: &Arc<Node>, mut stream: TcpStream) -> std::io::Result<()> 
 
 /// The metrics text of `node` now.
 pub(crate) async fn render(node: &Arc<Node>) -> String {
-    let stats = crate::controls::gather(node).await;
+    let (stats, extras) = crate::controls::gather_with_extras(node).await;
     let (flags, generation, pnn) = {
         let state = node.state();
         let flags = state.flags.get(node.pnn as usize).copied().unwrap_or(0);
@@ -107,6 +107,30 @@ pub(crate) async fn render(node: &Arc<Node>) -> String {
         "The generation of the vnn map this node has.",
         generation.to_string(),
     );
+    for (name, help) in [
+        (
+            "leader_changes",
+            "How often the leader this node knows changed (to another node or none).",
+        ),
+        ("elections_won", "How often this node became the leader."),
+    ] {
+        let value = extras.get(name).copied().unwrap_or(0);
+        metric(&format!("{name}_total"), "counter", help, value.to_string());
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ctdb_component_restarts_total How often a component came back after its \
+         first start (transport's packet connection to it was made again)."
+    );
+    let _ = writeln!(out, "# TYPE ctdb_component_restarts_total counter");
+    for owner in Owner::COMPONENTS {
+        let restarts = node.link(owner).map_or(0, |l| l.reconnects());
+        let _ = writeln!(
+            out,
+            "ctdb_component_restarts_total{{pnn=\"{pnn}\",component=\"{}\"}} {restarts}",
+            owner.name(),
+        );
+    }
     let _ = writeln!(
         out,
         "# HELP ctdb_component_up Whether transport is connected to the component."
