@@ -303,7 +303,6 @@ mod tests {
             up: AtomicBool::new(true),
             held: AtomicUsize::new(0),
             connects: std::sync::atomic::AtomicU64::new(0),
-            connects: std::sync::atomic::AtomicU64::new(0),
             backend: Backend::Local(Arc::new(Mutex::new(Idle))),
         };
         assert!(link.send(envelope(8)));
