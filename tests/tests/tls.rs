@@ -102,8 +102,12 @@ fn node_cert(dir: &Path, name: &str, ca: &(PathBuf, PathBuf), ip: &str) -> (Path
     (cert, key)
 }
 
-/// Two nodes with TLS; node `i` presents `certs[i]` and trusts `ca_cert`.
-fn start(make: impl Fn(&Path, usize, &str) -> (PathBuf, PathBuf, PathBuf)) -> TestCluster {
+/// `n` nodes with TLS; node `i` presents the certificate and key `make` gives it and
+/// trusts the CA it names.
+fn start(
+    n: usize,
+    make: impl Fn(&Path, usize, &str) -> (PathBuf, PathBuf, PathBuf),
+) -> TestCluster {
     let root = tempfile::Builder::new()
         .prefix("ctdb-rs-tls")
         .tempdir()
@@ -111,8 +115,8 @@ fn start(make: impl Fn(&Path, usize, &str) -> (PathBuf, PathBuf, PathBuf)) -> Te
     let certs = root.path().join("certs");
     std::fs::create_dir(&certs).expect("certs dir");
     let subnet = loopback_subnet();
-    let addrs: Vec<String> = (1..=2).map(|i| format!("{subnet}.{i}")).collect();
-    let nodes = (0..2)
+    let addrs: Vec<String> = (1..=n).map(|i| format!("{subnet}.{i}")).collect();
+    let nodes = (0..n)
         .map(|i| {
             let (cert, key, ca) = make(&certs, i, &addrs[i]);
             let conf = format!(
@@ -147,8 +151,8 @@ async fn refused(cluster: &TestCluster, why: &str) {
 }
 
 #[tokio::test]
-async fn nodes_whose_certificates_name_their_addresses_form_a_cluster() {
-    let cluster = start(|dir, i, addr| {
+async fn nodes_whose_certificates_name_their_addresses_form_a_cluster_and_heal() {
+    let mut cluster = start(3, |dir, i, addr| {
         let ca = if i == 0 {
             ca(dir, "ca")
         } else {
@@ -157,13 +161,18 @@ async fn nodes_whose_certificates_name_their_addresses_form_a_cluster() {
         let (cert, key) = node_cert(dir, &format!("node{i}"), &ca, addr);
         (cert, key, ca.0)
     });
-    cluster.healthy(&[0, 1]).await;
+    cluster.healthy(&[0, 1, 2]).await;
     assert!(cluster.logs().contains("tls=true"));
+    // A node that crashes and comes back is taken in again over TLS.
+    cluster.nodes[2].crash();
+    cluster.healthy(&[0, 1]).await;
+    cluster.nodes[2].restart();
+    cluster.healthy(&[0, 1, 2]).await;
 }
 
 #[tokio::test]
 async fn a_node_whose_certificate_names_another_address_is_refused() {
-    let cluster = start(|dir, i, addr| {
+    let cluster = start(2, |dir, i, addr| {
         let ca_files = (dir.join("ca.pem"), dir.join("ca.key"));
         let ca = if i == 0 { ca(dir, "ca") } else { ca_files };
         // Node 1's certificate is the CA's but not for its address.
@@ -180,7 +189,7 @@ async fn a_node_whose_certificate_names_another_address_is_refused() {
 
 #[tokio::test]
 async fn a_node_with_another_ca_s_certificate_is_refused() {
-    let cluster = start(|dir, i, addr| {
+    let cluster = start(2, |dir, i, addr| {
         let ours = if i == 0 {
             ca(dir, "ca")
         } else {

@@ -45,7 +45,14 @@ pub struct OurCluster {
 }
 
 impl OurCluster {
-    pub fn start(n: usize, prefix: &str, db_in_transport: bool) -> Result<Self, String> {
+    /// `tls`: a directory of `scripts/tls-certs.sh` (ca.pem, node.N.pem, node.N.key):
+    /// the nodes talk TLS to each other.
+    pub fn start(
+        n: usize,
+        prefix: &str,
+        db_in_transport: bool,
+        tls: Option<&Path>,
+    ) -> Result<Self, String> {
         let addrs = addresses(prefix, n)?;
         check_free(&addrs)?;
         let ctdbd = std::env::current_exe()
@@ -66,9 +73,17 @@ impl OurCluster {
         for (i, addr) in addrs.iter().enumerate() {
             let base = cluster.dir.path().join(format!("node.{i}"));
             let db = base.join("db");
+            let tls_conf = tls.map_or_else(String::new, |d| {
+                format!(
+                    "\ttls certificate = {}\n\ttls key = {}\n\ttls ca = {}\n",
+                    d.join(format!("node.{i}.pem")).display(),
+                    d.join(format!("node.{i}.key")).display(),
+                    d.join("ca.pem").display()
+                )
+            });
             let conf = format!(
                 "[logging]\n\tlocation = file:{log}\n\tlog level = NOTICE\n\
-                 [cluster]\n\tnode address = {addr}\n\trecovery lock = {reclock}\n\
+                 [cluster]\n\tnode address = {addr}\n\trecovery lock = {reclock}\n{tls_conf}\
                  [database]\n\tvolatile database directory = {v}\n\
                  \tpersistent database directory = {p}\n\tstate database directory = {s}\n\
                  \tin transport process = {colo}\n",

@@ -75,6 +75,9 @@ pub struct CompareArgs {
     pub samba_prefix: String,
     pub samba_script: PathBuf,
     pub db_in_transport: bool,
+    /// Our nodes talk TLS with the certificates of this directory
+    /// (`scripts/tls-certs.sh DIR ADDR...`).
+    pub tls_dir: Option<PathBuf>,
     /// Empty-record fetches of the memory check (0: no check).
     pub memory_fetches: u64,
     pub settle: Duration,
@@ -105,7 +108,12 @@ pub async fn compare(args: CompareArgs) -> Result<(), String> {
         args.samba_prefix,
         n = args.nodes
     );
-    let ours = OurCluster::start(args.nodes, &args.our_prefix, args.db_in_transport)?;
+    let ours = OurCluster::start(
+        args.nodes,
+        &args.our_prefix,
+        args.db_in_transport,
+        args.tls_dir.as_deref(),
+    )?;
     let samba = SambaCluster::start(&args.samba_script, args.nodes, &args.samba_prefix)?;
     let ready = Duration::from_secs(90);
     workloads::wait_healthy(&ours.sockets, ready)

@@ -109,6 +109,10 @@ enum Command {
         /// Run our database component inside transport's process.
         #[arg(long)]
         db_in_transport: bool,
+        /// Our nodes talk TLS with the certificates in this directory, made by
+        /// `scripts/tls-certs.sh DIR <our addresses>` (ca.pem, node.N.pem, node.N.key).
+        #[arg(long)]
+        tls_dir: Option<PathBuf>,
         /// Fetches of never-written records in the memory check (0: skip it).
         #[arg(long, default_value_t = 2_000_000)]
         memory_fetches: u64,
@@ -201,6 +205,7 @@ async fn run(args: Args) -> Result<(), String> {
             samba_addresses,
             samba_script,
             db_in_transport,
+            tls_dir,
             memory_fetches,
             settle,
         } => {
@@ -215,6 +220,7 @@ async fn run(args: Args) -> Result<(), String> {
                 samba_prefix: samba_addresses,
                 samba_script,
                 db_in_transport,
+                tls_dir,
                 memory_fetches,
                 settle: Duration::from_secs(settle),
             };

@@ -127,7 +127,7 @@ pub async fn run(args: SmbdArgs) -> Result<(), String> {
         "starting 2-node ctdb-rs ({}.x) and Samba ctdbd ({}.x) clusters with smbd on each node",
         args.our_prefix, args.samba_prefix
     );
-    let ours = OurCluster::start(2, &args.our_prefix, false)?;
+    let ours = OurCluster::start(2, &args.our_prefix, false, None)?;
     let samba = SambaCluster::start(&args.samba_script, 2, &args.samba_prefix)?;
     let ready = Duration::from_secs(90);
     workloads::wait_healthy(&ours.sockets, ready)
