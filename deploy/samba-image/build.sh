@@ -122,6 +122,12 @@ put_bin "$(command -v flock)" /usr/bin/flock
 rm -f "$root/bin/flock"
 # 10.interface's monitor asks ethtool whether the interface has a link.
 put_bin "$(command -v ethtool)" /usr/sbin/ethtool
+# 00.ctdb checks persistent databases with tdbtool (or tdbdump) where there is one.
+for tool in tdbtool tdbdump; do
+    if command -v "$tool" >/dev/null; then
+        put_bin "$(command -v "$tool")" "/usr/bin/$tool"
+    fi
+done
 
 cat >"$root/etc/passwd" <<'PASSWD'
 root:x:0:0:root:/root:/bin/sh
