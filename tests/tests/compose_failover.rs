@@ -160,15 +160,23 @@ fn client_port(cluster: &ComposeCluster, server: &str) -> Result<u16, String> {
         ))
 }
 
+/// Which node dies.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Victim {
+    /// The holder of the first address (from .101) held by a node that is not the
+    /// leader: a takeover only.
+    NotLeader,
+    /// The leader, holding the first address it holds: an election, then a takeover.
+    Leader,
+}
+
 /// Runs the failover on `cluster`: see the module's comment. `net_admin` is the
 /// service suffix of a node's container that may change its routes ("" for `nodeN`).
-fn measure(cluster: &ComposeCluster, name: &str, net_admin: &str) -> Measurement {
+fn measure(cluster: &ComposeCluster, name: &str, net_admin: &str, victim: Victim) -> Measurement {
     let started = Instant::now();
     let client_address = format!("{}.{CLIENT_HOST}", cluster.subnet);
 
-    // Every node up and every address placed; the address is the first (from .101) on
-    // a node that is not the leader, so that the measurement is of a takeover, not of
-    // an election too.
+    // Every node up and every address placed; the address is chosen by `victim`.
     let (address, holder, leader) = cluster.wait_for(
         &format!("{name}: every public address placed"),
         Duration::from_secs(120),
@@ -186,9 +194,14 @@ fn measure(cluster: &ComposeCluster, name: &str, net_admin: &str) -> Measurement
             placed.sort();
             placed
                 .iter()
-                .find(|(_, h)| Some(*h) != status.leader.map(i64::from))
+                .find(|(_, h)| {
+                    (Some(*h) == status.leader.map(i64::from)) == (victim == Victim::Leader)
+                })
                 .and_then(|(a, h)| Some((a.clone(), u32::try_from(*h).ok()?, status.leader)))
-                .ok_or(format!("every address on the leader: {placed:?}"))
+                .ok_or(format!(
+                    "no address for {victim:?} (leader {:?}): {placed:?}",
+                    status.leader
+                ))
         },
     );
     eprintln!(
@@ -357,6 +370,46 @@ fn measure(cluster: &ComposeCluster, name: &str, net_admin: &str) -> Measurement
     }
 }
 
+/// Both failovers on one cluster: a node that is not the leader dies, is started again
+/// (`docker start` of its containers), then the leader dies.
+fn measure_both(cluster: &ComposeCluster, name: &str, net_admin: &str) -> [Measurement; 2] {
+    let first = measure(cluster, name, net_admin, Victim::NotLeader);
+    eprintln!("failover {name}: {}", first.describe());
+    for container in cluster.node_containers(first.holder) {
+        docker(&["start", &container])
+            .unwrap_or_else(|e| panic!("{name}: docker start {container}: {e}"));
+    }
+    let second = measure(cluster, name, net_admin, Victim::Leader);
+    eprintln!("failover {name}, leader killed: {}", second.describe());
+    [first, second]
+}
+
+/// What must hold for ours after a failover.
+fn check_ours(m: &Measurement, what: &str) {
+    let answers = m
+        .answers_after
+        .unwrap_or_else(|| panic!("{what}: the address never answered again"));
+    assert!(
+        answers <= BOUND,
+        "{what}: the address answered only {answers:?} after the kill"
+    );
+    assert!(
+        m.new_holder.is_some_and(|h| h != m.holder),
+        "{what}: the address is not on another node: {:?}",
+        m.new_holder
+    );
+    let reset = m.reset().unwrap_or_else(|| {
+        panic!(
+            "{what}: the client's connection was not reset: {:?}",
+            m.client_end
+        )
+    });
+    assert!(
+        reset <= BOUND,
+        "{what}: the client's connection was reset only {reset:?} after the kill"
+    );
+}
+
 #[test]
 fn failover_ours_beside_sambas_ctdbd() {
     // The override's configuration is the one shipped: the interface script is ours.
@@ -388,26 +441,10 @@ fn failover_ours_beside_sambas_ctdbd() {
             "failover ctdb-rs: project {} on {}.0/24",
             cluster.project, cluster.subnet
         );
-        let m = measure(&cluster, "ctdb-rs", "eventd");
-        eprintln!("failover ctdb-rs: {}", m.describe());
-        let answers = m.answers_after.expect("the address never answered again");
-        assert!(
-            answers <= BOUND,
-            "the address answered only {answers:?} after the kill"
-        );
-        assert!(
-            m.new_holder.is_some_and(|h| h != m.holder),
-            "the address is not on another node: {:?}",
-            m.new_holder
-        );
-        let reset = m
-            .reset()
-            .unwrap_or_else(|| panic!("the client's connection was not reset: {:?}", m.client_end));
-        assert!(
-            reset <= BOUND,
-            "the client's connection was reset only {reset:?} after the kill"
-        );
-        m
+        let [first, leader] = measure_both(&cluster, "ctdb-rs", "eventd");
+        check_ours(&first, "a node other than the leader killed");
+        check_ours(&leader, "the leader killed");
+        [first, leader]
     };
 
     let samba = if !std::path::Path::new("/usr/sbin/ctdbd").exists() {
@@ -425,23 +462,25 @@ fn failover_ours_beside_sambas_ctdbd() {
             "failover Samba: project {} on {}.0/24",
             cluster.project, cluster.subnet
         );
-        let m = measure(&cluster, "Samba", "");
-        eprintln!("failover Samba: {}", m.describe());
-        Some(m)
+        Some(measure_both(&cluster, "Samba", ""))
     };
 
     let seconds =
         |t: Option<Duration>| t.map_or("-".to_string(), |t| format!("{:.1} s", t.as_secs_f64()));
+    let both = |[first, leader]: &[Measurement; 2]| {
+        format!(
+            "{} / {} (leader killed: {} / {})",
+            seconds(first.answers_after),
+            seconds(first.reset()),
+            seconds(leader.answers_after),
+            seconds(leader.reset())
+        )
+    };
     eprintln!(
-        "failover: ctdb-rs address answers {} after the kill, client reset {}; {}",
-        seconds(ours.answers_after),
-        seconds(ours.reset()),
+        "failover (address answers / client reset, after the kill): ctdb-rs {}; {}",
+        both(&ours),
         match &samba {
-            Some(m) => format!(
-                "Samba 4.17 ctdbd {} / {}",
-                seconds(m.answers_after),
-                seconds(m.reset())
-            ),
+            Some(m) => format!("Samba 4.17 ctdbd {}", both(m)),
             None => "Samba's ctdbd not measured (not installed)".to_string(),
         }
     );
