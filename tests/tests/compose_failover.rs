@@ -10,22 +10,26 @@
 //! `deploy/compose/failover/`; Samba's is `deploy/samba-image/docker-compose.yml` on the
 //! image `deploy/samba-image/build.sh` makes.
 //!
-//! Once every address is placed, the client opens a connection to `.101:445` and keeps
-//! it; the connection is registered on every node as smbd would (`ctdb addtickle`).
-//! Then the holder of `.101` dies: a blackhole route to the client first, so that
+//! Once every address is placed, the client opens a connection to a public address's
+//! port 445 and keeps it; the connection is registered on every node as smbd would
+//! (`ctdb addtickle`). Then the address's holder dies: a blackhole route to the client first, so that
 //! nothing the dying node's kernel sends (the server's FIN as its process is killed)
 //! reaches the client, as from a machine that crashed; then `docker kill` of all its
-//! containers. The test measures from the kill (a) when `.101` answers the client's
-//! pings again (from the new holder: the old one can no longer reach the client) and
+//! containers. The test measures from the kill (a) when the address answers the
+//! client's pings again (from the new holder: the old one can no longer reach it) and
 //! (b) when the client's connection ends, and how: a reset is the new holder's doing
 //! (its tickle ACK draws the client's ACK, which the new holder's stack answers with a
 //! RST). The other nodes see the dead node's connections close at once (its processes'
 //! sockets are closed by the kernel), as when ctdbd crashes on a live machine.
 //!
-//! Asserted for ours: the address answers within [`BOUND`] and the client's connection
-//! is reset within it. Samba's numbers are printed, not asserted; a Samba cluster that
-//! cannot be set up fails the test. Skipped where docker is unusable (and Samba's part
-//! where Samba's ctdb is not installed), except under CI, where both must run.
+//! This runs twice on each cluster: first the holder is a node other than the leader
+//! (a takeover), then, with that node started again, the leader (an election first).
+//!
+//! Asserted for ours, both times: the address answers from another node within
+//! [`BOUND`] and the client's connection is reset within it. Samba's numbers are
+//! printed, not asserted; a Samba cluster that cannot be set up fails the test. Skipped
+//! where docker is unusable (and Samba's part where Samba's ctdb is not installed),
+//! except under CI, where both must run.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
