@@ -180,7 +180,10 @@ fn measure(cluster: &ComposeCluster, name: &str, net_admin: &str, victim: Victim
     let started = Instant::now();
     let client_address = format!("{}.{CLIENT_HOST}", cluster.subnet);
 
-    // Every node up and every address placed; the address is chosen by `victim`.
+    // Every node up and holding an address, every address placed, and nothing moved
+    // for 2 s (a node that has just come back gets its share in a later takeover run);
+    // the address is chosen by `victim`.
+    let mut settling: Option<(Vec<(String, i64)>, Instant)> = None;
     let (address, holder, leader) = cluster.wait_for(
         &format!("{name}: every public address placed"),
         Duration::from_secs(120),
@@ -191,11 +194,28 @@ fn measure(cluster: &ComposeCluster, name: &str, net_admin: &str, victim: Victim
                     return Err(format!("node {pnn} is {:?}", status.flags(pnn)));
                 }
             }
+            if !status.recovery_normal {
+                return Err("recovering".into());
+            }
             let mut placed = placement(cluster, 0)?;
+            placed.sort();
             if placed.len() != 6 || placed.iter().any(|(_, h)| *h < 0) {
                 return Err(format!("placement {placed:?}"));
             }
-            placed.sort();
+            if (0..NODES).any(|pnn| !placed.iter().any(|(_, h)| *h == i64::from(pnn))) {
+                return Err(format!("a node holds no address: {placed:?}"));
+            }
+            match &settling {
+                Some((before, since)) if *before == placed => {
+                    if since.elapsed() < Duration::from_secs(2) {
+                        return Err(format!("settling: {placed:?}"));
+                    }
+                }
+                _ => {
+                    settling = Some((placed.clone(), Instant::now()));
+                    return Err(format!("settling: {placed:?}"));
+                }
+            }
             placed
                 .iter()
                 .find(|(_, h)| {
@@ -445,6 +465,24 @@ fn failover_ours_beside_sambas_ctdbd() {
             "failover ctdb-rs: project {} on {}.0/24",
             cluster.project, cluster.subnet
         );
+        // The node's directories are root's and not group/world-writable, as a node
+        // running as root may require of them.
+        for (service, dir) in [
+            ("node0-eventd", "/run/ctdb"),
+            ("node0-eventd", "/etc/ctdb/events/legacy"),
+            ("node0-db", "/var/lib/ctdb"),
+        ] {
+            let mode = docker(&[
+                "exec",
+                cluster.container(service),
+                "stat",
+                "-c",
+                "%u %a",
+                dir,
+            ])
+            .unwrap_or_else(|e| panic!("stat {dir} in {service}: {e}"));
+            assert_eq!(mode.trim(), "0 755", "owner and mode of {dir} in {service}");
+        }
         let [first, leader] = measure_both(&cluster, "ctdb-rs", "eventd");
         check_ours(&first, "a node other than the leader killed");
         check_ours(&leader, "the leader killed");
