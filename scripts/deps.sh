@@ -9,6 +9,7 @@
 #   python3-venv    target/py: PyPI's smbprotocol, the SMB client of the Samba tests, and
 #                   kubernetes-validate, the schemas scripts/validate-k8s.sh checks deploy/k8s with
 #   busybox, docker-compose  the image and clusters of the docker-compose tests
+#   ethtool         in the image of Samba's ctdbd (deploy/samba-image): 10.interface's monitor
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,7 @@ command -v smbclient >/dev/null 2>&1 || need+=(smbclient)
 command -v tdbtool >/dev/null 2>&1 || need+=(tdb-tools)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 command -v busybox >/dev/null 2>&1 || need+=(busybox)
+command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
 command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 ||
     need+=(docker-compose)
 }

@@ -87,7 +87,8 @@ pub fn run_ok(cmd: &mut Command, limit: Duration) -> Result<String, String> {
     }
 }
 
-fn docker(args: &[&str]) -> Result<String, String> {
+/// Runs `docker` with `args`; stdout, or an error with the output.
+pub fn docker(args: &[&str]) -> Result<String, String> {
     run_ok(Command::new("docker").args(args), Duration::from_secs(60))
 }
 
@@ -141,6 +142,29 @@ pub fn image() -> Result<String, String> {
                     .arg("--bin-dir")
                     .arg(&bins)
                     .args(["--tag", TEST_TAG, "--iidfile"])
+                    .arg(iid.path()),
+                Duration::from_secs(300),
+            )?;
+            let id = std::fs::read_to_string(iid.path()).map_err(|e| e.to_string())?;
+            Ok(id.trim().to_string())
+        })
+        .clone()
+}
+
+/// The tag of the image of Samba's own ctdbd the failover test builds.
+pub const SAMBA_TEST_TAG: &str = "ctdb-samba:test";
+
+/// Builds the image of Samba's ctdbd from the host's Debian `ctdb` package
+/// (`deploy/samba-image/build.sh`), once per test process, and returns its id.
+pub fn samba_image() -> Result<String, String> {
+    static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            let iid = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+            run_ok(
+                Command::new("bash")
+                    .arg(workspace().join("deploy/samba-image/build.sh"))
+                    .args(["--tag", SAMBA_TEST_TAG, "--iidfile"])
                     .arg(iid.path()),
                 Duration::from_secs(300),
             )?;
@@ -228,12 +252,47 @@ pub fn parse_catdb(text: &str) -> BTreeMap<String, String> {
     records
 }
 
+/// What a cluster is made of: compose files, configuration and services.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// Compose files, relative to the workspace root, passed with `-f` in this order.
+    pub files: Vec<&'static str>,
+    /// The configuration directory copied for each cluster (relative to the workspace
+    /// root); its `nodes` is written for the cluster's subnet and the default subnet's
+    /// `172.30.0.` in its `public_addresses` becomes the cluster's.
+    pub config: &'static str,
+    /// The variable the compose files take the configuration directory from.
+    pub config_env: &'static str,
+    /// The services of node N besides `nodeN`, which holds its network namespace:
+    /// `nodeN-<suffix>` for each suffix.
+    pub node_services: Vec<&'static str>,
+    /// Services of no node (a client).
+    pub other_services: Vec<&'static str>,
+    /// More environment for docker-compose (more images).
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl Default for Layout {
+    /// `docker-compose.yml`: the pod shape, configuration `deploy/compose/`.
+    fn default() -> Self {
+        Layout {
+            files: vec!["docker-compose.yml"],
+            config: "deploy/compose",
+            config_env: "CTDB_RS_CONFIG",
+            node_services: COMPONENTS.to_vec(),
+            other_services: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
 /// One docker-compose cluster of [`NODES`] nodes; `down -v` when it drops.
 pub struct ComposeCluster {
     pub project: String,
     /// The first three octets of the cluster's /24; node N is `.{11 + N}`.
     pub subnet: String,
     image: String,
+    layout: Layout,
     compose: (&'static str, &'static [&'static str]),
     config: tempfile::TempDir,
     /// Service name to container name.
@@ -243,8 +302,15 @@ pub struct ComposeCluster {
 }
 
 impl ComposeCluster {
-    /// Starts the cluster from `image` on a free subnet of 172.30.0.0/16.
+    /// Starts the cluster of `docker-compose.yml` from `image` on a free subnet of
+    /// 172.30.0.0/16.
     pub fn up(image: &str) -> Result<Self, String> {
+        Self::up_with(image, Layout::default())
+    }
+
+    /// Starts a cluster of `layout` from `image` (`CTDB_RS_IMAGE`) on a free subnet of
+    /// 172.30.0.0/16.
+    pub fn up_with(image: &str, layout: Layout) -> Result<Self, String> {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let compose = compose_command().ok_or("no docker-compose")?;
         let mut last = String::new();
@@ -257,6 +323,7 @@ impl ComposeCluster {
                 project,
                 subnet: format!("172.30.{third}"),
                 image: image.to_string(),
+                layout: layout.clone(),
                 compose,
                 config: tempfile::Builder::new()
                     .prefix("ctdb-rs-compose")
@@ -281,7 +348,8 @@ impl ComposeCluster {
         Err(format!("no free subnet found: {last}"))
     }
 
-    /// `deploy/compose/` with a nodes file for this cluster's subnet.
+    /// The layout's configuration with a nodes file (and public addresses) for this
+    /// cluster's subnet.
     fn write_config(&self) -> Result<(), String> {
         fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
             std::fs::create_dir_all(to)?;
@@ -289,6 +357,11 @@ impl ComposeCluster {
                 let entry = entry?;
                 let target = to.join(entry.file_name());
                 if entry.file_type()?.is_dir() {
+                    // A directory with a ctdb.conf of its own is another cluster's
+                    // configuration (deploy/compose/failover/).
+                    if entry.path().join("ctdb.conf").exists() {
+                        continue;
+                    }
                     copy_dir(&entry.path(), &target)?;
                 } else {
                     // Keeps the mode: event scripts stay executable.
@@ -298,11 +371,18 @@ impl ComposeCluster {
             Ok(())
         }
         let dir = self.config.path();
-        copy_dir(&workspace().join("deploy/compose"), dir).map_err(|e| e.to_string())?;
+        copy_dir(&workspace().join(self.layout.config), dir).map_err(|e| e.to_string())?;
         let nodes: String = (0..NODES)
             .map(|n| format!("{}\n", self.address(n)))
             .collect();
-        std::fs::write(dir.join("nodes"), nodes).map_err(|e| e.to_string())
+        std::fs::write(dir.join("nodes"), nodes).map_err(|e| e.to_string())?;
+        let public = dir.join("public_addresses");
+        if public.exists() {
+            let text = std::fs::read_to_string(&public).map_err(|e| e.to_string())?;
+            let text = text.replace("172.30.0.", &format!("{}.", self.subnet));
+            std::fs::write(&public, text).map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     fn find_containers(&mut self) -> Result<(), String> {
@@ -321,7 +401,8 @@ impl ComposeCluster {
                     .insert(service.to_string(), name.to_string());
             }
         }
-        let expected = NODES as usize * (1 + COMPONENTS.len());
+        let expected = NODES as usize * (1 + self.layout.node_services.len())
+            + self.layout.other_services.len();
         if self.containers.len() != expected {
             return Err(format!(
                 "expected {expected} containers, found {:?}",
@@ -343,17 +424,19 @@ impl ComposeCluster {
     /// Runs `docker-compose` for this cluster.
     pub fn compose(&self, args: &[&str], limit: Duration) -> Result<String, String> {
         let (prog, pre) = self.compose;
-        run_ok(
-            Command::new(prog)
-                .args(pre)
-                .args(["-p", &self.project, "-f"])
-                .arg(workspace().join("docker-compose.yml"))
-                .args(args)
-                .env("CTDB_RS_IMAGE", &self.image)
-                .env("CTDB_RS_SUBNET", &self.subnet)
-                .env("CTDB_RS_CONFIG", self.config.path()),
-            limit,
-        )
+        let mut cmd = Command::new(prog);
+        cmd.args(pre).args(["-p", &self.project]);
+        for file in &self.layout.files {
+            cmd.arg("-f").arg(workspace().join(file));
+        }
+        cmd.args(args)
+            .env("CTDB_RS_IMAGE", &self.image)
+            .env("CTDB_RS_SUBNET", &self.subnet)
+            .env(self.layout.config_env, self.config.path());
+        for (key, value) in &self.layout.env {
+            cmd.env(key, value);
+        }
+        run_ok(&mut cmd, limit)
     }
 
     /// Node `pnn`'s address.
@@ -371,7 +454,12 @@ impl ComposeCluster {
     /// The containers of node `pnn`: the namespace holder first.
     pub fn node_containers(&self, pnn: u32) -> Vec<String> {
         std::iter::once(format!("node{pnn}"))
-            .chain(COMPONENTS.iter().map(|c| format!("node{pnn}-{c}")))
+            .chain(
+                self.layout
+                    .node_services
+                    .iter()
+                    .map(|c| format!("node{pnn}-{c}")),
+            )
             .map(|s| self.container(&s).to_string())
             .collect()
     }
