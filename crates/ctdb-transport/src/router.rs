@@ -32,7 +32,7 @@ use ctdb_protocol::flags::dest;
 use ctdb_protocol::packet::{Header, Operation, HEADER_SIZE};
 use ctdb_protocol::{Body, Frame, Packet, ReplyControl, ReplyError};
 use ctdb_rpc::Envelope;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::forward::{Asker, ForwardTable};
 use crate::links::Deliver;
@@ -338,6 +338,37 @@ impl Node {
         let lost = self.forwarded().fail_node(pnn);
         for p in lost {
             self.answer_error(p.asker, pnn, &format!("node {pnn} disconnected"));
+        }
+        self.ask_for_recovery(pnn);
+    }
+
+    /// Packets to or from node `pnn` may have been lost with its connection (a record
+    /// migration half done): this node enters recovery mode (SET_RECMODE to its
+    /// database component, as a failed commit round does), so that the leader runs a
+    /// recovery, which puts every record's copies right — even when the connection is
+    /// back before the leader's next look at the node map (a restarted transport
+    /// reconnects within a fraction of a second).
+    fn ask_for_recovery(&self, pnn: u32) {
+        let packet = ctdb_protocol::Packet {
+            generation: ctdb_protocol::flags::INVALID_GENERATION,
+            destnode: self.pnn,
+            srcnode: self.pnn,
+            reqid: 0,
+            body: ctdb_protocol::Body::ReqControl(ctdb_protocol::ReqControl {
+                opcode: ctdb_protocol::Opcode::SetRecmode,
+                srvid: 0,
+                client_id: 0,
+                flags: ctdb_protocol::flags::control::NOREPLY,
+                data: Bytes::from(ctdb_protocol::Wire::to_bytes(
+                    &ctdb_protocol::flags::recmode::ACTIVE,
+                )),
+            }),
+        };
+        if self.to_component(Owner::Db, self.pnn, Bytes::from(packet.to_bytes())) {
+            info!(
+                peer = pnn,
+                "connection to node {pnn} lost: asking for a recovery"
+            );
         }
     }
 
