@@ -82,44 +82,22 @@ chmod 1777 "$root/tmp"
 chmod 0755 "$root/run/ctdb"
 chmod 0700 "$root/var/lib/ctdb"
 
-# Copies a file to the same path under the root, following symlinks.
-put() {
-    mkdir -p "$root$(dirname "$2")"
-    cp -L "$1" "$root$2"
-}
-
-# Copies the shared libraries and the ELF interpreter that ldd reports for $1. A static
-# binary has none.
-put_libs() {
-    local out
-    out=$(ldd "$1" 2>&1) || {
-        case "$out" in
-        *"not a dynamic executable"* | *"statically linked"*) return 0 ;;
-        *) die "ldd $1: $out" ;;
-        esac
-    }
-    if grep -q "not found" <<<"$out"; then
-        die "ldd $1: a library is missing: $(grep "not found" <<<"$out")"
-    fi
-    local lib
-    for lib in $(awk '/=> \// { print $3 } /^[[:space:]]*\// { print $1 }' <<<"$out"); do
-        [ -e "$root$lib" ] || put "$lib" "$lib"
-    done
-}
+# put, put_libs, import_rootfs
+. "$(dirname "$0")/rootfs.sh"
 
 for b in $binaries; do
     put "$bin_dir/$b" "/usr/bin/$b"
     if [ "$strip" = 1 ] && command -v strip >/dev/null; then
         strip --strip-debug "$root/usr/bin/$b"
     fi
-    put_libs "$bin_dir/$b"
+    put_libs "$bin_dir/$b" || die "cannot copy the libraries of $b"
 done
 
 # The shell and the tools of event scripts and health checks.
 busybox=$(command -v busybox || true)
 if [ -n "$busybox" ]; then
     put "$busybox" /bin/busybox
-    put_libs "$busybox"
+    put_libs "$busybox" || die "cannot copy the libraries of busybox"
     for applet in $("$busybox" --list); do
         [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
     done
@@ -129,7 +107,7 @@ else
         cut wc sort date env id ps kill test true false chmod stat readlink; do
         path=$(command -v "$tool" 2>/dev/null || true)
         case "$path" in
-        /*) put "$path" "/bin/$tool"; put_libs "$path" ;;
+        /*) put "$path" "/bin/$tool"; put_libs "$path" || die "cannot copy the libraries of $tool" ;;
         *) ;; # a shell builtin or not installed
         esac
     done
@@ -155,21 +133,10 @@ tar -C "$root" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
 # The node's own directories belong to nobody.
 tar -C "$root" --mtime=@0 --owner=65534 --group=65534 --numeric-owner --no-recursion \
     -rf "$tarball" ./run/ctdb ./var/lib/ctdb
-sum=$(sha256sum "$tarball" | cut -c1-16)
-previous=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
-current=$(docker image inspect -f '{{index .Config.Labels "org.ctdb-rs.rootfs"}}' "$tag" 2>/dev/null || true)
-if [ "$current" = "$sum" ]; then
-    echo "build-image: $tag is up to date (rootfs $sum)"
-    if [ -n "$iidfile" ]; then
-        docker image inspect -f '{{.Id}}' "$tag" >"$iidfile"
-    fi
-    exit 0
-fi
-
 # The defaults of a node in a container: configuration in /etc/ctdb, the run directory
 # (component sockets and the client socket) in /run/ctdb, databases in /var/lib/ctdb.
 # Without a command the image runs the whole node under ctdbd.
-id=$(docker import \
+import_rootfs build-image "$tag" "$tarball" "$iidfile" \
     --change 'ENV PATH=/usr/bin:/bin' \
     --change 'ENV CTDB_BASE=/etc/ctdb' \
     --change 'ENV CTDB_RUNDIR=/run/ctdb' \
@@ -180,14 +147,4 @@ id=$(docker import \
     --change 'WORKDIR /' \
     --change 'EXPOSE 4379' \
     --change 'CMD ["/usr/bin/ctdbd"]' \
-    --change "LABEL org.ctdb-rs.rootfs=$sum" \
-    --message "ctdb-rs from $bin_dir" \
-    "$tarball" "$tag") || die "docker import failed"
-if [ -n "$iidfile" ]; then
-    echo "$id" >"$iidfile"
-fi
-# The image this one replaces, now untagged, unless a container still uses it.
-if [ -n "$previous" ] && [ "$previous" != "$id" ]; then
-    docker rmi "$previous" >/dev/null 2>&1 || true
-fi
-echo "build-image: built $tag ($id, rootfs $sum, $(du -sh "$tarball" | cut -f1))"
+    --message "ctdb-rs from $bin_dir"

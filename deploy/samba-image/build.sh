@@ -56,27 +56,8 @@ mkdir -p "$root"/var/lib/ctdb/{volatile,persistent,state,scripts}
 mkdir -p "$root"/etc/ctdb/events/{legacy,notification}
 chmod 1777 "$root/tmp"
 
-put() {
-    mkdir -p "$root$(dirname "$2")"
-    cp -L "$1" "$root$2"
-}
-
-# The shared libraries and ELF interpreter ldd reports for $1; fails when one is missing.
-put_libs() {
-    local out lib
-    out=$(ldd "$1" 2>&1) || {
-        case "$out" in
-        *"not a dynamic executable"* | *"statically linked"*) return 0 ;;
-        *) die "ldd $1: $out" ;;
-        esac
-    }
-    if grep -q "not found" <<<"$out"; then
-        return 1
-    fi
-    for lib in $(awk '/=> \// { print $3 } /^[[:space:]]*\// { print $1 }' <<<"$out"); do
-        [ -e "$root$lib" ] || put "$lib" "$lib"
-    done
-}
+# put, put_libs, import_rootfs
+. "$(dirname "$0")/../rootfs.sh"
 
 put_bin() {
     put_libs "$1" || die "ldd $1: a library is missing"
@@ -142,27 +123,12 @@ echo "ctdb-samba" >"$root/etc/hostname"
 
 tarball=$work/rootfs.tar
 tar -C "$root" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -cf "$tarball" .
-sum=$(sha256sum "$tarball" | cut -c1-16)
-previous=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
-current=$(docker image inspect -f '{{index .Config.Labels "org.ctdb-rs.rootfs"}}' "$tag" 2>/dev/null || true)
-if [ "$current" = "$sum" ]; then
-    echo "samba-image: $tag is up to date (rootfs $sum)"
-    [ -z "$iidfile" ] || docker image inspect -f '{{.Id}}' "$tag" >"$iidfile"
-    exit 0
-fi
 version=$(dpkg-query -W -f '${Version}' ctdb 2>/dev/null || echo unknown)
-id=$(docker import \
+import_rootfs samba-image "$tag" "$tarball" "$iidfile" \
     --change 'ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV CTDB_BASE=/etc/ctdb' \
     --change 'WORKDIR /' \
     --change 'EXPOSE 4379' \
     --change 'CMD ["/usr/sbin/ctdbd", "--interactive"]' \
-    --change "LABEL org.ctdb-rs.rootfs=$sum" \
     --change "LABEL org.ctdb-rs.samba-ctdb=$version" \
-    --message "Samba's ctdb $version from the host's Debian package" \
-    "$tarball" "$tag") || die "docker import failed"
-[ -z "$iidfile" ] || echo "$id" >"$iidfile"
-if [ -n "$previous" ] && [ "$previous" != "$id" ]; then
-    docker rmi "$previous" >/dev/null 2>&1 || true
-fi
-echo "samba-image: built $tag ($id, ctdb $version, rootfs $sum, $(du -sh "$tarball" | cut -f1))"
+    --message "Samba's ctdb $version from the host's Debian package"

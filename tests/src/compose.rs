@@ -126,6 +126,22 @@ pub fn unusable() -> Option<String> {
     None
 }
 
+/// Runs an image build script (`script` relative to the workspace, then `args` and
+/// `--tag TAG --iidfile FILE`) and returns the id of the image it made.
+fn build_image(script: &str, args: &[&std::ffi::OsStr], tag: &str) -> Result<String, String> {
+    let iid = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+    run_ok(
+        Command::new("bash")
+            .arg(workspace().join(script))
+            .args(args)
+            .args(["--tag", tag, "--iidfile"])
+            .arg(iid.path()),
+        Duration::from_secs(300),
+    )?;
+    let id = std::fs::read_to_string(iid.path()).map_err(|e| e.to_string())?;
+    Ok(id.trim().to_string())
+}
+
 /// Builds the image from the binaries beside the test (`target/debug`), once per test
 /// process, and returns its id.
 pub fn image() -> Result<String, String> {
@@ -135,18 +151,11 @@ pub fn image() -> Result<String, String> {
             let bins = crate::bin_dir();
             // Fails with a clear message when a binary is missing.
             crate::bin("ctdbd");
-            let iid = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-            run_ok(
-                Command::new("bash")
-                    .arg(workspace().join("deploy/build-image.sh"))
-                    .arg("--bin-dir")
-                    .arg(&bins)
-                    .args(["--tag", TEST_TAG, "--iidfile"])
-                    .arg(iid.path()),
-                Duration::from_secs(300),
-            )?;
-            let id = std::fs::read_to_string(iid.path()).map_err(|e| e.to_string())?;
-            Ok(id.trim().to_string())
+            build_image(
+                "deploy/build-image.sh",
+                &["--bin-dir".as_ref(), bins.as_os_str()],
+                TEST_TAG,
+            )
         })
         .clone()
 }
@@ -159,18 +168,7 @@ pub const SAMBA_TEST_TAG: &str = "ctdb-samba:test";
 pub fn samba_image() -> Result<String, String> {
     static IMAGE: OnceLock<Result<String, String>> = OnceLock::new();
     IMAGE
-        .get_or_init(|| {
-            let iid = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-            run_ok(
-                Command::new("bash")
-                    .arg(workspace().join("deploy/samba-image/build.sh"))
-                    .args(["--tag", SAMBA_TEST_TAG, "--iidfile"])
-                    .arg(iid.path()),
-                Duration::from_secs(300),
-            )?;
-            let id = std::fs::read_to_string(iid.path()).map_err(|e| e.to_string())?;
-            Ok(id.trim().to_string())
-        })
+        .get_or_init(|| build_image("deploy/samba-image/build.sh", &[], SAMBA_TEST_TAG))
         .clone()
 }
 

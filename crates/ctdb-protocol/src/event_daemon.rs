@@ -144,6 +144,13 @@ fn frame(version: u32, reqid: u32, body: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     out
 }
 
+fn unknown_command(cmd: u32) -> DecodeError {
+    DecodeError::InvalidValue {
+        what: "event command",
+        value: u64::from(cmd),
+    }
+}
+
 /// Reads a header and checks its length against the message's.
 fn header(r: &mut Reader<'_>, total: usize) -> Result<(u32, u32)> {
     let length = r.u32()?;
@@ -211,12 +218,7 @@ impl Message<Request> {
                     }
                 },
             }),
-            other => {
-                return Err(DecodeError::InvalidValue {
-                    what: "event command",
-                    value: u64::from(other),
-                })
-            }
+            other => return Err(unknown_command(other)),
         };
         r.finish()?;
         Ok(Self {
@@ -291,12 +293,7 @@ impl Message<Reply> {
                     status: Some(Status { summary, scripts }),
                 }
             }
-            other => {
-                return Err(DecodeError::InvalidValue {
-                    what: "event command",
-                    value: u64::from(other),
-                })
-            }
+            other => return Err(unknown_command(other)),
         };
         r.finish()?;
         Ok(Self {

@@ -169,14 +169,9 @@ impl Mesh {
     /// The node a connection from `ip` comes from, by the addresses now.
     fn identify(&self, nodes: &[NodeEntry], me: u32, ip: IpAddr) -> Option<u32> {
         let addresses = self.addresses.read().unwrap_or_else(|e| e.into_inner());
-        let now: Vec<NodeEntry> = nodes
-            .iter()
-            .map(|n| NodeEntry {
-                addr: addresses.get(n.pnn as usize).copied().unwrap_or(n.addr),
-                ..n.clone()
-            })
-            .collect();
-        identify(&now, me, ip)
+        identify_by(nodes, me, ip, |n| {
+            addresses.get(n.pnn as usize).copied().unwrap_or(n.addr)
+        })
     }
 
     pub fn peer(&self, pnn: u32) -> Option<&Peer> {
@@ -291,6 +286,16 @@ pub fn parse_cut(actions: &str) -> Result<Vec<u32>, String> {
 /// Which node of `nodes` a connection from `ip` is: a node that is not deleted and
 /// not ourselves (`me`). Anyone else is refused.
 pub fn identify(nodes: &[NodeEntry], me: u32, ip: IpAddr) -> Option<u32> {
+    identify_by(nodes, me, ip, |n| n.addr)
+}
+
+/// [`identify`] with each node's address as `addr_of` gives it.
+fn identify_by(
+    nodes: &[NodeEntry],
+    me: u32,
+    ip: IpAddr,
+    addr_of: impl Fn(&NodeEntry) -> IpAddr,
+) -> Option<u32> {
     // An IPv4 peer may show up as ::ffff:a.b.c.d on a dual-stack listener.
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -298,7 +303,7 @@ pub fn identify(nodes: &[NodeEntry], me: u32, ip: IpAddr) -> Option<u32> {
     };
     nodes
         .iter()
-        .find(|n| !n.deleted && n.addr == ip && n.pnn != me)
+        .find(|n| !n.deleted && n.pnn != me && addr_of(n) == ip)
         .map(|n| n.pnn)
 }
 

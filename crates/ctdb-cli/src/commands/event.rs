@@ -126,32 +126,32 @@ fn as_helper_exit(result: CmdResult) -> CmdResult {
 
 /// `ctdb event ...`; `args` follow the word `event`.
 pub async fn event(args: &[String], tz: Tz) -> CmdResult {
-    as_helper_exit(event_helper(args, tz).await)
+    as_helper_exit(event_helper(&paths(), args, tz).await)
 }
 
-async fn event_helper(args: &[String], tz: Tz) -> CmdResult {
+async fn event_helper(p: &Paths, args: &[String], tz: Tz) -> CmdResult {
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     match words.as_slice() {
         ["run", rest @ ..] => {
             if rest.len() < 3 {
                 return Err(usage_of("run"));
             }
-            run(rest).await
+            run(p, rest).await
         }
         ["status", rest @ ..] => match rest {
-            [component, event] => status(component, event, tz).await,
+            [component, event] => status(p, component, event, tz).await,
             _ => Err(usage_of("status")),
         },
         ["script", "list", rest @ ..] => match rest {
-            [component] => script_list(component),
+            [component] => script_list(p, component),
             _ => Err(usage_of("script list")),
         },
         ["script", "enable", rest @ ..] => match rest {
-            [component, script] => script_enable(component, script),
+            [component, script] => script_enable(p, component, script),
             _ => Err(usage_of("script enable")),
         },
         ["script", "disable", rest @ ..] => match rest {
-            [component, script] => script_disable(component, script),
+            [component, script] => script_disable(p, component, script),
             _ => Err(usage_of("script disable")),
         },
         _ => Err(usage_all()),
@@ -161,7 +161,7 @@ async fn event_helper(args: &[String], tz: Tz) -> CmdResult {
 /// `ctdb scriptstatus [event]`: the legacy component's last run of the event
 /// (`monitor`), always exit code 0 once the daemon answered, as Samba's.
 pub async fn scriptstatus(event: &str, tz: Tz) -> CmdResult {
-    match as_helper_exit(status("legacy", event, tz).await) {
+    match as_helper_exit(status(&paths(), "legacy", event, tz).await) {
         Ok(_) => Ok(0),
         // Samba's tool ignores the helper's exit code here, once it has said why.
         Err(f) => {
@@ -173,8 +173,8 @@ pub async fn scriptstatus(event: &str, tz: Tz) -> CmdResult {
     }
 }
 
-async fn exchange(request: Request) -> Result<Reply, Fail> {
-    let socket = paths().socket;
+async fn exchange(p: &Paths, request: Request) -> Result<Reply, Fail> {
+    let socket = &p.socket;
     let mut stream = UnixStream::connect(&socket).await.map_err(|_| {
         Fail::new(
             format!(
@@ -216,7 +216,7 @@ async fn exchange(request: Request) -> Result<Reply, Fail> {
     Ok(reply.body)
 }
 
-async fn run(args: &[&str]) -> CmdResult {
+async fn run(p: &Paths, args: &[&str]) -> CmdResult {
     let (timeout, component, event) = (args[0], args[1], args[2]);
     let rest = &args[3..];
     // Like atoi(): a number, or 0.
@@ -231,7 +231,7 @@ async fn run(args: &[&str]) -> CmdResult {
         timeout,
         flags: 0,
     });
-    let Reply::Run { result } = exchange(request).await? else {
+    let Reply::Run { result } = exchange(p, request).await? else {
         return Err(Fail::new("event daemon answered another command", EIO));
     };
     match result {
@@ -247,12 +247,12 @@ async fn run(args: &[&str]) -> CmdResult {
     Ok(result.abs())
 }
 
-async fn status(component: &str, event: &str, tz: Tz) -> CmdResult {
+async fn status(p: &Paths, component: &str, event: &str, tz: Tz) -> CmdResult {
     let request = Request::Status(StatusRequest {
         component: component.to_string(),
         event: event.to_string(),
     });
-    let Reply::Status { result, status } = exchange(request).await? else {
+    let Reply::Status { result, status } = exchange(p, request).await? else {
         return Err(Fail::new("event daemon answered another command", EIO));
     };
     let status = match (result, status) {
@@ -343,8 +343,7 @@ fn scripts_in(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>, i32> {
 
 /// `event script list <component>`: the shipped scripts (`*` when linked into the
 /// configuration), a blank line, then the configuration's own (`*` when executable).
-fn script_list(component: &str) -> CmdResult {
-    let p = paths();
+fn script_list(p: &Paths, component: &str) -> CmdResult {
     let shipped = match scripts_in(&p.shipped.join(component)) {
         Ok(list) => Some(list),
         Err(ENOENT) => None,
@@ -383,17 +382,15 @@ fn script_list(component: &str) -> CmdResult {
     Ok(0)
 }
 
-fn script_path(component: &str, script: &str) -> PathBuf {
-    paths()
-        .events
-        .join(component)
-        .join(format!("{script}.script"))
+/// `<dir>/<component>/<script>.script`.
+fn script_file(dir: &Path, component: &str, script: &str) -> PathBuf {
+    dir.join(component).join(format!("{script}.script"))
 }
 
 /// `event script enable`: sets the execute bit of a local script, or links a shipped
 /// one into the configuration.
-fn script_enable(component: &str, script: &str) -> CmdResult {
-    let path = script_path(component, script);
+fn script_enable(p: &Paths, component: &str, script: &str) -> CmdResult {
+    let path = script_file(&p.events, component, script);
     match std::fs::symlink_metadata(&path) {
         Ok(meta) if meta.file_type().is_symlink() => Ok(0),
         Ok(meta) if meta.is_file() => set_exec(&path, component, script, true),
@@ -405,10 +402,7 @@ fn script_enable(component: &str, script: &str) -> CmdResult {
             Ok(EINVAL)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let shipped = paths()
-                .shipped
-                .join(component)
-                .join(format!("{script}.script"));
+            let shipped = script_file(&p.shipped, component, script);
             if !shipped.exists() {
                 out(&format!("Script {script} does not exist in {component}\n"));
                 return Ok(ENOENT);
@@ -428,8 +422,8 @@ fn script_enable(component: &str, script: &str) -> CmdResult {
 
 /// `event script disable`: removes a link to a shipped script, or clears the execute
 /// bits of a local one. A script that is not there is already disabled.
-fn script_disable(component: &str, script: &str) -> CmdResult {
-    let path = script_path(component, script);
+fn script_disable(p: &Paths, component: &str, script: &str) -> CmdResult {
+    let path = script_file(&p.events, component, script);
     match std::fs::symlink_metadata(&path) {
         Ok(meta) if meta.file_type().is_symlink() => {
             if std::fs::remove_file(&path).is_err() {
