@@ -267,20 +267,7 @@ impl Config {
                 });
             }
         }
-        config.nodes = match config.base_file("nodes").filter(|f| f.exists()) {
-            Some(file) => nodes::parse_nodes(&read(&file)?, &file)?,
-            None => vec![NodeEntry {
-                pnn: 0,
-                name: None,
-                addr: config
-                    .cluster
-                    .node_address
-                    .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-                deleted: false,
-            }],
-        };
-        nodes::resolve_names(&mut config.nodes);
-        config.claim_own_name();
+        config.nodes = config.read_nodes()?;
         if let Some(file) = config.base_file("public_addresses").filter(|f| f.exists()) {
             config.public_addresses = nodes::parse_public_addresses(&read(&file)?, &file)?;
         }
@@ -416,15 +403,36 @@ impl Config {
         self.local_node().map(|n| n.pnn)
     }
 
+    /// The nodes file as it is now on disk, names resolved (a single node at the
+    /// configured address when there is no file). Read at start, and again by
+    /// RELOAD_NODES_FILE and GET_NODES_FILE (`ctdb reloadnodes`).
+    pub fn read_nodes(&self) -> Result<Vec<NodeEntry>, ConfigError> {
+        let mut list = match self.base_file("nodes").filter(|f| f.exists()) {
+            Some(file) => nodes::parse_nodes(&read(&file)?, &file)?,
+            None => vec![NodeEntry {
+                pnn: 0,
+                name: None,
+                addr: self
+                    .cluster
+                    .node_address
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                deleted: false,
+            }],
+        };
+        nodes::resolve_names(&mut list);
+        self.claim_own_name(&mut list);
+        Ok(list)
+    }
+
     /// A node given by name whose name does not resolve to this node's address (yet:
     /// a pod's own DNS record may appear only once it runs) is this node when the
     /// name's first label is this host's name (`ctdb-0` of `ctdb-0.ctdb.ns.svc...`):
     /// it takes the configured node address.
-    fn claim_own_name(&mut self) {
+    fn claim_own_name(&self, nodes: &mut [NodeEntry]) {
         let Some(addr) = self.cluster.node_address else {
             return;
         };
-        if self.nodes.iter().any(|n| !n.deleted && n.addr == addr) {
+        if nodes.iter().any(|n| !n.deleted && n.addr == addr) {
             return;
         }
         let Ok(host) = nix::unistd::gethostname() else {
@@ -432,7 +440,7 @@ impl Config {
         };
         let host = host.to_string_lossy();
         let first_label = |name: &str| name.split('.').next().unwrap_or_default().to_owned();
-        if let Some(n) = self.nodes.iter_mut().find(|n| {
+        if let Some(n) = nodes.iter_mut().find(|n| {
             !n.deleted
                 && n.name
                     .as_deref()

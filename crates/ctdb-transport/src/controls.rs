@@ -55,7 +55,7 @@ impl Counters {
     }
 }
 
-fn ok(data: Vec<u8>) -> ReplyControl {
+pub(crate) fn ok(data: Vec<u8>) -> ReplyControl {
     ReplyControl {
         status: 0,
         data: Bytes::from(data),
@@ -63,7 +63,7 @@ fn ok(data: Vec<u8>) -> ReplyControl {
     }
 }
 
-fn status(status: i32) -> ReplyControl {
+pub(crate) fn status(status: i32) -> ReplyControl {
     ReplyControl {
         status,
         ..Default::default()
@@ -156,7 +156,17 @@ fn answer(
             ControlData::PidSrvid(p) => status(exists(node, p.pid as u32, Some(p.srvid))),
             other => return Err(format!("unexpected CHECK_PID_SRVID payload {other:?}")),
         },
-        GetNodemap | GetNodesFile => ok(node_map(node).to_bytes()),
+        GetNodemap => ok(node_map(node).to_bytes()),
+        GetNodesFile | ReloadNodesFile => {
+            crate::membership::handle(
+                node,
+                client,
+                header,
+                control,
+                control.opcode == ReloadNodesFile,
+            );
+            return Ok(None);
+        }
         Uptime => {
             let state = node.state();
             ok(control::Uptime {
@@ -292,7 +302,6 @@ fn answer(
             status(0)
         }
         Startup => status(0),
-        ReloadNodesFile => status(0),
         RegisterNotify | DeregisterNotify => status(0),
         other => return Err(format!("{other} is not supported by this node")),
     };
@@ -352,8 +361,8 @@ pub fn node_map(node: &Node) -> NodeMap {
     let port = node.config.cluster.port;
     NodeMap {
         nodes: node
-            .config
-            .nodes
+            .mesh
+            .nodes()
             .iter()
             .map(|n| NodeAndFlags {
                 pnn: n.pnn,
@@ -622,7 +631,7 @@ impl Transport for TransportRpc {
             .unwrap_or(0);
         Ok(Response::new(NodeInfo {
             pnn: node.pnn,
-            num_nodes: node.config.nodes.len() as u32,
+            num_nodes: node.mesh.num_nodes() as u32,
             flags,
             socket: node.config.socket.display().to_string(),
         }))

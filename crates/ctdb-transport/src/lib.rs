@@ -15,6 +15,7 @@ pub mod clients;
 mod controls;
 pub mod forward;
 pub mod links;
+mod membership;
 mod metrics;
 pub mod peers;
 pub mod router;
@@ -178,7 +179,7 @@ pub async fn run_with(
     }
     if let Err(e) = peers::start(&node) {
         let port = node.config.cluster.port;
-        if node.mesh.peers.iter().all(Option::is_none) {
+        if node.mesh.alone() {
             // A cluster of one: no node will ever connect, so serve clients anyway.
             warn!("cannot listen for nodes on port {port}: {e}; no other nodes, carrying on");
         } else {

@@ -82,6 +82,9 @@ pub struct Peer {
     reset: watch::Sender<u64>,
     /// Cut off by the fault point `transport::cut`: nothing goes or comes.
     cut: AtomicBool,
+    /// No longer a node of the mesh (a reload deleted or replaced it): its
+    /// connections end and are not made again.
+    retired: AtomicBool,
 }
 
 impl Default for Peer {
@@ -94,6 +97,7 @@ impl Default for Peer {
             connected: AtomicBool::new(false),
             reset: watch::Sender::new(0),
             cut: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
         }
     }
 }
@@ -112,17 +116,47 @@ impl Peer {
         self.reset.send_modify(|n| *n += 1);
     }
 
+    /// Takes this peer out of the mesh: its connections drop for good.
+    fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.drop_connections();
+    }
+
+    fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
     /// Whether the fault point `transport::cut` cuts this peer off.
     fn is_cut(&self) -> bool {
         self.cut.load(Ordering::Relaxed)
     }
 }
 
-/// Every other node of the nodes file, by pnn (ourselves and deleted nodes have none).
-pub struct Mesh {
-    pub peers: Vec<Option<Peer>>,
+/// The nodes of the nodes file as transport runs them: the entries, every other live
+/// node's [`Peer`], and every node's address now. `ctdb reloadnodes` replaces them
+/// while the node runs ([`Mesh::reload`]).
+struct Members {
+    nodes: Arc<Vec<NodeEntry>>,
+    /// By pnn; ourselves and deleted nodes have none.
+    peers: Vec<Option<Arc<Peer>>>,
     /// Every node's address now: the nodes file's, or its name's last resolution.
-    addresses: std::sync::RwLock<Vec<IpAddr>>,
+    addresses: Vec<IpAddr>,
+}
+
+/// What a reload of the nodes file changed ([`Mesh::reload`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Nodes new to the mesh (or given a new address or name): connect to them.
+    pub added: Vec<u32>,
+    /// Nodes that left it (now deleted lines): their connections are dropped.
+    pub removed: Vec<u32>,
+}
+
+/// Every other node of the nodes file, by pnn, and how to reach it.
+pub struct Mesh {
+    members: RwLock<Members>,
+    /// Our side of every connection, set by [`start`]: our node address and TLS.
+    dialer: std::sync::OnceLock<Dialer>,
     started: Instant,
     /// Packets the cut dropped (both ways) since this process started.
     cut_dropped: AtomicU64,
@@ -132,14 +166,88 @@ impl Mesh {
     pub fn new(nodes: &[NodeEntry], pnn: u32) -> Self {
         let peers = nodes
             .iter()
-            .map(|n| (n.pnn != pnn && !n.deleted).then(Peer::default))
+            .map(|n| (n.pnn != pnn && !n.deleted).then(|| Arc::new(Peer::default())))
             .collect();
         Self {
-            peers,
-            addresses: std::sync::RwLock::new(nodes.iter().map(|n| n.addr).collect()),
+            members: RwLock::new(Members {
+                nodes: Arc::new(nodes.to_vec()),
+                peers,
+                addresses: nodes.iter().map(|n| n.addr).collect(),
+            }),
+            dialer: std::sync::OnceLock::new(),
             started: Instant::now(),
             cut_dropped: AtomicU64::new(0),
         }
+    }
+
+    fn members(&self) -> std::sync::RwLockReadGuard<'_, Members> {
+        self.members.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The nodes file's entries the mesh runs now.
+    pub fn nodes(&self) -> Arc<Vec<NodeEntry>> {
+        self.members().nodes.clone()
+    }
+
+    /// How many entries the nodes file has (deleted ones too).
+    pub fn num_nodes(&self) -> usize {
+        self.members().nodes.len()
+    }
+
+    /// Whether no other node is in the mesh (a cluster of one).
+    pub fn alone(&self) -> bool {
+        self.members().peers.iter().all(Option::is_none)
+    }
+
+    /// Takes a freshly read nodes file (`nodes`; `me` is this node): an entry that
+    /// kept its address (or name) keeps its peer and connections, a new or changed
+    /// one gets a fresh peer, a deleted one loses its peer (its connections drop).
+    /// Pnns never move: an entry's pnn is its line.
+    pub fn reload(&self, nodes: &[NodeEntry], me: u32) -> Reloaded {
+        let mut m = self.members.write().unwrap_or_else(|e| e.into_inner());
+        let mut changes = Reloaded::default();
+        let mut peers = Vec::with_capacity(nodes.len());
+        let mut addresses = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            let i = n.pnn as usize;
+            let old = m.nodes.get(i);
+            let kept = old.is_some_and(|o| {
+                !o.deleted && o.name == n.name && (o.name.is_some() || o.addr == n.addr)
+            });
+            let old_peer = m.peers.get(i).cloned().flatten();
+            let peer = if n.deleted || n.pnn == me {
+                None
+            } else if kept {
+                old_peer.clone()
+            } else {
+                changes.added.push(n.pnn);
+                Some(Arc::new(Peer::default()))
+            };
+            if let Some(old) = old_peer {
+                if peer.as_ref().is_none_or(|p| !Arc::ptr_eq(p, &old)) {
+                    old.retire();
+                    changes.removed.push(n.pnn);
+                }
+            }
+            peers.push(peer);
+            addresses.push(match (kept, m.addresses.get(i)) {
+                (true, Some(&now)) => now,
+                _ => n.addr,
+            });
+        }
+        // Lines gone from the end of the file (Samba's tool refuses such a file).
+        for (pnn, old) in m.peers.iter().enumerate().skip(nodes.len()) {
+            if let Some(old) = old {
+                old.retire();
+                changes.removed.push(pnn as u32);
+            }
+        }
+        *m = Members {
+            nodes: Arc::new(nodes.to_vec()),
+            peers,
+            addresses,
+        };
+        changes
     }
 
     fn now_ms(&self) -> u64 {
@@ -148,16 +256,16 @@ impl Mesh {
 
     /// Node `pnn`'s address now (`0.0.0.0` for a name never resolved).
     pub fn address(&self, pnn: u32) -> IpAddr {
-        let addresses = self.addresses.read().unwrap_or_else(|e| e.into_inner());
-        addresses
+        self.members()
+            .addresses
             .get(pnn as usize)
             .copied()
             .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
     }
 
     fn set_address(&self, pnn: u32, addr: IpAddr) -> bool {
-        let mut addresses = self.addresses.write().unwrap_or_else(|e| e.into_inner());
-        match addresses.get_mut(pnn as usize) {
+        let mut m = self.members.write().unwrap_or_else(|e| e.into_inner());
+        match m.addresses.get_mut(pnn as usize) {
             Some(a) if *a != addr => {
                 *a = addr;
                 true
@@ -167,19 +275,30 @@ impl Mesh {
     }
 
     /// The node a connection from `ip` comes from, by the addresses now.
-    fn identify(&self, nodes: &[NodeEntry], me: u32, ip: IpAddr) -> Option<u32> {
-        let addresses = self.addresses.read().unwrap_or_else(|e| e.into_inner());
-        identify_by(nodes, me, ip, |n| {
-            addresses.get(n.pnn as usize).copied().unwrap_or(n.addr)
+    fn identify(&self, me: u32, ip: IpAddr) -> Option<u32> {
+        let m = self.members();
+        identify_by(&m.nodes, me, ip, |n| {
+            m.addresses.get(n.pnn as usize).copied().unwrap_or(n.addr)
         })
     }
 
-    pub fn peer(&self, pnn: u32) -> Option<&Peer> {
-        self.peers.get(pnn as usize).and_then(Option::as_ref)
+    pub fn peer(&self, pnn: u32) -> Option<Arc<Peer>> {
+        self.members().peers.get(pnn as usize).cloned().flatten()
+    }
+
+    /// Whether `pnn` is another live node of the mesh.
+    pub fn is_peer(&self, pnn: u32) -> bool {
+        self.members()
+            .peers
+            .get(pnn as usize)
+            .is_some_and(Option::is_some)
     }
 
     pub fn is_connected(&self, pnn: u32) -> bool {
-        self.peer(pnn)
+        self.members()
+            .peers
+            .get(pnn as usize)
+            .and_then(Option::as_ref)
             .is_some_and(|p| p.connected.load(Ordering::Acquire))
     }
 
@@ -187,7 +306,8 @@ impl Mesh {
     /// to a peer that is cut off is lost on the way, unseen by the sender as on a
     /// partition (true while our connection is still up).
     pub fn send(&self, pnn: u32, packet: Bytes) -> bool {
-        let Some(peer) = self.peer(pnn) else {
+        let m = self.members();
+        let Some(peer) = m.peers.get(pnn as usize).and_then(Option::as_ref) else {
             return false;
         };
         if peer.is_cut() {
@@ -217,20 +337,29 @@ impl Mesh {
 
     /// Connected peers, in pnn order.
     pub fn connected(&self) -> Vec<u32> {
-        (0..self.peers.len() as u32)
-            .filter(|&p| self.is_connected(p))
+        let m = self.members();
+        (0..m.peers.len() as u32)
+            .filter(|&p| {
+                m.peers[p as usize]
+                    .as_ref()
+                    .is_some_and(|p| p.connected.load(Ordering::Acquire))
+            })
             .collect()
     }
 
     /// Cuts this node off from exactly the peers `pnns` (none: heals every cut). Every
     /// pnn must be another live node of the nodes file; nothing changes otherwise.
     pub fn set_cut(&self, pnns: &[u32]) -> Result<(), String> {
-        if let Some(bad) = pnns.iter().find(|&&p| self.peer(p).is_none()) {
+        let m = self.members();
+        if let Some(bad) = pnns
+            .iter()
+            .find(|&&p| m.peers.get(p as usize).is_none_or(Option::is_none))
+        {
             return Err(format!(
                 "transport::cut: {bad} is not another live node of this cluster"
             ));
         }
-        for (pnn, peer) in self.peers.iter().enumerate() {
+        for (pnn, peer) in m.peers.iter().enumerate() {
             if let Some(peer) = peer {
                 peer.cut
                     .store(pnns.contains(&(pnn as u32)), Ordering::Relaxed);
@@ -241,8 +370,9 @@ impl Mesh {
 
     /// The peers cut off, in pnn order.
     pub fn cut_off(&self) -> Vec<u32> {
-        (0..self.peers.len() as u32)
-            .filter(|&p| self.peer(p).is_some_and(Peer::is_cut))
+        let m = self.members();
+        (0..m.peers.len() as u32)
+            .filter(|&p| m.peers[p as usize].as_ref().is_some_and(|p| p.is_cut()))
             .collect()
     }
 
@@ -320,11 +450,12 @@ pub fn keepalive_due(now_ms: u64, last_ms: u64, interval: u32) -> bool {
     now_ms.saturating_sub(last_ms) >= u64::from(interval.max(1)) * 1000
 }
 
-/// Recomputes whether `pnn` is connected and updates its DISCONNECTED flag.
-fn refresh(node: &Node, pnn: u32) {
-    let Some(peer) = node.mesh.peer(pnn) else {
+/// Recomputes whether `pnn` (`peer`) is connected and updates its DISCONNECTED flag.
+/// A retired peer no longer speaks for its pnn.
+fn refresh(node: &Node, pnn: u32, peer: &Peer) {
+    if peer.is_retired() {
         return;
-    };
+    }
     let now = peer.out_up() && peer.inbound.load(Ordering::Acquire) > 0;
     let was = peer.connected.swap(now, Ordering::AcqRel);
     if was != now {
@@ -355,14 +486,37 @@ pub fn start(node: &Arc<Node>) -> std::io::Result<()> {
         None => None,
     };
     info!(%addr, tls = tls.is_some(), "listening for nodes");
-    tokio::spawn(accept_loop(node.clone(), listener, tls.clone()));
-    for n in &node.config.nodes {
-        if node.mesh.peer(n.pnn).is_some() {
-            tokio::spawn(connect_loop(node.clone(), n.pnn, ours, tls.clone()));
-        }
+    let _ = node.mesh.dialer.set(Dialer {
+        local: ours,
+        tls: tls.clone(),
+    });
+    tokio::spawn(accept_loop(node.clone(), listener, tls));
+    for n in node.mesh.nodes().iter() {
+        connect_to(node, n.pnn);
     }
     tokio::spawn(keepalive_loop(node.clone()));
     Ok(())
+}
+
+/// Our side of the connections to other nodes.
+struct Dialer {
+    local: IpAddr,
+    tls: Option<Arc<NodeTls>>,
+}
+
+/// Keeps a connection to node `pnn` up for as long as it is a peer of the mesh (no
+/// connection before [`start`] ran: a cluster of one that could not listen).
+pub fn connect_to(node: &Arc<Node>, pnn: u32) {
+    let (Some(peer), Some(dialer)) = (node.mesh.peer(pnn), node.mesh.dialer.get()) else {
+        return;
+    };
+    tokio::spawn(connect_loop(
+        node.clone(),
+        pnn,
+        peer,
+        dialer.local,
+        dialer.tls.clone(),
+    ));
 }
 
 async fn accept_loop(node: Arc<Node>, listener: TcpListener, tls: Option<Arc<NodeTls>>) {
@@ -375,17 +529,17 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener, tls: Option<Arc<Nod
                 continue;
             }
         };
-        let mut known = node.mesh.identify(&node.config.nodes, node.pnn, from.ip());
-        if known.is_none() && node.config.nodes.iter().any(|n| n.name.is_some()) {
+        let mut known = node.mesh.identify(node.pnn, from.ip());
+        if known.is_none() && node.mesh.nodes().iter().any(|n| n.name.is_some()) {
             // A node given by name may have come back with another address.
             resolve_all(&node).await;
-            known = node.mesh.identify(&node.config.nodes, node.pnn, from.ip());
+            known = node.mesh.identify(node.pnn, from.ip());
         }
         let Some(pnn) = known else {
             warn!(%from, "refusing a node connection from an address not in the nodes file");
             continue;
         };
-        if node.mesh.peer(pnn).is_some_and(Peer::is_cut) {
+        if node.mesh.peer(pnn).is_some_and(|p| p.is_cut()) {
             debug!(
                 peer = pnn,
                 "node {pnn} is cut off (transport::cut): connection dropped"
@@ -421,7 +575,7 @@ async fn read_peer(node: Arc<Node>, pnn: u32, stream: PeerStream, from: SocketAd
     debug!(peer = pnn, %from, "inbound connection from node {pnn}");
     peer.inbound.fetch_add(1, Ordering::AcqRel);
     peer.last_rx_ms.store(node.mesh.now_ms(), Ordering::Release);
-    refresh(&node, pnn);
+    refresh(&node, pnn, &peer);
     let mut frames = FramedRead::new(stream, FrameCodec::new(node.max_packet_len));
     // A packet begun and not finished: since when (see PARTIAL_PACKET_TIMEOUT).
     let mut partial_since: Option<Instant> = None;
@@ -468,7 +622,7 @@ async fn read_peer(node: Arc<Node>, pnn: u32, stream: PeerStream, from: SocketAd
         }
     }
     peer.inbound.fetch_sub(1, Ordering::AcqRel);
-    refresh(&node, pnn);
+    refresh(&node, pnn, &peer);
 }
 
 /// Keeps our connection to node `pnn` up and writes what is queued for it.
@@ -476,10 +630,11 @@ async fn read_peer(node: Arc<Node>, pnn: u32, stream: PeerStream, from: SocketAd
 /// runtime: it may wait for DNS), and the mesh keeps what it found. `None` while the
 /// name does not resolve.
 async fn resolve(node: &Arc<Node>, pnn: u32) -> Option<IpAddr> {
-    let entry = node.config.nodes.get(pnn as usize)?.clone();
+    let entry = node.mesh.nodes().get(pnn as usize)?.clone();
     if entry.name.is_none() {
         return Some(entry.addr);
     }
+    let name = entry.name.clone().unwrap_or_default();
     let found = tokio::task::spawn_blocking(move || entry.resolve())
         .await
         .ok()
@@ -487,7 +642,7 @@ async fn resolve(node: &Arc<Node>, pnn: u32) -> Option<IpAddr> {
     if node.mesh.set_address(pnn, found) {
         info!(
             peer = pnn,
-            name = node.config.nodes[pnn as usize].name.as_deref().unwrap_or_default(),
+            name = name.as_str(),
             addr = %found,
             "node {pnn}'s name resolves to a new address"
         );
@@ -497,7 +652,7 @@ async fn resolve(node: &Arc<Node>, pnn: u32) -> Option<IpAddr> {
 
 /// Every node given by name, looked up again.
 async fn resolve_all(node: &Arc<Node>) {
-    for n in &node.config.nodes {
+    for n in node.mesh.nodes().iter() {
         if n.name.is_some() && !n.deleted && n.pnn != node.pnn {
             resolve(node, n.pnn).await;
         }
@@ -508,8 +663,8 @@ async fn resolve_all(node: &Arc<Node>) {
 /// else its address.
 fn identity(node: &Node, pnn: u32) -> crate::tls::Identity {
     match node
-        .config
-        .nodes
+        .mesh
+        .nodes()
         .get(pnn as usize)
         .and_then(|n| n.name.clone())
     {
@@ -518,12 +673,22 @@ fn identity(node: &Node, pnn: u32) -> crate::tls::Identity {
     }
 }
 
-async fn connect_loop(node: Arc<Node>, pnn: u32, local: IpAddr, tls: Option<Arc<NodeTls>>) {
-    let Some(peer) = node.mesh.peer(pnn) else {
-        return;
-    };
+async fn connect_loop(
+    node: Arc<Node>,
+    pnn: u32,
+    peer: Arc<Peer>,
+    local: IpAddr,
+    tls: Option<Arc<NodeTls>>,
+) {
     let mut backoff = FIRST_BACKOFF;
     loop {
+        if peer.is_retired() {
+            debug!(
+                peer = pnn,
+                "node {pnn} left the nodes file: no more connections"
+            );
+            return;
+        }
         // Each attempt looks a named node up again: it may have a new address.
         let Some(addr) = resolve(&node, pnn).await else {
             debug!(peer = pnn, "node {pnn}'s name does not resolve (yet)");
@@ -559,11 +724,11 @@ async fn connect_loop(node: Arc<Node>, pnn: u32, local: IpAddr, tls: Option<Arc<
                 reset.mark_unchanged();
                 let (tx, rx) = queue::<Bytes>(PEER_LIMIT);
                 peer.set_out(Some(tx));
-                refresh(&node, pnn);
+                refresh(&node, pnn, &peer);
                 let why = write_peer(stream, rx, &mut reset).await;
                 peer.set_out(None);
                 debug!(peer = pnn, "connection to node {pnn} ended: {why}");
-                refresh(&node, pnn);
+                refresh(&node, pnn, &peer);
                 if since.elapsed() >= STABLE {
                     backoff = FIRST_BACKOFF;
                 }
@@ -642,7 +807,7 @@ async fn keepalive_loop(node: Arc<Node>) {
             )
         };
         let now = node.mesh.now_ms();
-        for pnn in 0..node.mesh.peers.len() as u32 {
+        for pnn in 0..node.mesh.num_nodes() as u32 {
             let Some(peer) = node.mesh.peer(pnn) else {
                 continue;
             };
@@ -700,6 +865,50 @@ mod tests {
         assert!(!mesh.is_connected(0));
         assert!(!mesh.send(0, Bytes::from_static(b"x")));
         assert!(mesh.connected().is_empty());
+    }
+
+    #[test]
+    fn a_reload_keeps_unchanged_peers_and_retires_deleted_and_changed_ones() {
+        let mesh = Mesh::new(&four_nodes_one_deleted(), 1);
+        let kept = mesh.peer(0).unwrap();
+        let deleted = mesh.peer(2).unwrap();
+        let mut resets = deleted.reset.subscribe();
+        resets.mark_unchanged();
+
+        // Node 2 deleted, node 3 undeleted, node 4 new, node 0 as it was.
+        let mut nodes = four_nodes_one_deleted();
+        nodes[2].deleted = true;
+        nodes[3] = entry(3, "10.0.0.4", false);
+        nodes.push(entry(4, "10.0.0.5", false));
+        let changes = mesh.reload(&nodes, 1);
+        assert_eq!(changes.added, [3, 4]);
+        assert_eq!(changes.removed, [2]);
+        assert!(
+            Arc::ptr_eq(&mesh.peer(0).unwrap(), &kept),
+            "unchanged: kept"
+        );
+        assert!(mesh.peer(1).is_none(), "still not ourselves");
+        assert!(mesh.peer(2).is_none());
+        assert!(deleted.is_retired() && resets.has_changed().unwrap());
+        assert!(!kept.is_retired());
+        assert_eq!(mesh.num_nodes(), 5);
+        assert_eq!(mesh.address(4), "10.0.0.5".parse::<IpAddr>().unwrap());
+        assert_eq!(mesh.identify(1, "10.0.0.5".parse().unwrap()), Some(4));
+        assert_eq!(mesh.identify(1, "10.0.0.3".parse().unwrap()), None);
+
+        // A node whose address changed is a new node under the same pnn.
+        let mut moved = nodes.clone();
+        moved[0] = entry(0, "10.0.0.9", false);
+        let changes = mesh.reload(&moved, 1);
+        assert_eq!(changes.added, [0]);
+        assert_eq!(changes.removed, [0]);
+        assert!(kept.is_retired());
+        assert!(!Arc::ptr_eq(&mesh.peer(0).unwrap(), &kept));
+        assert_eq!(
+            mesh.reload(&moved, 1),
+            Reloaded::default(),
+            "nothing changed"
+        );
     }
 
     #[test]
