@@ -383,7 +383,9 @@ impl ComposeCluster {
         Ok(())
     }
 
-    fn find_containers(&mut self) -> Result<(), String> {
+    /// Looks up the containers of the project's services again (after a test started
+    /// more of them).
+    pub fn find_containers(&mut self) -> Result<(), String> {
         let label = format!("label=com.docker.compose.project={}", self.project);
         let out = docker(&[
             "ps",
@@ -401,7 +403,8 @@ impl ComposeCluster {
         }
         let expected = NODES as usize * (1 + self.layout.node_services.len())
             + self.layout.other_services.len();
-        if self.containers.len() != expected {
+        // More when the test started services of its own (a fourth node).
+        if self.containers.len() < expected {
             return Err(format!(
                 "expected {expected} containers, found {:?}",
                 self.containers
@@ -435,6 +438,12 @@ impl ComposeCluster {
             cmd.env(key, value);
         }
         run_ok(&mut cmd, limit)
+    }
+
+    /// The cluster's configuration directory (`/etc/ctdb` of every container): a
+    /// test may rewrite its nodes file.
+    pub fn config_dir(&self) -> &Path {
+        self.config.path()
     }
 
     /// Node `pnn`'s address.
@@ -484,7 +493,15 @@ impl ComposeCluster {
         let mut seen: Option<(u32, Option<u32>)> = None;
         for &pnn in active {
             let s = self.status(pnn)?;
-            for p in 0..NODES {
+            // Every node the status lists (deleted nodes are not listed), and each of
+            // `active`.
+            let mut listed: Vec<u32> = s.nodes.iter().map(|(p, _)| *p).collect();
+            for &p in active {
+                if !listed.contains(&p) {
+                    listed.push(p);
+                }
+            }
+            for p in listed {
                 let flags = s.flags(p);
                 if active.contains(&p) && flags != "OK" {
                     return Err(format!("node {pnn} sees node {p} as {flags:?}"));
