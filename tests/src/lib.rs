@@ -452,6 +452,15 @@ impl TestCluster {
         }
     }
 
+    /// The one generation of the nodes of `active` when they are healthy now (as
+    /// [`Self::healthy`] waits for), else `None`; does not wait.
+    pub async fn healthy_generation(&self, active: &[u32]) -> Option<u32> {
+        let clients = self.check(active).await.ok()?;
+        let client = clients.iter().flatten().next()?;
+        let here = ctdb_protocol::flags::dest::CURRENT_NODE;
+        client.get_vnnmap(here).await.ok().map(|m| m.generation)
+    }
+
     async fn check(&self, active: &[u32]) -> Result<Vec<Option<Client>>, String> {
         let here = ctdb_protocol::flags::dest::CURRENT_NODE;
         let mut clients = Vec::new();

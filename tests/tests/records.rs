@@ -382,3 +382,78 @@ async fn increments_running_through_recoveries_are_neither_lost_nor_doubled() {
         .expect("fetch");
     assert_eq!(counter(&data), total);
 }
+
+/// A recovery in the middle of steady commits from every node ends there: rounds it
+/// cut short fail and are run again, and they do not ask for recovery after recovery
+/// (which once banned a node within seconds of one restart of ctdb-db).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_commits_across_a_recovery_start_no_recovery_loop() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::Instant;
+    let (cluster, clients, db) = three_nodes_with("steady.tdb", true).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let committed = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for c in &clients {
+        let (c, stop, committed) = (c.clone(), stop.clone(), committed.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let key = format!("n{}-{i}", c.pnn());
+                let put = c.persistent_store(db, key.as_bytes(), b"v");
+                match tokio::time::timeout(Duration::from_secs(10), put).await {
+                    Ok(Ok(())) => {
+                        committed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.nodes[0].restart_component("ctdb-db").await;
+
+    // Within 30 s the cluster is healthy and keeps one generation for 3 s while the
+    // commits go on.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stable_since: Option<(u32, Instant)> = None;
+    loop {
+        let generation = match tokio::time::timeout(
+            Duration::from_secs(5),
+            cluster.healthy_generation(&[0, 1, 2]),
+        )
+        .await
+        {
+            Ok(Some(g)) => Some(g),
+            _ => None,
+        };
+        stable_since = match (generation, stable_since) {
+            (Some(g), Some((s, t))) if g == s => Some((s, t)),
+            (Some(g), _) => Some((g, Instant::now())),
+            (None, _) => None,
+        };
+        if let Some((_, t)) = stable_since {
+            if t.elapsed() >= Duration::from_secs(3) {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no stable generation 30 s after one restart of ctdb-db (a recovery loop?)\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = committed.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        committed.load(Ordering::Relaxed) > before,
+        "commits stopped"
+    );
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.await.expect("writer");
+    }
+}

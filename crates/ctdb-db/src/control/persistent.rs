@@ -21,9 +21,13 @@
 //! A node that cannot be reached fails the round's commits (-1). Nodes that did apply
 //! it keep it, and the recovery that follows takes the copy with the highest
 //! `__db_sequence_number__` whole, as Samba's does, so the commit ends up on every node
-//! or on none. A failed round always asks for that recovery (the coordinator's node
-//! enters recovery mode; the leader sees it): without one, the nodes that applied it
-//! and those that did not would stay different. The
+//! or on none. A round that failed within its generation asks for that recovery (the
+//! coordinator's node enters recovery mode; the leader sees it): without one, the nodes
+//! that applied it and those that did not would stay different. A round cut short by a
+//! recovery (a node already in another generation refused it, or this node moved on)
+//! does not: that recovery makes the copies the same, or the leader sees the
+//! generations differ; asking again would start a loop of recoveries under steady
+//! commits. The
 //! coordinator's own copy is never among those: a coordinator cut off from the others
 //! (a minority after a partition) never gets ahead of the majority with a commit it
 //! could not acknowledge, which the recovery after the heal would otherwise prefer.
@@ -105,7 +109,14 @@ struct Round {
     own: Option<Vec<u8>>,
     /// The generation it started in: it fails if a recovery ends that one.
     generation: u32,
+    /// A node failed to apply it within this generation: the copies may differ until
+    /// a recovery.
+    copies_differ: bool,
 }
+
+/// UPDATE_RECORD's status when it comes from a round of another generation (between
+/// ctdb-rs nodes; any non-zero status is a failure to Samba's coordinator).
+const OTHER_GENERATION: i32 = -2;
 
 /// `record` (a sequence number record) with the RSN and value the round gives it; the
 /// rest of its header as the client sent it.
@@ -274,6 +285,7 @@ impl DbDaemon {
                 failure: None,
                 own: Some(own),
                 generation: self.vnn_map.generation,
+                copies_differ: false,
             },
         );
         if others.is_empty() {
@@ -359,10 +371,12 @@ impl DbDaemon {
         data: &[u8],
     ) -> ControlResult {
         if !origin.is_local() && generation != self.vnn_map.generation {
-            return fail(format!(
-                "UPDATE_RECORD of generation {generation} refused in generation {}",
-                self.vnn_map.generation
-            ));
+            tracing::info!(
+                generation,
+                current = self.vnn_map.generation,
+                "UPDATE_RECORD of another generation refused"
+            );
+            return Ok((OTHER_GENERATION, Vec::new()));
         }
         let buffer = RecBuffer::from_bytes(data)?;
         let Some(db) = self.registry.get(buffer.db_id).cloned() else {
@@ -401,11 +415,18 @@ impl DbDaemon {
             return true;
         };
         round.waiting = round.waiting.saturating_sub(1);
-        if reply.status != 0 {
+        if reply.status == OTHER_GENERATION {
+            // A recovery has moved that node on (or left it behind): the recovery that
+            // did makes every copy the same, or the leader sees the generations differ.
+            round.failure.get_or_insert_with(|| {
+                "a node refused it: it is in another generation (a recovery ran)".into()
+            });
+        } else if reply.status != 0 {
             let why = reply
                 .error_message()
                 .unwrap_or_else(|| format!("status {}", reply.status));
             round.failure = Some(format!("the commit did not reach every node: {why}"));
+            round.copies_differ = true;
         }
         if round.waiting > 0 {
             return true;
@@ -421,14 +442,24 @@ impl DbDaemon {
             return true;
         }
         if let Some(round) = self.commits.rounds.remove(&db_id) {
-            if let Some(why) = &round.failure {
-                // Some nodes may hold the commit and others not: a recovery makes every
-                // copy the same again (the highest sequence number wins, whole).
-                tracing::warn!(
+            match &round.failure {
+                // Some nodes may hold the commit and others not, in one generation: a
+                // recovery makes every copy the same again (the highest sequence number
+                // wins, whole).
+                Some(why) if round.copies_differ => {
+                    tracing::warn!(
+                        db_id = format_args!("0x{db_id:08x}"),
+                        "commit round failed ({why}): asking for a recovery"
+                    );
+                    self.recovery_mode = ctdb_protocol::flags::recmode::ACTIVE;
+                }
+                // A recovery already ran (or runs) across this round: asking for one
+                // more would only start a loop of recoveries under steady commits.
+                Some(why) => tracing::info!(
                     db_id = format_args!("0x{db_id:08x}"),
-                    "commit round failed ({why}): asking for a recovery"
-                );
-                self.recovery_mode = ctdb_protocol::flags::recmode::ACTIVE;
+                    "commit round failed ({why}); the client runs it again"
+                ),
+                None => {}
             }
             for origin in round.origins {
                 let body = match &round.failure {
