@@ -433,6 +433,15 @@ impl ctdb_rpc::transport_server::Transport for FakeTransport {
     ) -> Result<tonic::Response<ctdb_rpc::NodeInfo>, tonic::Status> {
         Err(tonic::Status::unimplemented("not in this test"))
     }
+
+    type WatchNodesStream = tokio_stream::Empty<Result<ctdb_rpc::NodeStates, tonic::Status>>;
+
+    async fn watch_nodes(
+        &self,
+        _: tonic::Request<ctdb_rpc::Empty>,
+    ) -> Result<tonic::Response<Self::WatchNodesStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("not in this test"))
+    }
 }
 
 #[tokio::test]

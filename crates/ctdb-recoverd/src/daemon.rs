@@ -29,6 +29,26 @@ use crate::reclock::{self, Attempt, LockSpec, RecoveryLock};
 use crate::recovery::{recover, Plan};
 use crate::{takeover, Recoverd};
 
+/// Wakes the loop at every change of the node states transport publishes
+/// (`WatchNodes`: node flags, generation), following them again after a transport
+/// restart.
+async fn follow_nodes(transport: Channel, wake: Arc<Notify>) {
+    let mut client = ctdb_rpc::transport_client::TransportClient::new(transport);
+    loop {
+        match client.watch_nodes(ctdb_rpc::Empty {}).await {
+            Ok(response) => {
+                let mut states = response.into_inner();
+                while let Ok(Some(_)) = states.message().await {
+                    wake.notify_one();
+                }
+                debug!("transport's node states ended; following them again");
+            }
+            Err(e) => debug!("cannot follow transport's node states yet: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// How the loop reaches the rest of its node.
 pub struct Monitor {
     pub socket: PathBuf,
@@ -39,6 +59,8 @@ pub struct Monitor {
     wake: Arc<Notify>,
     /// The leader lease and this node's promise; kept across connections.
     leases: Arc<Mutex<Leases>>,
+    /// Transport's gRPC socket: its `WatchNodes` wakes the loop at every change.
+    transport: Option<Channel>,
 }
 
 impl Monitor {
@@ -56,7 +78,15 @@ impl Monitor {
                 None,
                 Instant::now(),
             ))),
+            transport: None,
         }
+    }
+
+    /// Follows the node states transport publishes on `transport` (its gRPC socket):
+    /// a node that goes or comes wakes the loop at once instead of at its next round.
+    pub fn with_transport(mut self, transport: Channel) -> Self {
+        self.transport = Some(transport);
+        self
     }
 
     /// Where this node notes the lease promise it gives, so that a restarted recovery
@@ -74,6 +104,9 @@ impl Monitor {
 
     /// Runs forever: (re)connects to the node and runs the loop while connected.
     pub async fn run(self) {
+        if let Some(transport) = self.transport.clone() {
+            tokio::spawn(follow_nodes(transport, self.wake.clone()));
+        }
         loop {
             let client = match Client::connect(&self.socket).await {
                 Ok(c) => c,

@@ -43,8 +43,11 @@ async fn main() -> std::process::ExitCode {
     }
     let router = tonic::transport::Server::builder().add_service(component.into_server());
     let path = ctdb_rpc::uds::socket_path(&config.run_dir, "recoverd");
+    let transport =
+        ctdb_rpc::uds::channel(ctdb_rpc::uds::socket_path(&config.run_dir, "transport"));
     let monitor = Monitor::new(config.socket.clone(), eventd, state)
-        .with_promise_file(config.run_dir.join("recoverd.promise"));
+        .with_promise_file(config.run_dir.join("recoverd.promise"))
+        .with_transport(transport);
     tokio::spawn(monitor.run());
 
     let stop = ctdb_rpc::component::terminated();

@@ -14,7 +14,7 @@ use ctdb_protocol::flags::{capability, control as control_flags, node as node_fl
 use ctdb_protocol::packet::Header;
 use ctdb_protocol::{Opcode, ReplyControl, ReqControl, Wire};
 use ctdb_rpc::transport_server::{Transport, TransportServer};
-use ctdb_rpc::{Empty, Health, NodeInfo};
+use ctdb_rpc::{Empty, Health, NodeInfo, NodeStates};
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
@@ -614,6 +614,20 @@ struct TransportRpc(Arc<Node>);
 
 #[tonic::async_trait]
 impl Transport for TransportRpc {
+    type WatchNodesStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<NodeStates, Status>> + Send>>;
+
+    /// The latest node states, then each change; a slow follower skips to the newest
+    /// (a watch channel holds one value: nothing queues up).
+    async fn watch_nodes(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<Self::WatchNodesStream>, Status> {
+        use futures::StreamExt;
+        let states = tokio_stream::wrappers::WatchStream::new(self.0.watch_nodes()).map(Ok);
+        Ok(Response::new(Box::pin(states)))
+    }
+
     async fn set_health(&self, request: Request<Health>) -> Result<Response<Empty>, Status> {
         let health = request.into_inner();
         let reason = (!health.healthy).then_some(health.reason);

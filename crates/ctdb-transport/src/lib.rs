@@ -61,6 +61,8 @@ pub struct Node {
     pub clients: Clients,
     links: HashMap<Owner, Arc<Link>>,
     state: Mutex<NodeState>,
+    /// The nodes' flags and the generation, for `WatchNodes` (see [`StateGuard`]).
+    published: watch::Sender<ctdb_rpc::NodeStates>,
     /// Client ids start at the process's start time so that ids never repeat across a
     /// transport restart (a component may still hold a reply for an old client).
     next_client: AtomicU64,
@@ -77,8 +79,18 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn state(&self) -> MutexGuard<'_, NodeState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// The node's state, locked; what changed in the nodes' flags or the generation
+    /// is published to `WatchNodes` when the guard goes.
+    pub fn state(&self) -> StateGuard<'_> {
+        StateGuard {
+            state: self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            published: &self.published,
+        }
+    }
+
+    /// Follows the node states (`WatchNodes`): now, and at every change.
+    pub fn watch_nodes(&self) -> watch::Receiver<ctdb_rpc::NodeStates> {
+        self.published.subscribe()
     }
 
     pub fn link(&self, owner: Owner) -> Option<&Arc<Link>> {
@@ -94,6 +106,42 @@ impl Node {
                 state.set_flags(self.pnn, 0, ctdb_protocol::flags::node::BANNED);
                 info!("ban expired");
             }
+        }
+    }
+}
+
+/// [`Node::state`]'s lock: on release, a change of the nodes' flags or of the
+/// generation goes to the followers of `WatchNodes` (a read-only comparison when
+/// nothing changed).
+pub struct StateGuard<'a> {
+    state: MutexGuard<'a, NodeState>,
+    published: &'a watch::Sender<ctdb_rpc::NodeStates>,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = NodeState;
+    fn deref(&self) -> &NodeState {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut NodeState {
+        &mut self.state
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        let changed = {
+            let now = self.published.borrow();
+            now.flags != self.state.flags || now.generation != self.state.generation
+        };
+        if changed {
+            self.published.send_replace(ctdb_rpc::NodeStates {
+                flags: self.state.flags.clone(),
+                generation: self.state.generation,
+            });
         }
     }
 }
@@ -136,13 +184,14 @@ pub async fn run_with(
                 None => (owner, links::start(owner, &config.run_dir, sink.clone())),
             })
             .collect();
+        let state = NodeState::new(config.nodes.len(), pnn, &deleted, debug_level);
+        let published = watch::Sender::new(ctdb_rpc::NodeStates {
+            flags: state.flags.clone(),
+            generation: state.generation,
+        });
         Node {
-            state: Mutex::new(NodeState::new(
-                config.nodes.len(),
-                pnn,
-                &deleted,
-                debug_level,
-            )),
+            state: Mutex::new(state),
+            published,
             pnn,
             max_packet_len: ctdb_protocol::DEFAULT_MAX_PACKET_LEN,
             clients: Clients::default(),

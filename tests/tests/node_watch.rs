@@ -1,0 +1,100 @@
+//! Issue 11, state as streams: transport publishes the nodes' flags and the generation
+//! (`Transport.WatchNodes`, a gRPC server stream on its socket in the run directory),
+//! and the recovery daemon follows it, so that a node that goes or comes is acted on
+//! at once rather than at its next round (RecoverInterval, 1 s by default).
+
+use std::time::{Duration, Instant};
+
+use ctdb_protocol::flags::{dest, node as node_flags};
+use ctdb_rpc::transport_client::TransportClient;
+use ctdb_tests::{bin, TestCluster};
+
+/// Waits for the next node states on `states` that `accept` likes.
+async fn next_states(
+    states: &mut tonic::Streaming<ctdb_rpc::NodeStates>,
+    what: &str,
+    accept: impl Fn(&ctdb_rpc::NodeStates) -> bool,
+) -> ctdb_rpc::NodeStates {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let next = tokio::time::timeout_at(deadline, states.message())
+            .await
+            .unwrap_or_else(|_| panic!("no node states with {what} within 30 s"))
+            .expect("the stream goes on")
+            .expect("a message");
+        if accept(&next) {
+            return next;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_publishes_every_change_of_the_node_states() {
+    let cluster = TestCluster::start(2);
+    let clients = cluster.healthy(&[0, 1]).await;
+    let node0 = &cluster.nodes[0];
+    let channel = ctdb_rpc::uds::channel(ctdb_rpc::uds::socket_path(&node0.run_dir(), "transport"));
+    let mut states = TransportClient::new(channel)
+        .watch_nodes(ctdb_rpc::Empty {})
+        .await
+        .expect("WatchNodes")
+        .into_inner();
+
+    // The states now first: both nodes connected, a valid generation.
+    let generation = clients[0]
+        .as_ref()
+        .expect("node 0")
+        .get_vnnmap(dest::CURRENT_NODE)
+        .await
+        .expect("vnn map")
+        .generation;
+    let now = next_states(&mut states, "the current states", |_| true).await;
+    assert_eq!(now.flags, [0, 0]);
+    assert_eq!(now.generation, generation);
+
+    // A flag set by a control.
+    let out = cluster.nodes[1].tool(&bin("ctdb"), &["disable"]);
+    assert!(out.status.success(), "{out:?}");
+    next_states(&mut states, "node 1 disabled", |s| {
+        s.flags
+            .get(1)
+            .is_some_and(|f| f & node_flags::DISABLED != 0)
+    })
+    .await;
+    let out = cluster.nodes[1].tool(&bin("ctdb"), &["enable"]);
+    assert!(out.status.success(), "{out:?}");
+    next_states(&mut states, "node 1 enabled", |s| {
+        s.flags
+            .get(1)
+            .is_some_and(|f| f & node_flags::DISABLED == 0)
+    })
+    .await;
+
+    // A node that goes: DISCONNECTED as soon as its connections close, and the
+    // recovery daemon heard it too: a recovery without node 1 follows (a new
+    // generation published by transport).
+    let clients = cluster.healthy(&[0, 1]).await;
+    let before = clients[0]
+        .as_ref()
+        .expect("node 0")
+        .get_vnnmap(dest::CURRENT_NODE)
+        .await
+        .expect("vnn map")
+        .generation;
+    let mut cluster = cluster;
+    let crashed = Instant::now();
+    cluster.nodes[1].crash();
+    let recovered = next_states(&mut states, "node 1 gone and a new generation", |s| {
+        s.flags
+            .get(1)
+            .is_some_and(|f| f & node_flags::DISCONNECTED != 0)
+            && s.generation != before
+            && s.generation != ctdb_protocol::flags::INVALID_GENERATION
+    })
+    .await;
+    eprintln!(
+        "node_watch: node 1 crashed, node 0 in generation {} {} ms later",
+        recovered.generation,
+        crashed.elapsed().as_millis()
+    );
+}
