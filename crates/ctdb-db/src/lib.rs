@@ -397,6 +397,16 @@ impl DbDaemon {
 }
 
 impl PacketHandler for DbDaemon {
+    /// What transport follows (`WatchState`): the generation of the vnn map, the
+    /// recovery mode, frozen or not.
+    fn state(&self) -> Option<ctdb_rpc::ComponentState> {
+        Some(ctdb_rpc::ComponentState {
+            generation: self.vnn_map.generation,
+            recovery_mode: self.recovery_mode,
+            frozen: self.frozen,
+        })
+    }
+
     fn handle(&mut self, envelope: Envelope, out: &Outbox) {
         if self.outbox.is_none() {
             self.outbox = Some(out.clone());

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_util::codec::FramedRead;
@@ -16,7 +17,9 @@ use tonic::{Request, Response, Status};
 
 use crate::queue::{QueueRx, QueueTx, Refused};
 use crate::v1::component_server::{Component, ComponentServer};
-use crate::v1::{ComponentStatus, DebugLevel, Empty, Envelope, LatencyCounter, StatisticsPart};
+use crate::v1::{
+    ComponentState, ComponentStatus, DebugLevel, Empty, Envelope, LatencyCounter, StatisticsPart,
+};
 
 /// What a component does with the packets it owns.
 pub trait PacketHandler: Send + 'static {
@@ -31,6 +34,27 @@ pub trait PacketHandler: Send + 'static {
     fn reset_statistics(&mut self) {}
 
     fn set_debug(&mut self, _level: i32) {}
+
+    /// The state others follow (`WatchState`), if this component has one; looked at
+    /// after every packet it handles.
+    fn state(&self) -> Option<ComponentState> {
+        None
+    }
+}
+
+/// Publishes `now` on `published` when it differs from what was published last.
+pub fn publish_state(
+    published: &watch::Sender<Option<ComponentState>>,
+    now: Option<ComponentState>,
+) {
+    published.send_if_modified(|last| {
+        if *last == now {
+            false
+        } else {
+            *last = now;
+            true
+        }
+    });
 }
 
 /// Most bytes of packets a component's outbox holds for transport: beyond, while
@@ -84,6 +108,8 @@ pub struct PacketComponent<H> {
     /// Held by the connection currently draining the outbox; a reconnecting
     /// transport takes it over once the old connection is gone.
     outgoing: Arc<tokio::sync::Mutex<QueueRx<Envelope>>>,
+    /// The handler's state as last published (`WatchState`).
+    state: Arc<watch::Sender<Option<ComponentState>>>,
 }
 
 impl<H: PacketHandler> PacketComponent<H> {
@@ -103,12 +129,14 @@ impl<H: PacketHandler> PacketComponent<H> {
         let started_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64);
+        let state = Arc::new(watch::Sender::new(lock(&handler).state()));
         Self {
             name: name.to_string(),
             started_us,
             handler,
             outbox,
             outgoing: Arc::new(tokio::sync::Mutex::new(rx)),
+            state,
         }
     }
 
@@ -137,6 +165,7 @@ impl<H: PacketHandler> PacketComponent<H> {
         let handler = self.handler.clone();
         let outbox = self.outbox.clone();
         let outgoing = self.outgoing.clone();
+        let state = self.state.clone();
         Ok(tokio::spawn(async move {
             let mut current: Option<(JoinHandle<()>, JoinHandle<()>)> = None;
             loop {
@@ -156,7 +185,12 @@ impl<H: PacketHandler> PacketComponent<H> {
                 }
                 tracing::info!("transport connected to the packet socket");
                 let (read, mut write) = stream.into_split();
-                let reader = tokio::spawn(read_packets(read, handler.clone(), outbox.clone()));
+                let reader = tokio::spawn(read_packets(
+                    read,
+                    handler.clone(),
+                    outbox.clone(),
+                    state.clone(),
+                ));
                 let outgoing = outgoing.clone();
                 let writer = tokio::spawn(async move {
                     let mut queue = outgoing.lock().await;
@@ -175,6 +209,7 @@ async fn read_packets<H: PacketHandler>(
     read: tokio::net::unix::OwnedReadHalf,
     handler: Arc<Mutex<H>>,
     outbox: Outbox,
+    state: Arc<watch::Sender<Option<ComponentState>>>,
 ) {
     let mut frames = FramedRead::new(read, crate::packets::codec());
     while let Some(frame) = frames.next().await {
@@ -188,12 +223,35 @@ async fn read_packets<H: PacketHandler>(
                 return;
             }
         };
-        lock(&handler).handle(envelope, &outbox);
+        let now = {
+            let mut h = lock(&handler);
+            h.handle(envelope, &outbox);
+            h.state()
+        };
+        publish_state(&state, now);
     }
 }
 
 #[tonic::async_trait]
 impl<H: PacketHandler> Component for PacketComponent<H> {
+    type WatchStateStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<ComponentState, Status>> + Send>>;
+
+    async fn watch_state(
+        &self,
+        _: Request<Empty>,
+    ) -> Result<Response<Self::WatchStateStream>, Status> {
+        if self.state.borrow().is_none() {
+            return Err(Status::unimplemented(format!(
+                "{} has no state to follow",
+                self.name
+            )));
+        }
+        let states = tokio_stream::wrappers::WatchStream::new(self.state.subscribe())
+            .filter_map(|s| s.map(Ok));
+        Ok(Response::new(Box::pin(states)))
+    }
+
     async fn status(&self, _: Request<Empty>) -> Result<Response<ComponentStatus>, Status> {
         Ok(Response::new(ComponentStatus {
             component: self.name.clone(),

@@ -273,6 +273,11 @@ impl Deliver for WeakSink {
             node.deliver_from(owner, envelope);
         }
     }
+    fn state_changed(&self, owner: Owner, state: ctdb_rpc::ComponentState) {
+        if let Some(node) = self.0.upgrade() {
+            node.state_changed(owner, state);
+        }
+    }
     fn link_changed(&self, owner: Owner, up: bool) {
         if let Some(node) = self.0.upgrade() {
             if owner == Owner::Db && !up {

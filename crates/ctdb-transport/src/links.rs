@@ -18,7 +18,7 @@ use ctdb_rpc::component::{lock, Outbox, PacketHandler};
 use ctdb_rpc::component_client::ComponentClient;
 use ctdb_rpc::packets;
 use ctdb_rpc::queue::{queue, QueueRx, QueueTx, Refused};
-use ctdb_rpc::{DebugLevel, Empty, Envelope, StatisticsPart};
+use ctdb_rpc::{ComponentState, DebugLevel, Empty, Envelope, StatisticsPart};
 use tokio::net::UnixStream;
 use tokio_stream::StreamExt;
 use tokio_util::codec::FramedRead;
@@ -161,6 +161,8 @@ impl Link {
 pub trait Deliver: Send + Sync + 'static {
     fn deliver_from(&self, owner: Owner, envelope: Envelope);
     fn link_changed(&self, _owner: Owner, _up: bool) {}
+    /// The component published a new state (its `WatchState`).
+    fn state_changed(&self, _owner: Owner, _state: ComponentState) {}
 }
 
 /// Creates the link to `owner` in `run_dir` (its gRPC socket and its packet socket)
@@ -174,11 +176,35 @@ pub fn start(owner: Owner, run_dir: &Path, sink: Arc<dyn Deliver>) -> Arc<Link> 
         up: AtomicBool::new(false),
         held: AtomicUsize::new(0),
         connects: std::sync::atomic::AtomicU64::new(0),
-        backend: Backend::Remote(channel),
+        backend: Backend::Remote(channel.clone()),
     });
     let packets = packets::socket_path(run_dir, owner.name());
+    if owner == Owner::Db {
+        tokio::spawn(follow_state(owner, channel, sink.clone()));
+    }
     tokio::spawn(keep_connected(link.clone(), packets, rx, sink));
     link
+}
+
+/// Follows a component's `WatchState` for as long as transport runs, again after
+/// each restart of the component.
+async fn follow_state(owner: Owner, channel: Channel, sink: Arc<dyn Deliver>) {
+    let mut client = ComponentClient::new(channel);
+    loop {
+        match client.watch_state(Empty {}).await {
+            Ok(response) => {
+                let mut states = response.into_inner();
+                while let Ok(Some(state)) = states.message().await {
+                    sink.state_changed(owner, state);
+                }
+            }
+            Err(e) => tracing::debug!(
+                component = owner.name(),
+                "cannot follow the component's state yet: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Runs `handler` inside this process as `owner`: packets go straight to it.
@@ -197,12 +223,23 @@ pub fn start_in_process(
         connects: std::sync::atomic::AtomicU64::new(0),
         backend: Backend::Local(handler.clone()),
     });
+    let state_sink = sink.clone();
     tokio::spawn(async move {
+        let mut published = None;
         while let Some(first) = rx.recv().await {
-            let mut h = lock(&handler);
-            h.handle(first, &outbox);
-            while let Ok(more) = rx.try_recv() {
-                h.handle(more, &outbox);
+            let now = {
+                let mut h = lock(&handler);
+                h.handle(first, &outbox);
+                while let Ok(more) = rx.try_recv() {
+                    h.handle(more, &outbox);
+                }
+                h.state()
+            };
+            if now != published {
+                published = now;
+                if let Some(state) = now {
+                    state_sink.state_changed(owner, state);
+                }
             }
         }
     });

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ctdb_protocol::flags::dest;
-use ctdb_protocol::packet::{Header, Operation, HEADER_SIZE};
+use ctdb_protocol::packet::{Header, Operation};
 use ctdb_protocol::{Body, Frame, Packet, ReplyControl, ReplyError};
 use ctdb_rpc::Envelope;
 use tracing::{debug, info, warn};
@@ -583,12 +583,15 @@ impl Node {
 }
 
 impl Deliver for Node {
-    fn deliver_from(&self, owner: Owner, envelope: Envelope) {
-        if owner == Owner::Db && envelope.packet.len() >= HEADER_SIZE {
-            if let Ok(h) = Header::parse(&envelope.packet, u32::MAX) {
-                self.state().generation = h.generation;
-            }
+    /// ctdb-db's generation, as it publishes it (`WatchState`): the generation of the
+    /// packets transport makes itself.
+    fn state_changed(&self, owner: Owner, state: ctdb_rpc::ComponentState) {
+        if owner == Owner::Db {
+            self.state().generation = state.generation;
         }
+    }
+
+    fn deliver_from(&self, owner: Owner, envelope: Envelope) {
         if envelope.client != 0 {
             self.to_client(envelope.client, envelope.packet);
         } else {
