@@ -62,6 +62,9 @@ pub enum ClientError {
     /// since the transaction read it: nothing was applied; run the transaction again.
     #[error("transaction conflict: a record changed since it was read")]
     Conflict,
+    /// The daemon does not read what this client sends: [`SEND_BACKLOG`] bytes wait.
+    #[error("the daemon does not read: {0} bytes wait to be sent")]
+    Backlog(usize),
 }
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
@@ -90,7 +93,7 @@ struct Shared {
 }
 
 struct Inner {
-    tx: mpsc::UnboundedSender<Bytes>,
+    tx: ctdb_queue::QueueTx<Bytes>,
     shared: Mutex<Shared>,
     next_reqid: AtomicU32,
     pnn: AtomicU32,
@@ -104,6 +107,10 @@ impl Inner {
 
 /// Most messages of one srvid waiting to be read by the client's code.
 pub const MESSAGE_BACKLOG: usize = 10_000;
+
+/// Most bytes of packets waiting to be written to the daemon: past it (the daemon does
+/// not read) a send fails with [`ClientError::Backlog`] instead of growing memory.
+pub const SEND_BACKLOG: usize = 32 << 20;
 
 /// A connection to a CTDB daemon. Cheap to clone; all clones share the connection.
 #[derive(Clone)]
@@ -129,7 +136,7 @@ impl Client {
 
     fn from_stream(stream: UnixStream) -> Self {
         let (reader, mut writer) = stream.into_split();
-        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        let (tx, mut rx) = ctdb_queue::queue::<Bytes>(SEND_BACKLOG);
         let inner = Arc::new(Inner {
             tx,
             shared: Mutex::new(Shared::default()),
@@ -183,7 +190,10 @@ impl Client {
         self.inner
             .tx
             .send(Bytes::from(packet.to_bytes()))
-            .map_err(|_| ClientError::Disconnected)
+            .map_err(|refused| match refused {
+                ctdb_queue::Refused::Full(_) => ClientError::Backlog(self.inner.tx.queued()),
+                ctdb_queue::Refused::Closed(_) => ClientError::Disconnected,
+            })
     }
 
     async fn request(&self, destnode: u32, body: Body, timeout: Duration) -> Result<Reply> {
@@ -407,5 +417,36 @@ fn dispatch(inner: &Inner, packet: Packet) {
     };
     if let Some(tx) = inner.shared().pending.remove(&reqid) {
         let _ = tx.send(reply);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A daemon that never reads: the client's sends fail once SEND_BACKLOG bytes wait,
+    /// instead of its memory growing with them.
+    #[tokio::test]
+    async fn sends_to_a_daemon_that_does_not_read_are_refused_past_the_backlog() {
+        let (ours, _daemon) = UnixStream::pair().expect("socket pair");
+        let client = Client::from_stream(ours);
+        let chunk = Bytes::from(vec![0u8; 1 << 20]);
+        let mut sent = 0usize;
+        let refused = loop {
+            match client.send_message(0, 1, chunk.clone()) {
+                Ok(()) => sent += chunk.len(),
+                Err(e) => break e,
+            }
+            assert!(
+                sent <= 2 * SEND_BACKLOG,
+                "{sent} bytes taken without a refusal"
+            );
+            tokio::task::yield_now().await;
+        };
+        assert!(
+            matches!(refused, ClientError::Backlog(n) if n >= SEND_BACKLOG / 2),
+            "{refused}"
+        );
+        assert!(sent >= SEND_BACKLOG / 2, "refused after only {sent} bytes");
     }
 }

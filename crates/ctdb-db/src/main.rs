@@ -36,10 +36,15 @@ async fn main() -> std::process::ExitCode {
         tracing::error!("{e}");
         return std::process::ExitCode::FAILURE;
     }
+    let closing = component.closing();
     let router = tonic::transport::Server::builder().add_service(component.into_server());
     let socket = socket_path(&config.run_dir, "db");
     tracing::info!(socket = %socket.display(), "serving");
-    let served = serve_on(&socket, router, terminated()).await;
+    let stop = async move {
+        terminated().await;
+        closing.cancel();
+    };
+    let served = serve_on(&socket, router, stop).await;
 
     let flushed = lock(&handler).flush();
     if let Err(e) = &flushed {

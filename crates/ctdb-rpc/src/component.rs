@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::queue::{QueueRx, QueueTx, Refused};
@@ -110,6 +111,9 @@ pub struct PacketComponent<H> {
     outgoing: Arc<tokio::sync::Mutex<QueueRx<Envelope>>>,
     /// The handler's state as last published (`WatchState`).
     state: Arc<watch::Sender<Option<ComponentState>>>,
+    /// Cancelled when the component stops: its `WatchState` streams end, so that they
+    /// do not hold the server's graceful shutdown.
+    closing: CancellationToken,
 }
 
 impl<H: PacketHandler> PacketComponent<H> {
@@ -137,7 +141,13 @@ impl<H: PacketHandler> PacketComponent<H> {
             outbox,
             outgoing: Arc::new(tokio::sync::Mutex::new(rx)),
             state,
+            closing: CancellationToken::new(),
         }
+    }
+
+    /// Cancel it when the component stops (see `closing`).
+    pub fn closing(&self) -> CancellationToken {
+        self.closing.clone()
     }
 
     pub fn into_server(self) -> ComponentServer<Self> {
@@ -249,6 +259,7 @@ impl<H: PacketHandler> Component for PacketComponent<H> {
         }
         let states = tokio_stream::wrappers::WatchStream::new(self.state.subscribe())
             .filter_map(|s| s.map(Ok));
+        let states = futures::StreamExt::take_until(states, self.closing.clone().cancelled_owned());
         Ok(Response::new(Box::pin(states)))
     }
 
@@ -297,11 +308,27 @@ pub async fn serve_on(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let incoming = crate::uds::bind(path)?;
-    router
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = router.serve_with_incoming_shutdown(incoming, async {
+        let _ = stopped.await;
+    });
+    tokio::pin!(served, shutdown);
+    tokio::select! {
+        result = &mut served => return result.map_err(Into::into),
+        () = &mut shutdown => {}
+    }
+    let _ = stop.send(());
+    // Calls in flight may finish; a stream that never ends (a follower's WatchState)
+    // does not hold the process.
+    match tokio::time::timeout(SHUTDOWN_GRACE, served).await {
+        Ok(result) => result?,
+        Err(_) => tracing::debug!("gRPC streams still open at shutdown: closed"),
+    }
     Ok(())
 }
+
+/// How long a stopping component lets its gRPC calls in flight finish.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Resolves on the first SIGTERM or SIGINT: how every component process stops.
 pub async fn terminated() {
