@@ -132,6 +132,7 @@ fn a_node_recreated_with_a_new_address_rejoins_by_name() {
     cluster
         .start_node(MOVED, NEW_HOST)
         .expect("docker-compose up node 2");
+    let created = up.elapsed();
     let new = cluster.container_address(MOVED).expect("node 2's address");
     assert_ne!(new, old, "node 2 must come back with another address");
     assert_eq!(new, cluster.address(MOVED));
@@ -149,8 +150,10 @@ fn a_node_recreated_with_a_new_address_rejoins_by_name() {
         );
     }
     eprintln!(
-        "compose_byname: node {MOVED} recreated at {new} (was {old}): all OK {:.1}s after `up`",
-        rejoined.as_secs_f64()
+        "compose_byname: node {MOVED} recreated at {new} (was {old}): all OK {:.1}s after `up` \
+         (`up` itself took {:.1}s)",
+        rejoined.as_secs_f64(),
+        created.as_secs_f64()
     );
 
     // The records written before are there, on every node (node 2 attaches the
