@@ -188,6 +188,8 @@ pub struct Report {
     pub problems: Vec<String>,
     /// The longest time between two acknowledged writes (from the first write on).
     pub longest_stall: Duration,
+    /// When the longest stall ended (seconds since the writes began).
+    pub longest_stall_ended: f64,
     pub last_ack: Option<Instant>,
 }
 
@@ -198,7 +200,10 @@ impl Report {
         let since = self
             .last_ack
             .unwrap_or(*WRITES_BEGAN.get_or_init(Instant::now));
-        self.longest_stall = self.longest_stall.max(now - since);
+        if now - since > self.longest_stall {
+            self.longest_stall = now - since;
+            self.longest_stall_ended = since_writes_began();
+        }
         self.last_ack = Some(now);
         self.acked += 1;
     }
@@ -496,8 +501,7 @@ pub struct Verdict {
 }
 
 /// The checks at the end ([`check_all`] on every node of `clients`) and what the
-/// writers saw during the run; prints one line per writer and the first problems
-/// (prefixed with `prefix`).
+/// writers saw during the run; prints one line per writer (prefixed with `prefix`).
 pub async fn verify(
     prefix: &str,
     clients: &[Client],
@@ -525,16 +529,6 @@ pub async fn verify(
             ));
         }
     }
-    const SHOWN: usize = 40;
-    for problem in problems.iter().take(SHOWN) {
-        say(&format!("{prefix}: LOST: {problem}"));
-    }
-    if problems.len() > SHOWN {
-        say(&format!(
-            "{prefix}: ... and {} more",
-            problems.len() - SHOWN
-        ));
-    }
     Verdict {
         volatile: volatile_reports.iter().map(|r| r.acked).sum(),
         persistent: persistent_reports.iter().map(|r| r.acked).sum(),
@@ -546,4 +540,27 @@ pub async fn verify(
             .max()
             .unwrap_or_default(),
     }
+}
+
+/// Prints the first 40 of `problems`, each as `{prefix}: {label}: {problem}`.
+pub fn print_problems(prefix: &str, label: &str, problems: &[String]) {
+    const SHOWN: usize = 40;
+    for problem in problems.iter().take(SHOWN) {
+        say(&format!("{prefix}: {label}: {problem}"));
+    }
+    if problems.len() > SHOWN {
+        say(&format!(
+            "{prefix}: ... and {} more",
+            problems.len() - SHOWN
+        ));
+    }
+}
+
+/// Whether a problem is a record sequence number (RSN) lower than one read before,
+/// with a value no lower than the last acknowledged: a write that was never
+/// acknowledged was seen and then undone. (An acknowledged write lost is a problem of
+/// its own.)
+pub fn is_undone_unacknowledged(problem: &str) -> bool {
+    problem.contains(": RSN went back from ")
+        || (problem.contains(": RSN ") && problem.ends_with(" was seen"))
 }

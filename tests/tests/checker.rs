@@ -54,7 +54,8 @@ use std::time::{Duration, Instant};
 use ctdb_client::Client;
 use ctdb_protocol::flags::{dest, node as node_flags};
 use ctdb_tests::checker::{
-    say, verify, Verdict, Writers, OP_TIMEOUT, PERSISTENT_DB, VOLATILE_DB, WRITES_BEGAN,
+    print_problems, say, verify, Verdict, Writers, OP_TIMEOUT, PERSISTENT_DB, VOLATILE_DB,
+    WRITES_BEGAN,
 };
 use ctdb_tests::TestCluster;
 
@@ -352,6 +353,7 @@ async fn run_checker(plan: Plan) {
         &persistent_reports,
     )
     .await;
+    print_problems("checker", "LOST", &problems);
     say(&format!(
         "checker: {} acknowledged writes checked ({v} volatile, {p} persistent), faults: {} \
          component kills, {} node crashes, {} cuts, {} component restarts, {} lost, longest \

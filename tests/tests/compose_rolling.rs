@@ -11,7 +11,16 @@
 //! (`docker restart`: SIGTERM, then started again), node by node, the cluster healthy
 //! again before the next. At the end every acknowledged write must be on every node.
 //! Prints the acknowledged writes checked, how many were lost (must be 0) and the
-//! longest time a writer went without an acknowledged write.
+//! longest time a writer went without an acknowledged write (per writer too, with when
+//! it ended).
+//!
+//! A read that shows a record sequence number lower than an earlier read's, with a
+//! value no lower than the last acknowledged, is a write that was never acknowledged
+//! (its client saw it fail or time out) seen and then undone: a persistent commit that
+//! failed while a transport restarted, visible on its node, then rolled back by the
+//! recovery. checker.rs counts it as a problem; here it is printed (`UNDONE:`) and
+//! counted, and fails the test only with `CTDB_RS_STRICT_READS` set, since what must
+//! hold is that no acknowledged write is lost.
 //!
 //! Skipped (and passing) where docker is not usable, except in CI, where it must be.
 
@@ -21,13 +30,18 @@ use std::time::{Duration, Instant};
 
 use ctdb_client::Client;
 use ctdb_protocol::flags::{dest, INVALID_GENERATION};
-use ctdb_tests::checker::{say, verify, Verdict, Writers, PERSISTENT_DB, VOLATILE_DB};
+use ctdb_tests::checker::{
+    is_undone_unacknowledged, print_problems, say, verify, Report, Verdict, Writers, PERSISTENT_DB,
+    VOLATILE_DB, WRITES_BEGAN,
+};
 use ctdb_tests::compose::{self, ComposeCluster, Layout, COMPONENTS, NODES};
 
 const HERE: u32 = dest::CURRENT_NODE;
 const ALL: [u32; 3] = [0, 1, 2];
 /// How long the cluster may take to be healthy again.
-const SETTLE: Duration = Duration::from_secs(60);
+const SETTLE: Duration = Duration::from_secs(90);
+/// Set, the test fails on an unacknowledged write seen and then undone too.
+const STRICT: &str = "CTDB_RS_STRICT_READS";
 /// The user the containers run as.
 const NOBODY: u32 = 65534;
 
@@ -161,7 +175,7 @@ async fn acknowledged_writes_survive_a_rolling_restart_of_the_compose_cluster() 
     drop(clients);
 
     let writers = Writers::start(&nodes, vdb, pdb);
-    let writes_began = Instant::now();
+    let writes_began = *WRITES_BEGAN.get_or_init(Instant::now);
     let mut restarts = 0;
     for pnn in ALL {
         for component in COMPONENTS {
@@ -210,10 +224,21 @@ async fn acknowledged_writes_survive_a_rolling_restart_of_the_compose_cluster() 
         &persistent_reports,
     )
     .await;
-    let stalls = |reports: &[ctdb_tests::checker::Report]| -> Vec<String> {
+    let (undone, lost): (Vec<String>, Vec<String>) = problems
+        .into_iter()
+        .partition(|p| is_undone_unacknowledged(p));
+    print_problems("compose_rolling", "LOST", &lost);
+    print_problems("compose_rolling", "UNDONE", &undone);
+    let stalls = |reports: &[Report]| -> Vec<String> {
         reports
             .iter()
-            .map(|r| format!("{:.1}s", r.longest_stall.as_secs_f64()))
+            .map(|r| {
+                format!(
+                    "{:.1}s to [{:5.1}s]",
+                    r.longest_stall.as_secs_f64(),
+                    r.longest_stall_ended
+                )
+            })
             .collect()
     };
     say(&format!(
@@ -224,17 +249,25 @@ async fn acknowledged_writes_survive_a_rolling_restart_of_the_compose_cluster() 
     ));
     say(&format!(
         "compose_rolling: {} acknowledged writes checked ({v} volatile, {p} persistent), {restarts} \
-         component restarts, {} lost, longest stall of a writer {:.1}s ({:.0}s)",
+         component restarts, {} lost, {} unacknowledged writes seen and then undone, longest \
+         stall of a writer {:.1}s ({:.0}s)",
         v + p,
-        problems.len(),
+        lost.len(),
+        undone.len(),
         longest_stall.as_secs_f64(),
         began.elapsed().as_secs_f64()
     ));
     assert!(
-        problems.is_empty(),
-        "{} problems, the first: {}",
-        problems.len(),
-        problems[0]
+        lost.is_empty(),
+        "{} acknowledged writes lost or wrong, the first: {}",
+        lost.len(),
+        lost[0]
+    );
+    assert!(
+        undone.is_empty() || std::env::var_os(STRICT).is_none(),
+        "{} unacknowledged writes seen and then undone ({STRICT} is set), the first: {}",
+        undone.len(),
+        undone[0]
     );
     assert_eq!(restarts, NODES as usize * COMPONENTS.len());
     assert!(
