@@ -45,8 +45,28 @@ const STRICT: &str = "CTDB_RS_STRICT_READS";
 /// The user the containers run as.
 const NOBODY: u32 = 65534;
 
+/// The tunables of this run (they live in transport: a restarted one has the defaults
+/// again): no bans (a restart may fail recoveries, and a banned node would sit out the
+/// rest of the run), keepalives of 1 s × 3.
+const TUNABLES: [(&str, u32); 3] = [
+    ("KeepaliveInterval", 1),
+    ("KeepaliveLimit", 3),
+    ("EnableBans", 0),
+];
+
+async fn tune(c: &Client) -> Result<(), String> {
+    for (name, value) in TUNABLES {
+        c.set_tunable(HERE, name, value)
+            .await
+            .map_err(|e| format!("{name} on node {}: {e}", c.pnn()))?;
+    }
+    Ok(())
+}
+
 /// Every node of `nodes` (pnn, client socket) answers on its socket, sees all of them
 /// with no flags, is not recovering and has the same generation and a vnn map of all.
+/// Sets the tunables of every node it reaches first, so a restarted transport has them
+/// again as soon as it answers, not only once the cluster is healthy.
 async fn check(nodes: &[(u32, PathBuf)]) -> Result<Vec<Client>, String> {
     let all: Vec<u32> = nodes.iter().map(|(p, _)| *p).collect();
     let mut clients = Vec::new();
@@ -56,6 +76,7 @@ async fn check(nodes: &[(u32, PathBuf)]) -> Result<Vec<Client>, String> {
             .await
             .map_err(|_| format!("node {pnn}: connecting timed out"))?
             .map_err(|e| format!("node {pnn}: {e}"))?;
+        tune(&c).await?;
         let map = c.get_nodemap(HERE).await.map_err(|e| e.to_string())?;
         if let Some(n) = map.nodes.iter().find(|n| n.flags != 0) {
             return Err(format!(
@@ -85,9 +106,7 @@ async fn check(nodes: &[(u32, PathBuf)]) -> Result<Vec<Client>, String> {
     Ok(clients)
 }
 
-/// Waits until [`check`] passes, then sets the tunables (they live in transport: a
-/// restarted one has the defaults again): no bans (a restart may fail a recovery, and
-/// a banned node would sit out the run), keepalives of 1 s × 3.
+/// Waits until [`check`] passes.
 async fn heal(nodes: &[(u32, PathBuf)]) -> Vec<Client> {
     let deadline = Instant::now() + SETTLE;
     let clients = loop {
@@ -100,17 +119,6 @@ async fn heal(nodes: &[(u32, PathBuf)]) -> Vec<Client> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    for c in &clients {
-        for (name, value) in [
-            ("KeepaliveInterval", 1),
-            ("KeepaliveLimit", 3),
-            ("EnableBans", 0),
-        ] {
-            c.set_tunable(HERE, name, value)
-                .await
-                .unwrap_or_else(|e| panic!("{name} on node {}: {e}", c.pnn()));
-        }
-    }
     clients
 }
 
@@ -191,6 +199,20 @@ async fn acknowledged_writes_survive_a_rolling_restart_of_the_compose_cluster() 
                 compose::docker(&["restart", "-t", "10", cluster.container(&service)])
             })
             .unwrap_or_else(|e| panic!("docker restart {service}: {e}"));
+            // A restarted transport has the default tunables (bans on): set them as
+            // soon as it answers.
+            let deadline = Instant::now() + SETTLE;
+            while Instant::now() < deadline {
+                let socket = &nodes[pnn as usize].1;
+                if let Ok(Ok(c)) =
+                    tokio::time::timeout(Duration::from_secs(2), Client::connect(socket)).await
+                {
+                    if tune(&c).await.is_ok() {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             let after = tokio::task::block_in_place(|| {
                 cluster.inspect(&service, "{{.State.Status}} {{.State.StartedAt}}")
             })
