@@ -287,8 +287,11 @@ impl Default for Layout {
 /// One docker-compose cluster of [`NODES`] nodes; `down -v` when it drops.
 pub struct ComposeCluster {
     pub project: String,
-    /// The first three octets of the cluster's /24; node N is `.{11 + N}`.
+    /// The first three octets of the cluster's /24; node N is `.{11 + N}` unless moved
+    /// ([`Self::start_node`]).
     pub subnet: String,
+    /// The last octet of each node's address (`CTDB_RS_NODE<N>_HOST`).
+    hosts: Vec<u32>,
     image: String,
     layout: Layout,
     compose: (&'static str, &'static [&'static str]),
@@ -320,6 +323,7 @@ impl ComposeCluster {
             let mut cluster = ComposeCluster {
                 project,
                 subnet: format!("172.30.{third}"),
+                hosts: (0..NODES).map(|n| 11 + n).collect(),
                 image: image.to_string(),
                 layout: layout.clone(),
                 compose,
@@ -347,7 +351,8 @@ impl ComposeCluster {
     }
 
     /// The layout's configuration with a nodes file (and public addresses) for this
-    /// cluster's subnet.
+    /// cluster's subnet. A nodes file that gives the nodes by name (the services'
+    /// names, which docker's DNS resolves) is kept as it is.
     fn write_config(&self) -> Result<(), String> {
         fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
             std::fs::create_dir_all(to)?;
@@ -356,8 +361,11 @@ impl ComposeCluster {
                 let target = to.join(entry.file_name());
                 if entry.file_type()?.is_dir() {
                     // A directory with a ctdb.conf of its own is another cluster's
-                    // configuration (deploy/compose/failover/).
-                    if entry.path().join("ctdb.conf").exists() {
+                    // configuration (deploy/compose/failover/), one with a compose
+                    // file of its own a variant of the cluster (deploy/compose/rundirs/).
+                    if entry.path().join("ctdb.conf").exists()
+                        || entry.path().join("docker-compose.override.yml").exists()
+                    {
                         continue;
                     }
                     copy_dir(&entry.path(), &target)?;
@@ -370,10 +378,12 @@ impl ComposeCluster {
         }
         let dir = self.config.path();
         copy_dir(&workspace().join(self.layout.config), dir).map_err(|e| e.to_string())?;
-        let nodes: String = (0..NODES)
-            .map(|n| format!("{}\n", self.address(n)))
-            .collect();
-        std::fs::write(dir.join("nodes"), nodes).map_err(|e| e.to_string())?;
+        if !self.nodes_by_name() {
+            let nodes: String = (0..NODES)
+                .map(|n| format!("{}\n", self.address(n)))
+                .collect();
+            std::fs::write(dir.join("nodes"), nodes).map_err(|e| e.to_string())?;
+        }
         let public = dir.join("public_addresses");
         if public.exists() {
             let text = std::fs::read_to_string(&public).map_err(|e| e.to_string())?;
@@ -381,6 +391,17 @@ impl ComposeCluster {
             std::fs::write(&public, text).map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+
+    /// Whether the layout's nodes file lists the nodes by name (a line that is not an
+    /// address, a comment or empty).
+    pub fn nodes_by_name(&self) -> bool {
+        let nodes = workspace().join(self.layout.config).join("nodes");
+        std::fs::read_to_string(nodes).is_ok_and(|text| {
+            text.lines().map(str::trim).any(|l| {
+                !l.is_empty() && !l.starts_with('#') && l.parse::<std::net::IpAddr>().is_err()
+            })
+        })
     }
 
     /// Looks up the containers of the project's services again (after a test started
@@ -434,6 +455,9 @@ impl ComposeCluster {
             .env("CTDB_RS_IMAGE", &self.image)
             .env("CTDB_RS_SUBNET", &self.subnet)
             .env(self.layout.config_env, self.config.path());
+        for (pnn, host) in self.hosts.iter().enumerate() {
+            cmd.env(format!("CTDB_RS_NODE{pnn}_HOST"), host.to_string());
+        }
         for (key, value) in &self.layout.env {
             cmd.env(key, value);
         }
@@ -448,7 +472,50 @@ impl ComposeCluster {
 
     /// Node `pnn`'s address.
     pub fn address(&self, pnn: u32) -> String {
-        format!("{}.{}", self.subnet, 11 + pnn)
+        let host = self.hosts.get(pnn as usize).copied().unwrap_or(11 + pnn);
+        format!("{}.{host}", self.subnet)
+    }
+
+    /// The services of node `pnn`: `nodeN` first.
+    pub fn node_services(&self, pnn: u32) -> Vec<String> {
+        std::iter::once(format!("node{pnn}"))
+            .chain(
+                self.layout
+                    .node_services
+                    .iter()
+                    .map(|c| format!("node{pnn}-{c}")),
+            )
+            .collect()
+    }
+
+    /// Stops and removes node `pnn`'s containers (`docker-compose rm -sf`); its
+    /// volumes stay, as a StatefulSet's volume claims do.
+    pub fn remove_node(&self, pnn: u32) -> Result<(), String> {
+        let services = self.node_services(pnn);
+        let mut args = vec!["rm", "-s", "-f"];
+        args.extend(services.iter().map(String::as_str));
+        self.compose(&args, Duration::from_secs(120)).map(drop)
+    }
+
+    /// Creates and starts node `pnn`'s containers (`docker-compose up -d`) with the
+    /// address `.{host}` of the subnet (`CTDB_RS_NODE<N>_HOST`).
+    pub fn start_node(&mut self, pnn: u32, host: u32) -> Result<(), String> {
+        if let Some(h) = self.hosts.get_mut(pnn as usize) {
+            *h = host;
+        }
+        let services = self.node_services(pnn);
+        let mut args = vec!["up", "-d"];
+        args.extend(services.iter().map(String::as_str));
+        self.compose(&args, Duration::from_secs(120))?;
+        self.find_containers()
+    }
+
+    /// Node `pnn`'s address on the cluster's network as docker has it.
+    pub fn container_address(&self, pnn: u32) -> Result<String, String> {
+        self.inspect(
+            &format!("node{pnn}"),
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        )
     }
 
     /// The container of a service: `node1`, `node1-db`, ...
@@ -460,14 +527,9 @@ impl ComposeCluster {
 
     /// The containers of node `pnn`: the namespace holder first.
     pub fn node_containers(&self, pnn: u32) -> Vec<String> {
-        std::iter::once(format!("node{pnn}"))
-            .chain(
-                self.layout
-                    .node_services
-                    .iter()
-                    .map(|c| format!("node{pnn}-{c}")),
-            )
-            .map(|s| self.container(&s).to_string())
+        self.node_services(pnn)
+            .iter()
+            .map(|s| self.container(s).to_string())
             .collect()
     }
 

@@ -4,6 +4,7 @@
 //! first; `scripts/test.sh` does). Every node lives in its own temporary CTDB_BASE and
 //! is stopped when its handle drops, also when a test fails.
 
+pub mod checker;
 pub mod compose;
 pub mod samba;
 use std::path::{Path, PathBuf};

@@ -49,45 +49,20 @@
 //! cargo build --workspace --bins && CTDB_RS_CHECKER_SECS=900 cargo test -p ctdb-tests --test checker -- --nocapture
 //! ```
 
-use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use ctdb_client::{Client, ClientError};
-use ctdb_protocol::flags::{call, dest, node as node_flags};
-use ctdb_protocol::{LtdbHeader, ReqCall, Wire};
-use ctdb_tests::{local_copy, TestCluster};
+use ctdb_client::Client;
+use ctdb_protocol::flags::{dest, node as node_flags};
+use ctdb_tests::checker::{
+    print_problems, say, verify, Verdict, Writers, OP_TIMEOUT, PERSISTENT_DB, VOLATILE_DB,
+    WRITES_BEGAN,
+};
+use ctdb_tests::TestCluster;
 
 const HERE: u32 = dest::CURRENT_NODE;
 const NODES: [u32; 3] = [0, 1, 2];
 const FAULT_INJECTION: (&str, &str) = ("CTDB_RS_FAULT_INJECTION", "1");
-/// Counters per volatile writer.
-const KEYS: usize = 8;
-/// How long one read, store or commit may take before the writer gives up on it.
-const OP_TIMEOUT: Duration = Duration::from_secs(5);
-/// A writer's pause after a failed attempt.
-const RETRY_PAUSE: Duration = Duration::from_millis(100);
 const COMPONENTS: [&str; 4] = ["ctdb-db", "ctdb-recoverd", "ctdb-transport", "ctdb-eventd"];
-const VOLATILE_DB: &str = "checker.tdb";
-const PERSISTENT_DB: &str = "checker_persistent.tdb";
-
-/// Writes to the terminal even when the test harness captures output.
-fn say(line: &str) {
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-/// When the writers started (for the times in reports).
-static WRITES_BEGAN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-
-fn since_writes_began() -> f64 {
-    WRITES_BEGAN
-        .get()
-        .map_or(0.0, |t| t.elapsed().as_secs_f64())
-}
 
 /// xorshift64*: enough randomness to pick faults, and replayable from its seed.
 struct Rng(u64);
@@ -99,278 +74,6 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
     }
-}
-
-fn counter(data: &[u8]) -> u64 {
-    <[u8; 8]>::try_from(data).map_or(0, u64::from_le_bytes)
-}
-
-fn show(key: &[u8]) -> String {
-    String::from_utf8_lossy(key).into_owned()
-}
-
-/// One counter: what its writer knows of it.
-#[derive(Debug, Clone, Default)]
-struct Counter {
-    /// The last value a store or commit of it was acknowledged with.
-    acked: u64,
-    /// The highest value ever sent.
-    attempted: u64,
-    /// The highest RSN its writer read.
-    rsn: u64,
-}
-
-impl Counter {
-    /// Checks one read of the record (value, RSN) against what was written before. A
-    /// loss is reported once: what was read becomes the new baseline.
-    fn observe(&mut self, what: &str, value: u64, rsn: u64, problems: &mut Vec<String>) {
-        let what = format!("[{:5.1}s] {what}", since_writes_began());
-        if value < self.acked {
-            problems.push(format!(
-                "{what}: read {value} after {} was acknowledged (rsn {rsn})",
-                self.acked
-            ));
-            self.acked = value;
-        }
-        if value > self.attempted {
-            problems.push(format!(
-                "{what}: read {value}, never written (highest sent {})",
-                self.attempted
-            ));
-        }
-        if rsn < self.rsn {
-            problems.push(format!(
-                "{what}: RSN went back from {} to {rsn} (value {value})",
-                self.rsn
-            ));
-            self.rsn = rsn;
-        }
-        self.rsn = self.rsn.max(rsn);
-    }
-
-    /// Notes that a write of `value` was acknowledged: it must be above every value
-    /// acknowledged before (an increment made from a stale read would store a value
-    /// already acknowledged, and so lose an increment).
-    fn acknowledged(&mut self, what: &str, value: u64, problems: &mut Vec<String>) {
-        if value <= self.acked {
-            problems.push(format!(
-                "[{:5.1}s] {what}: {value} acknowledged after {} was (a lost update)",
-                since_writes_began(),
-                self.acked
-            ));
-        }
-        self.acked = self.acked.max(value);
-    }
-}
-
-/// The connection of a writer to its node, made again when it is lost.
-struct Conn {
-    socket: PathBuf,
-    client: Option<Client>,
-    reconnects: u64,
-}
-
-impl Conn {
-    fn new(socket: PathBuf) -> Self {
-        Self {
-            socket,
-            client: None,
-            reconnects: 0,
-        }
-    }
-
-    async fn get(&mut self) -> Option<Client> {
-        if self.client.is_none() {
-            if let Ok(Ok(c)) = tokio::time::timeout(OP_TIMEOUT, Client::connect(&self.socket)).await
-            {
-                self.reconnects += 1;
-                self.client = Some(c);
-            }
-        }
-        self.client.clone()
-    }
-
-    /// After a failure: the next attempt connects again (the old connection may be
-    /// dead, or stuck behind a node that stopped serving).
-    async fn failed(&mut self) {
-        self.client = None;
-        tokio::time::sleep(RETRY_PAUSE).await;
-    }
-}
-
-/// A record's header and data, read on the node behind `client` (`flags`: the call's,
-/// IMMEDIATE_MIGRATION for a volatile record, none for a persistent one, which is read
-/// where it is).
-async fn read(
-    client: &Client,
-    db: u32,
-    key: &[u8],
-    flags: u32,
-) -> Result<(LtdbHeader, Bytes), String> {
-    let reply = tokio::time::timeout(
-        OP_TIMEOUT,
-        client.call(ReqCall {
-            flags,
-            db_id: db,
-            callid: call::FETCH_WITH_HEADER_FUNC,
-            hopcount: 0,
-            key: Bytes::copy_from_slice(key),
-            calldata: Bytes::new(),
-        }),
-    )
-    .await
-    .map_err(|_| "timed out".to_string())?
-    .map_err(|e| e.to_string())?;
-    if reply.data.len() < LtdbHeader::SIZE {
-        return Err(format!("a reply of {} bytes", reply.data.len()));
-    }
-    let header =
-        LtdbHeader::from_bytes(&reply.data[..LtdbHeader::SIZE]).map_err(|e| e.to_string())?;
-    Ok((header, reply.data.slice(LtdbHeader::SIZE..)))
-}
-
-/// What a writer did and saw.
-#[derive(Default)]
-struct Report {
-    acked: u64,
-    attempts: u64,
-    failures: u64,
-    reconnects: u64,
-    /// Volatile: key -> counter; persistent: the counter key -> counter.
-    counters: BTreeMap<Vec<u8>, Counter>,
-    /// Persistent: the keys of acknowledged commits, with their values and when they
-    /// were acknowledged.
-    written: BTreeMap<Vec<u8>, (Vec<u8>, f64)>,
-    /// What reads during the run showed wrong.
-    problems: Vec<String>,
-    /// The longest time between two acknowledged writes (from the first write on).
-    longest_stall: Duration,
-    last_ack: Option<Instant>,
-}
-
-impl Report {
-    /// One more acknowledged write: counts it and the time since the one before.
-    fn ack(&mut self) {
-        let now = Instant::now();
-        let since = self
-            .last_ack
-            .unwrap_or(*WRITES_BEGAN.get_or_init(Instant::now));
-        self.longest_stall = self.longest_stall.max(now - since);
-        self.last_ack = Some(now);
-        self.acked += 1;
-    }
-}
-
-/// Increments `n{pnn}-k{i}`, round robin, until `stop`.
-async fn volatile_writer(socket: PathBuf, pnn: u32, db: u32, stop: Arc<AtomicBool>) -> Report {
-    let keys: Vec<Vec<u8>> = (0..KEYS)
-        .map(|i| format!("n{pnn}-k{i}").into_bytes())
-        .collect();
-    let mut report = Report::default();
-    let mut conn = Conn::new(socket);
-    let mut turn = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let key = &keys[turn % KEYS];
-        turn += 1;
-        let Some(client) = conn.get().await else {
-            tokio::time::sleep(RETRY_PAUSE).await;
-            continue;
-        };
-        let what = format!("volatile {} through node {pnn}", show(key));
-        let state = report.counters.entry(key.clone()).or_default();
-        let (header, data) = match read(&client, db, key, call::IMMEDIATE_MIGRATION).await {
-            Ok(r) => r,
-            Err(_) => {
-                report.failures += 1;
-                conn.failed().await;
-                continue;
-            }
-        };
-        let value = counter(&data);
-        state.observe(&what, value, header.rsn, &mut report.problems);
-        let next = value + 1;
-        state.attempted = state.attempted.max(next);
-        report.attempts += 1;
-        let stored = tokio::time::timeout(
-            OP_TIMEOUT,
-            client.compare_store(db, key, Some(&data), &next.to_le_bytes()),
-        )
-        .await;
-        match stored {
-            Ok(Ok(Ok(()))) => {
-                state.acknowledged(&what, next, &mut report.problems);
-                report.ack();
-            }
-            // Changed since the read: only an unacknowledged write of ours (or a loss)
-            // does that; the next read checks it.
-            Ok(Ok(Err(_))) => {}
-            _ => {
-                report.failures += 1;
-                conn.failed().await;
-            }
-        }
-    }
-    report.reconnects = conn.reconnects;
-    report
-}
-
-/// Commits transactions writing `p{pnn}-t{seq}` and incrementing `p{pnn}-count` until
-/// `stop`.
-async fn persistent_writer(socket: PathBuf, pnn: u32, db: u32, stop: Arc<AtomicBool>) -> Report {
-    let count_key = format!("p{pnn}-count").into_bytes();
-    let what = format!("persistent {} through node {pnn}", show(&count_key));
-    let mut report = Report::default();
-    let mut conn = Conn::new(socket);
-    let mut seq = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let Some(client) = conn.get().await else {
-            tokio::time::sleep(RETRY_PAUSE).await;
-            continue;
-        };
-        let state = report.counters.entry(count_key.clone()).or_default();
-        let (header, data) = match read(&client, db, &count_key, 0).await {
-            Ok(r) => r,
-            Err(_) => {
-                report.failures += 1;
-                conn.failed().await;
-                continue;
-            }
-        };
-        let value = counter(&data);
-        state.observe(&what, value, header.rsn, &mut report.problems);
-        seq += 1;
-        let key = format!("p{pnn}-t{seq}").into_bytes();
-        let data = format!("transaction {seq} of node {pnn}, count {}", value + 1).into_bytes();
-        let commit = async {
-            let mut t = client.transaction(db);
-            // The transaction's own read: the commit is refused if the counter changed
-            // since (TRANS3_CONFLICT).
-            let current = t.fetch(&count_key).await?.map_or(0, |d| counter(&d));
-            if current != value {
-                return Err(ClientError::Conflict);
-            }
-            t.store(&count_key, &(value + 1).to_le_bytes()).await?;
-            t.store(&key, &data).await?;
-            t.commit().await
-        };
-        state.attempted = state.attempted.max(value + 1);
-        report.attempts += 1;
-        match tokio::time::timeout(OP_TIMEOUT * 2, commit).await {
-            Ok(Ok(())) => {
-                state.acknowledged(&what, value + 1, &mut report.problems);
-                report.ack();
-                report.written.insert(key, (data, since_writes_began()));
-            }
-            // Nothing applied: run again (the next read sees why).
-            Ok(Err(ClientError::Conflict)) => {}
-            _ => {
-                report.failures += 1;
-                conn.failed().await;
-            }
-        }
-    }
-    report.reconnects = conn.reconnects;
-    report
 }
 
 /// SET_FAILPOINT `transport::cut` on the node behind `client`: cuts it off `peers`
@@ -534,117 +237,6 @@ async fn cut_one(cluster: &TestCluster, victim: u32, millis: u64) -> String {
     )
 }
 
-/// A node's copy of a database: key -> the whole record (ltdb header and data).
-type DbCopy = BTreeMap<Vec<u8>, Vec<u8>>;
-
-/// The checks at the end, on every node; what is wrong.
-async fn check_all(
-    clients: &[Client],
-    vdb: u32,
-    pdb: u32,
-    volatile: &[Report],
-    persistent: &[Report],
-) -> Vec<String> {
-    let mut problems = Vec::new();
-    let in_range = |what: String, value: u64, rsn: u64, c: &Counter, problems: &mut Vec<String>| {
-        if value < c.acked {
-            problems.push(format!("{what}: {value}, but {} was acknowledged", c.acked));
-        }
-        if value > c.attempted {
-            problems.push(format!(
-                "{what}: {value}, never written (highest sent {})",
-                c.attempted
-            ));
-        }
-        if rsn < c.rsn {
-            problems.push(format!("{what}: RSN {rsn}, but {} was seen", c.rsn));
-        }
-    };
-    let commits: u64 = persistent.iter().map(|r| r.acked).sum();
-    let mut first: Option<(u32, DbCopy)> = None;
-    for client in clients {
-        let pnn = client.pnn();
-        for report in volatile {
-            for (key, c) in &report.counters {
-                match read(client, vdb, key, call::IMMEDIATE_MIGRATION).await {
-                    Ok((h, data)) => in_range(
-                        format!("volatile {} on node {pnn}", show(key)),
-                        counter(&data),
-                        h.rsn,
-                        c,
-                        &mut problems,
-                    ),
-                    Err(e) => problems.push(format!(
-                        "volatile {} on node {pnn}: cannot read: {e}",
-                        show(key)
-                    )),
-                }
-            }
-        }
-        let copy = local_copy(client, pdb).await;
-        let value = |key: &[u8]| {
-            copy.get(key).map(|record| {
-                let (h, v) = record.split_at(LtdbHeader::SIZE.min(record.len()));
-                (LtdbHeader::from_bytes(h).map_or(0, |h| h.rsn), v.to_vec())
-            })
-        };
-        for report in persistent {
-            for (key, (data, at)) in &report.written {
-                match value(key) {
-                    Some((_, v)) if v == *data => {}
-                    Some((_, v)) => problems.push(format!(
-                        "persistent {} on node {pnn}: {:?}, but {:?} was acknowledged at \
-                         {at:.1}s",
-                        show(key),
-                        show(&v),
-                        show(data)
-                    )),
-                    None => problems.push(format!(
-                        "persistent {} on node {pnn}: missing ({:?} acknowledged at {at:.1}s)",
-                        show(key),
-                        show(data)
-                    )),
-                }
-            }
-            for (key, c) in &report.counters {
-                let (rsn, v) = value(key).unwrap_or_default();
-                in_range(
-                    format!("persistent {} on node {pnn}", show(key)),
-                    counter(&v),
-                    rsn,
-                    c,
-                    &mut problems,
-                );
-            }
-        }
-        match client.get_db_seqnum(HERE, pdb).await {
-            Ok(seqnum) if seqnum >= commits => {}
-            Ok(seqnum) => problems.push(format!(
-                "sequence number on node {pnn}: {seqnum}, but {commits} commits were acknowledged"
-            )),
-            Err(e) => problems.push(format!("GET_DB_SEQNUM on node {pnn}: {e}")),
-        }
-        match &first {
-            None => first = Some((pnn, copy)),
-            Some((other, theirs)) if *theirs != copy => {
-                let differ: Vec<String> = theirs
-                    .keys()
-                    .chain(copy.keys())
-                    .filter(|k| theirs.get(*k) != copy.get(*k))
-                    .map(|k| show(k))
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter()
-                    .collect();
-                problems.push(format!(
-                    "the persistent database of node {pnn} differs from node {other}'s at {differ:?}"
-                ));
-            }
-            Some(_) => {}
-        }
-    }
-    problems
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kills_crashes_and_cuts() {
     let run_for = Duration::from_secs(
@@ -708,24 +300,12 @@ async fn run_checker(plan: Plan) {
     assert!(e.contains("not another live node"), "{e}");
     drop(clients);
 
-    WRITES_BEGAN.get_or_init(Instant::now);
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut volatile = Vec::new();
-    let mut persistent = Vec::new();
-    for node in &cluster.nodes {
-        volatile.push(tokio::spawn(volatile_writer(
-            node.socket.clone(),
-            node.pnn,
-            vdb,
-            stop.clone(),
-        )));
-        persistent.push(tokio::spawn(persistent_writer(
-            node.socket.clone(),
-            node.pnn,
-            pdb,
-            stop.clone(),
-        )));
-    }
+    let nodes: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| (n.pnn, n.socket.clone()))
+        .collect();
+    let writers = Writers::start(&nodes, vdb, pdb);
 
     let writes_began = *WRITES_BEGAN.get_or_init(Instant::now);
     let mut faults = Faults::default();
@@ -757,50 +337,23 @@ async fn run_checker(plan: Plan) {
         }
     };
 
-    stop.store(true, Ordering::Relaxed);
-    let mut volatile_reports = Vec::new();
-    for task in volatile {
-        volatile_reports.push(task.await.expect("volatile writer"));
-    }
-    let mut persistent_reports = Vec::new();
-    for task in persistent {
-        persistent_reports.push(task.await.expect("persistent writer"));
-    }
+    let (volatile_reports, persistent_reports) = writers.stop().await;
     let clients: Vec<Client> = heal(&cluster, &NODES).await.into_iter().flatten().collect();
-    let mut problems: Vec<String> = volatile_reports
-        .iter()
-        .chain(&persistent_reports)
-        .flat_map(|r| r.problems.iter().cloned())
-        .collect();
-    problems.extend(check_all(&clients, vdb, pdb, &volatile_reports, &persistent_reports).await);
-
-    for (kind, reports) in [
-        ("volatile", &volatile_reports),
-        ("persistent", &persistent_reports),
-    ] {
-        for (pnn, r) in reports.iter().enumerate() {
-            say(&format!(
-                "checker: {kind} writer of node {pnn}: {} acknowledged of {} attempts, {} \
-                 failed or timed out, {} connections",
-                r.acked, r.attempts, r.failures, r.reconnects
-            ));
-        }
-    }
-    let v: u64 = volatile_reports.iter().map(|r| r.acked).sum();
-    let p: u64 = persistent_reports.iter().map(|r| r.acked).sum();
-    const SHOWN: usize = 40;
-    for problem in problems.iter().take(SHOWN) {
-        say(&format!("checker: LOST: {problem}"));
-    }
-    if problems.len() > SHOWN {
-        say(&format!("checker: ... and {} more", problems.len() - SHOWN));
-    }
-    let stall = volatile_reports
-        .iter()
-        .chain(&persistent_reports)
-        .map(|r| r.longest_stall)
-        .max()
-        .unwrap_or_default();
+    let Verdict {
+        volatile: v,
+        persistent: p,
+        problems,
+        longest_stall: stall,
+    } = verify(
+        "checker",
+        &clients,
+        vdb,
+        pdb,
+        &volatile_reports,
+        &persistent_reports,
+    )
+    .await;
+    print_problems("checker", "LOST", &problems);
     say(&format!(
         "checker: {} acknowledged writes checked ({v} volatile, {p} persistent), faults: {} \
          component kills, {} node crashes, {} cuts, {} component restarts, {} lost, longest \
