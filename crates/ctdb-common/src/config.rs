@@ -328,7 +328,8 @@ impl Config {
         Ok(())
     }
 
-    fn base_file(&self, name: &str) -> Option<PathBuf> {
+    /// `$CTDB_BASE/<name>`, when the configuration has a CTDB_BASE.
+    pub fn base_file(&self, name: &str) -> Option<PathBuf> {
         self.base.as_ref().map(|b| b.join(name))
     }
 

@@ -166,6 +166,40 @@ impl Tunables {
             .map(|(d, v)| (d.name, *v))
     }
 
+    /// The tunables that differ from their defaults, one `Name=value` line each (the
+    /// format of Samba's `ctdb.tunables`).
+    pub fn changed_text(&self) -> String {
+        let defaults = Tunables::default();
+        DEFS.iter()
+            .zip(self.values.iter().zip(&defaults.values))
+            .filter(|(_, (now, default))| now != default)
+            .map(|(d, (now, _))| format!("{}={now}\n", d.name))
+            .collect()
+    }
+
+    /// Applies `Name=value` lines (blank lines and `#` comments skipped); the first
+    /// line that is not one is refused with its number, and nothing after it is taken.
+    pub fn apply_text(&mut self, text: &str) -> Result<(), String> {
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let parsed = line
+                .split_once('=')
+                .and_then(|(name, value)| Some((name.trim(), value.trim().parse::<u32>().ok()?)));
+            let Some((name, value)) = parsed else {
+                return Err(format!(
+                    "line {}: expected Name=value, found {line:?}",
+                    i + 1
+                ));
+            };
+            self.set(name, value)
+                .map_err(|e| format!("line {}: {e}", i + 1))?;
+        }
+        Ok(())
+    }
+
     /// The listed (non-obsolete) tunable names, in `ctdb listvars` order.
     pub fn names() -> impl Iterator<Item = &'static str> {
         DEFS.iter().filter(|d| !d.obsolete).map(|d| d.name)
@@ -237,6 +271,28 @@ impl Tunables {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn changed_tunables_are_written_and_read_back() {
+        let mut t = Tunables::default();
+        assert_eq!(t.changed_text(), "");
+        t.set("enablebans", 0).unwrap();
+        t.set("KeepaliveInterval", 1).unwrap();
+        let text = t.changed_text();
+        assert_eq!(text, "KeepaliveInterval=1\nEnableBans=0\n");
+        let mut back = Tunables::default();
+        back.apply_text(&format!("# kept\n\n{text}")).unwrap();
+        assert_eq!(back.get("EnableBans"), Some(0));
+        assert_eq!(back.get("KeepaliveInterval"), Some(1));
+        let e = back
+            .apply_text("EnableBans=1\nNoSuchTunable=3\n")
+            .unwrap_err();
+        assert!(e.starts_with("line 2:"), "{e}");
+        assert!(back
+            .apply_text("EnableBans")
+            .unwrap_err()
+            .contains("Name=value"));
+    }
+
     use super::*;
 
     /// `ctdb listvars` of a default Samba 4.17 node.

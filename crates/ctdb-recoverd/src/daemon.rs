@@ -230,6 +230,19 @@ struct Settings {
     tickle_update: Duration,
 }
 
+/// The tunables [`Settings::read`] reads.
+const TUNABLES_READ: [&str; 9] = [
+    "RecoverInterval",
+    "RecoverTimeout",
+    "ElectionTimeout",
+    "TakeoverTimeout",
+    "RecoveryBanPeriod",
+    "RecoveryGracePeriod",
+    "EnableBans",
+    "NoIPFailback",
+    "TickleUpdateInterval",
+];
+
 impl Settings {
     /// Monitoring must not stall the loop for RecoverTimeout on one silent node: it
     /// waits ElectionTimeout at most.
@@ -237,15 +250,39 @@ impl Settings {
         self.election_timeout.min(self.recover_timeout)
     }
 
-    async fn read(client: &Client) -> Self {
+    /// The tunables as the node has them now. One that cannot be read (transport
+    /// restarting, a timeout) keeps the value last read in `seen`, and only a tunable
+    /// never read falls back to its default: a hiccup must not turn bans back on
+    /// behind an administrator who switched them off.
+    async fn read(
+        client: &Client,
+        seen: &mut std::collections::HashMap<&'static str, u32>,
+    ) -> Self {
         let defaults = Tunables::default();
+        let fallbacks: std::collections::HashMap<&'static str, u32> = TUNABLES_READ
+            .iter()
+            .map(|&name| {
+                let last = seen.get(name).copied();
+                (
+                    name,
+                    last.unwrap_or_else(|| defaults.get(name).unwrap_or(1)),
+                )
+            })
+            .collect();
+        let read = std::sync::Mutex::new(Vec::new());
         let get = |name: &'static str| {
-            let fallback = defaults.get(name).unwrap_or(1);
+            let fallback = fallbacks.get(name).copied().unwrap_or(1);
+            let read = &read;
             async move {
-                client
-                    .get_tunable(dest::CURRENT_NODE, name)
-                    .await
-                    .unwrap_or(fallback)
+                match client.get_tunable(dest::CURRENT_NODE, name).await {
+                    Ok(value) => {
+                        read.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((name, value));
+                        value
+                    }
+                    Err(_) => fallback,
+                }
             }
         };
         let (interval, timeout, election, takeover, ban, grace, bans, no_failback, tickles) = tokio::join!(
@@ -259,6 +296,7 @@ impl Settings {
             get("NoIPFailback"),
             get("TickleUpdateInterval"),
         );
+        seen.extend(read.into_inner().unwrap_or_else(|p| p.into_inner()));
         let secs = |s: u32| Duration::from_secs(u64::from(s.max(1)));
         Self {
             interval: secs(interval),
@@ -311,6 +349,8 @@ struct Session {
     majority_rules: bool,
     /// Whether we already said that a recovery waits for a majority.
     said_minority_recovery: bool,
+    /// The tunables as last read from the node (see [`Settings::read`]).
+    tunables_seen: std::collections::HashMap<&'static str, u32>,
 }
 
 impl Session {
@@ -346,12 +386,13 @@ impl Session {
             tickles_sent: Instant::now(),
             majority_rules: true,
             said_minority_recovery: false,
+            tunables_seen: std::collections::HashMap::new(),
         })
     }
 
     async fn run(&mut self) {
         loop {
-            let settings = Settings::read(&self.client).await;
+            let settings = Settings::read(&self.client, &mut self.tunables_seen).await;
             match self.round(&settings).await {
                 Ok(()) => {}
                 Err(ClientError::Disconnected) => {

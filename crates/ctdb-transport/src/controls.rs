@@ -199,10 +199,15 @@ fn answer(
         },
         SetTunable => match decode(control)? {
             ControlData::Tunable(t) => {
-                node.state()
-                    .tunables
-                    .set(&t.name, t.value)
-                    .map_err(|e| e.to_string())?;
+                let changed = {
+                    let mut state = node.state();
+                    state
+                        .tunables
+                        .set(&t.name, t.value)
+                        .map_err(|e| e.to_string())?;
+                    state.tunables.changed_text()
+                };
+                keep_tunables(node, &changed);
                 status(0)
             }
             other => return Err(format!("unexpected SET_TUNABLE payload {other:?}")),
@@ -353,6 +358,56 @@ fn exists(node: &Node, pid: u32, srvid: Option<u64>) -> i32 {
 fn set_own_flags(node: &Node, set: u32, clear: u32) -> ReplyControl {
     node.state().set_flags(node.pnn, set, clear);
     status(0)
+}
+
+/// Where transport keeps the tunables set while the node runs, so that a restarted
+/// transport has them again (the run directory lives as long as the node, as
+/// `ctdb setvar` values live as long as Samba's daemon).
+fn tunables_file(config: &ctdb_common::Config) -> std::path::PathBuf {
+    config.run_dir.join("tunables")
+}
+
+/// The tunables transport starts with: the defaults, then Samba's `ctdb.tunables` in
+/// CTDB_BASE, then those set at run time before a restart of transport.
+pub fn initial_tunables(
+    config: &ctdb_common::Config,
+) -> Result<ctdb_common::tunables::Tunables, crate::TransportError> {
+    let mut tunables = ctdb_common::tunables::Tunables::default();
+    let files = [
+        config.base_file("ctdb.tunables"),
+        Some(tunables_file(config)),
+    ];
+    for path in files.into_iter().flatten() {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(crate::TransportError::Tunables(format!(
+                    "{}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        tunables
+            .apply_text(&text)
+            .map_err(|e| crate::TransportError::Tunables(format!("{}: {e}", path.display())))?;
+        info!(file = %path.display(), "tunables read");
+    }
+    Ok(tunables)
+}
+
+/// Writes the tunables that differ from their defaults to the run directory (a new
+/// file renamed over the old one).
+fn keep_tunables(node: &Node, changed: &str) {
+    let path = tunables_file(&node.config);
+    let tmp = path.with_extension("new");
+    let written = std::fs::write(&tmp, changed).and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        warn!(
+            "cannot keep the tunables in {}: {e}; a restarted transport starts without them",
+            path.display()
+        );
+    }
 }
 
 /// The node map: every node of the nodes file with its flags.

@@ -46,6 +46,8 @@ use crate::state::NodeState;
 pub enum TransportError {
     #[error("configuration: {0}")]
     Config(#[from] ctdb_common::ConfigError),
+    #[error("tunables: {0}")]
+    Tunables(String),
     #[error("cannot listen on {path}: {source}")]
     Listen {
         path: String,
@@ -174,6 +176,7 @@ pub async fn run_with(
         .duration_since(UNIX_EPOCH)
         .map_or(1, |d| d.as_secs());
 
+    let tunables = controls::initial_tunables(&config)?;
     let (loopback, mut looped) = ctdb_rpc::queue::queue::<Bytes>(peers::PEER_LIMIT);
     let node = Arc::new_cyclic(|weak: &std::sync::Weak<Node>| {
         let sink: Arc<dyn Deliver> = Arc::new(WeakSink(weak.clone()));
@@ -184,7 +187,8 @@ pub async fn run_with(
                 None => (owner, links::start(owner, &config.run_dir, sink.clone())),
             })
             .collect();
-        let state = NodeState::new(config.nodes.len(), pnn, &deleted, debug_level);
+        let mut state = NodeState::new(config.nodes.len(), pnn, &deleted, debug_level);
+        state.tunables = tunables;
         let published = watch::Sender::new(ctdb_rpc::NodeStates {
             flags: state.flags.clone(),
             generation: state.generation,
