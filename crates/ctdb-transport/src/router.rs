@@ -68,6 +68,11 @@ impl Node {
         destnode == dest::CURRENT_NODE || destnode == self.pnn
     }
 
+    /// Whether `pnn` is this node or a node of the nodes file.
+    pub(crate) fn is_node(&self, pnn: u32) -> bool {
+        pnn == self.pnn || self.mesh.peer(pnn).is_some()
+    }
+
     /// The nodes a packet for `destnode` goes to, this one included where it is one.
     pub(crate) fn targets(&self, destnode: u32) -> Vec<u32> {
         if self.is_local(destnode) {
@@ -459,6 +464,14 @@ impl Node {
                 }) => self.deliver_message(m.srvid, &frame.bytes),
                 _ => warn!(peer = pnn, "bad message from node {pnn}"),
             },
+            Some(Operation::ReqCall) if !self.is_node(header.srcnode) => {
+                // A call sent on keeps its asker's srcnode: the record goes there.
+                warn!(
+                    peer = pnn,
+                    srcnode = header.srcnode,
+                    "REQ_CALL from node {pnn} names no node of this cluster as its asker; dropped"
+                );
+            }
             Some(
                 Operation::ReqCall
                 | Operation::ReplyCall
@@ -533,10 +546,15 @@ impl Node {
                 }
             }
             Some(Operation::ReqMessage) => self.send_message(frame, &|| owner.name().to_string()),
-            _ => {
+            op => {
+                // A REQ_CALL db sends on keeps its asker's srcnode, as CTDB's lmaster
+                // does: the dmaster migrates the record to the asker directly.
+                let keep_srcnode = op == Some(Operation::ReqCall);
                 for pnn in self.targets(header.destnode) {
                     let mut p = frame.bytes.to_vec();
-                    patch(&mut p, SRCNODE, self.pnn);
+                    if !keep_srcnode {
+                        patch(&mut p, SRCNODE, self.pnn);
+                    }
                     if dest::is_broadcast(header.destnode) {
                         patch(&mut p, DESTNODE, pnn);
                     }
