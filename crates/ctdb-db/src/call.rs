@@ -28,8 +28,9 @@
 //! comes (a local client's at any node, and another node's at the lmaster when the
 //! record is on its way to the lmaster's own client). A node the lmaster sent a call to
 //! but that no longer holds the record returns it to the lmaster, which learnt where it
-//! went first (the REQ_DMASTER came on the same link before it). Node packets of another generation are
-//! dropped; a new vnn map runs the local clients' calls sent on in the old one again.
+//! went first (the REQ_DMASTER came on the same link before it). Node packets of
+//! another generation are dropped; a new vnn map runs the local clients' calls sent on
+//! in the old one again.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -383,7 +384,13 @@ impl DbDaemon {
         if !origin.is_local() && !own {
             // Another node's call at its lmaster: on to the dmaster as it came (its
             // srcnode and reqid), which migrates the record to the asker directly.
-            tracing::debug!(db = %db.name, dest, srcnode = origin.srcnode, hopcount = forward.hopcount, "sending a call on");
+            tracing::debug!(
+                db = %db.name,
+                dest,
+                srcnode = origin.srcnode,
+                hopcount = forward.hopcount,
+                "sending a call on"
+            );
             return self.send_node(
                 out,
                 dest,
