@@ -16,18 +16,21 @@
 //! dmaster stores it with a higher RSN and runs the call. A dmaster that is also the
 //! lmaster sends REPLY_DMASTER itself.
 //!
-//! Unlike Samba, a forwarded REQ_CALL cannot keep the asker's srcnode: transport stamps
-//! its own pnn on every packet a node sends. So the lmaster relays: it sends the call on
-//! under a reqid of its own (pnn in the top byte), the dmaster migrates the record to
-//! the lmaster (REQ_DMASTER to itself, taken at once), and the lmaster hands it on to
-//! the asker with the asker's reqid (REPLY_DMASTER). On the wire that is still Samba's
-//! four packets. Replies and errors for a relayed call go back the same way.
+//! A forwarded REQ_CALL keeps the asker's srcnode and reqid, as CTDB's does: the lmaster
+//! sends it on to the dmaster it has on record (hopcount + 1) and keeps nothing of it;
+//! the dmaster migrates the record straight to the asker (REQ_DMASTER to the lmaster,
+//! which sends REPLY_DMASTER to the asker under the asker's reqid) and answers errors
+//! to the asker directly. A call whose lmaster is a third node so costs four node
+//! packets (asker → lmaster → dmaster → lmaster → asker) and the lmaster stores the
+//! record once (it names the new dmaster), never holding it itself on the way.
 //!
 //! Calls for a record on its way here wait behind it and run in arrival order when it
-//! comes (a local client's at any node, another node's at the lmaster, which so moves a
-//! record for one call at a time). A node the lmaster sent a call to but that no longer
-//! holds the record returns it to the lmaster. Node packets of another generation are
-//! dropped; a new vnn map runs the local clients' calls sent on in the old one again.
+//! comes (a local client's at any node, and another node's at the lmaster when the
+//! record is on its way to the lmaster's own client). A node the lmaster sent a call to
+//! but that no longer holds the record returns it to the lmaster, which learnt where it
+//! went first (the REQ_DMASTER came on the same link before it). Node packets of
+//! another generation are dropped; a new vnn map runs the local clients' calls sent on
+//! in the old one again.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -226,6 +229,7 @@ impl DbDaemon {
     }
 
     /// Hands `body` to transport for node `destnode` (our own pnn loops back to us).
+    /// `srcnode` is this node, or the asker of a REQ_CALL sent on: transport keeps it.
     fn send_node(&self, out: &Outbox, destnode: u32, srcnode: u32, reqid: u32, body: Body) {
         let packet = Packet {
             generation: self.vnn_map.generation,
@@ -280,13 +284,23 @@ impl DbDaemon {
             return self.defer(out, &origin, &db, envelope);
         }
 
-        // A call this node sent on (its reqid) come back: never queued behind itself.
+        // A call this node sent on (its srcnode and reqid) come back: never queued
+        // behind itself.
         let own = !origin.is_local()
-            && origin.reqid >> 24 == self.pnn & 0xff
+            && origin.srcnode == self.pnn
             && self.pending.contains_key(&origin.reqid);
+        if !origin.is_local() && origin.srcnode == self.pnn && !own {
+            // A call of ours that nobody waits for any more (run again after a
+            // recovery): migrating the record to ourselves would only go round.
+            tracing::debug!(
+                reqid = origin.reqid,
+                "dropping a call of ours nobody waits for"
+            );
+            return;
+        }
         let lmaster = self.lmaster(&call.key);
         // Local calls wait for a record on its way here; so do calls from other nodes at
-        // the lmaster, which so passes a record on one call at a time. Anywhere else a
+        // the lmaster (a record in flight there is for its own client). Anywhere else a
         // node's call is sent on at once: waiting there could wait for the lmaster.
         if db.is_volatile() && !own && (origin.is_local() || lmaster == self.pnn) {
             if let Some(flight) = self.in_flight.get_mut(&(call.db_id, call.key.clone())) {
@@ -327,17 +341,27 @@ impl DbDaemon {
             return;
         }
 
+        // As CTDB: the asker's node sends its client's call with hopcount 0, and each
+        // node that sends it on counts one more.
         let hops = call.hopcount;
         let mut forward = call;
-        forward.hopcount = hops.saturating_add(1);
-        self.stats.max_hop_count = self.stats.max_hop_count.max(u64::from(forward.hopcount));
+        forward.hopcount = if origin.is_local() {
+            0
+        } else {
+            hops.saturating_add(1)
+        };
 
         if !origin.is_local() && !own && lmaster != self.pnn {
             // The lmaster sent it here, but the record has left: back to the lmaster,
-            // which learns where it went first (REQ_DMASTER came on the same link) and
-            // which alone can answer its asker (the reqid is the lmaster's).
+            // which learnt where it went first (REQ_DMASTER came on the same link).
             tracing::debug!(db = %db.name, lmaster, "returning a call to the lmaster");
-            return self.send_node(out, lmaster, self.pnn, origin.reqid, Body::ReqCall(forward));
+            return self.send_node(
+                out,
+                lmaster,
+                origin.srcnode,
+                origin.reqid,
+                Body::ReqCall(forward),
+            );
         }
         if hops >= MAX_HOPCOUNT {
             let msg = format!(
@@ -357,33 +381,40 @@ impl DbDaemon {
         } else {
             lmaster
         };
+        if !origin.is_local() && !own {
+            // Another node's call at its lmaster: on to the dmaster as it came (its
+            // srcnode and reqid), which migrates the record to the asker directly.
+            tracing::debug!(
+                db = %db.name,
+                dest,
+                srcnode = origin.srcnode,
+                hopcount = forward.hopcount,
+                "sending a call on"
+            );
+            return self.send_node(
+                out,
+                dest,
+                origin.srcnode,
+                origin.reqid,
+                Body::ReqCall(forward),
+            );
+        }
         let reqid = if own {
             origin.reqid
         } else {
-            // Transport sends every packet with this node as srcnode, so whoever this
-            // call reaches migrates the record here: this node passes it on to the
-            // node that asked (a relay, at the lmaster) or runs the call (its client).
-            let asker = if origin.is_local() {
-                Asker::Client {
-                    client: origin.client,
-                    reqid: origin.reqid,
-                }
-            } else {
-                Asker::Node {
-                    pnn: origin.srcnode,
-                    reqid: origin.reqid,
-                }
-            };
             let reqid = self.alloc_reqid();
             self.pending.insert(
                 reqid,
                 PendingCall {
-                    asker,
+                    asker: Asker::Client {
+                        client: origin.client,
+                        reqid: origin.reqid,
+                    },
                     db_id: forward.db_id,
                     key: forward.key.clone(),
                     call: forward.clone(),
                     started,
-                    envelope: origin.is_local().then_some(envelope),
+                    envelope: Some(envelope),
                 },
             );
             self.in_flight.insert(
@@ -399,8 +430,8 @@ impl DbDaemon {
         self.send_node(out, dest, self.pnn, reqid, Body::ReqCall(forward));
     }
 
-    /// The record of pending call `reqid` is here: run the call for a local client, or
-    /// pass the record on to the node that asked.
+    /// The record of pending call `reqid` is here: run the call for the local client, or
+    /// note it for vacuuming.
     fn serve_pending(&mut self, db: &DbInfo, reqid: u32, record: Record, out: &Outbox) {
         let Some(p) = self.pending.get(&reqid) else {
             return;
@@ -419,22 +450,6 @@ impl DbDaemon {
                 if let Some(p) = self.pending.remove(&reqid) {
                     self.vacuums.fetch_done();
                     self.drain(reqid, p.db_id, p.key, out);
-                }
-            }
-            Asker::Node { pnn, reqid: theirs } => {
-                let to = Origin {
-                    client: 0,
-                    from_node: pnn,
-                    srcnode: pnn,
-                    reqid: theirs,
-                };
-                match self.migrate(db, &call.key, record, &to, out) {
-                    Ok(()) => {
-                        if let Some(p) = self.pending.remove(&reqid) {
-                            self.drain(reqid, p.db_id, p.key, out);
-                        }
-                    }
-                    Err(msg) => self.complete_pending(reqid, Err(msg), out),
                 }
             }
         }
@@ -798,12 +813,6 @@ impl DbDaemon {
                     reqid,
                 }
             }
-            Asker::Node { pnn, reqid } => Origin {
-                client: 0,
-                from_node: pnn,
-                srcnode: pnn,
-                reqid,
-            },
             Asker::Vacuum => {
                 // Refused or failed: the record stays where it is for now.
                 self.vacuums.fetch_done();
@@ -895,8 +904,6 @@ pub const MAX_HOPCOUNT: u32 = 64;
 enum Asker {
     /// A local client and its reqid: runs the call here.
     Client { client: u64, reqid: u32 },
-    /// Another node and its reqid: the record is passed on to it.
-    Node { pnn: u32, reqid: u32 },
     /// This node's vacuuming, bringing an empty record home (VACUUM_FETCH).
     Vacuum,
 }

@@ -1306,7 +1306,10 @@ fn a_pull_merge_wipe_push_cycle_between_two_nodes_converges() {
     a.control_ok(Opcode::SetRecmode, &recmode::NORMAL.to_le_bytes());
     a.control_ok(Opcode::Thaw, &[]);
     // Node a hands the record over to b, which answers its client.
-    let mut net = Net { nodes: vec![a, b] };
+    let mut net = Net {
+        nodes: vec![a, b],
+        log: Vec::new(),
+    };
     net.deliver(1, forward_env);
     let (client_replies, _) = net.pump();
     assert_eq!(client_replies.len(), 1, "{client_replies:?}");
@@ -1446,6 +1449,8 @@ fn a_persistent_push_is_flushed_and_survives_reopening() {
 /// 0 goes to the daemon its header's destnode names, from the emitter's pnn.
 struct Net {
     nodes: Vec<Harness>,
+    /// Every node-to-node packet delivered, in order.
+    log: Vec<Packet>,
 }
 
 const MIGRATION_GEN: u32 = 0x0bad_cafe;
@@ -1471,13 +1476,20 @@ impl Net {
             h.control_ok(Opcode::SetRecmode, &recmode::NORMAL.to_le_bytes());
             nodes.push(h);
         }
-        Self { nodes }
+        Self {
+            nodes,
+            log: Vec::new(),
+        }
     }
 
-    /// As transport: the packet goes with the emitter as its srcnode.
+    /// As transport: the packet goes with the emitter as its srcnode, but a REQ_CALL
+    /// sent on keeps its asker's.
     fn deliver(&mut self, from: u32, env: Envelope) {
         let mut p = Packet::from_slice(&env.packet).unwrap();
-        p.srcnode = from;
+        if !matches!(p.body, Body::ReqCall(_)) {
+            p.srcnode = from;
+        }
+        self.log.push(p.clone());
         self.nodes[p.destnode as usize].send_raw(0, from, p.to_bytes());
     }
 
@@ -1565,11 +1577,13 @@ fn a_remote_record_migrates_in_four_packets() {
     let (mut net, key) = three_nodes_with_record();
     let reqid = net.client_call(2, callid::FETCH_WITH_HEADER_FUNC, &key);
     let (clients, wire) = net.pump();
+    // CTDB's flow: the lmaster sends the call on as it came (srcnode 2), the dmaster
+    // hands the record to node 2 through the lmaster.
     assert_eq!(
         wire,
         vec![
             (ReqCall, 2, 1),
-            (ReqCall, 1, 0),
+            (ReqCall, 2, 0),
             (ReqDmaster, 0, 1),
             (ReplyDmaster, 1, 2),
         ]
@@ -1581,19 +1595,14 @@ fn a_remote_record_migrates_in_four_packets() {
     assert_eq!(data, b"value");
     assert_eq!(header.dmaster, 2);
     assert!(header.rsn > 5, "{header:?}");
-    // Node 2 is dmaster and the lmaster knows it. The old dmaster handed the record to
-    // the lmaster (the srcnode it saw: transport stamps its own pnn on every packet),
-    // which passed it on: its copy names node 1, which sends calls on to node 2.
-    for (node, dmaster) in [(0, 1), (1, 2), (2, 2)] {
+    // Node 2 is dmaster and every copy names it: the old dmaster's (which gave it
+    // away), the lmaster's (which sends calls on to it) and its own.
+    for node in 0..3 {
         let (h, d) = net.stored(node, &key).unwrap();
-        assert_eq!(
-            (h.dmaster, d.as_slice()),
-            (dmaster, &b"value"[..]),
-            "node {node}"
-        );
+        assert_eq!((h.dmaster, d.as_slice()), (2, &b"value"[..]), "node {node}");
     }
     assert!(net.stored(2, &key).unwrap().0.rsn > header.rsn);
-    assert_eq!(net.nodes[1].daemon.stats().max_hop_count, 2);
+    assert_eq!(net.nodes[0].daemon.stats().max_hop_count, 1);
     assert_eq!(net.nodes[2].daemon.remote_calls(), 0);
 
     // A second call on node 2 is local, and the RSN keeps growing.
@@ -1612,7 +1621,7 @@ fn a_remote_record_migrates_in_four_packets() {
         wire,
         vec![
             (ReqCall, 0, 1),
-            (ReqCall, 1, 2),
+            (ReqCall, 0, 2),
             (ReqDmaster, 2, 1),
             (ReplyDmaster, 1, 0),
         ]
@@ -1620,6 +1629,121 @@ fn a_remote_record_migrates_in_four_packets() {
     let (h0, _) = fetched_header(&clients[0].1);
     assert_eq!(h0.dmaster, 0);
     assert!(h0.rsn > h2.rsn);
+}
+
+/// The packets of a migration whose asker (2), lmaster (1) and dmaster (0) are three
+/// nodes, field by field: CTDB's flow, where every packet carries the asker's reqid,
+/// the lmaster sends the call on with the asker's srcnode and one more hop, keeps no
+/// state of its own for it and stores the record once, naming the new dmaster.
+#[test]
+fn a_call_sent_on_keeps_the_askers_srcnode_and_reqid() {
+    use Operation::*;
+    let (mut net, key) = three_nodes_with_record();
+    let reqid = net.client_call(2, callid::FETCH_WITH_HEADER_FUNC, &key);
+    let (clients, _) = net.pump();
+    let seen: Vec<(Operation, u32, u32, u32, Option<u32>)> = net
+        .log
+        .iter()
+        .map(|p| {
+            let hops = match &p.body {
+                Body::ReqCall(c) => Some(c.hopcount),
+                _ => None,
+            };
+            (p.body.operation(), p.srcnode, p.destnode, p.reqid, hops)
+        })
+        .collect();
+    let r = net.log[0].reqid;
+    assert_eq!(
+        seen,
+        vec![
+            (ReqCall, 2, 1, r, Some(0)),
+            (ReqCall, 2, 0, r, Some(1)),
+            (ReqDmaster, 0, 1, r, None),
+            (ReplyDmaster, 1, 2, r, None),
+        ]
+    );
+    // The reqid on the wire is node 2's own (its pnn in the top byte), not the client's.
+    assert_eq!(net.log[0].reqid >> 24, 2);
+    assert_ne!(net.log[0].reqid, reqid);
+    match &net.log[2].body {
+        Body::ReqDmaster(r) => assert_eq!((r.dmaster, r.rsn), (2, 5)),
+        other => panic!("expected REQ_DMASTER, got {other:?}"),
+    }
+    match &net.log[3].body {
+        Body::ReplyDmaster(r) => assert_eq!((r.rsn, &r.data[..]), (5, &b"value"[..])),
+        other => panic!("expected REPLY_DMASTER, got {other:?}"),
+    }
+    // The lmaster never held the record: its copy keeps the old dmaster's RSN, and
+    // node 2 bumps it once on taking it and once for the call (a relay through the
+    // lmaster would have bumped it there too).
+    assert_eq!(net.stored(1, &key).unwrap().0, hdr(5, 2));
+    let (header, _) = fetched_header(&clients[0].1);
+    assert_eq!(header.rsn, 6);
+    assert_eq!(net.stored(2, &key).unwrap().0.rsn, 7);
+    for node in 0..3 {
+        assert_eq!(net.nodes[node].daemon.remote_calls(), 0, "node {node}");
+    }
+    assert_eq!(net.nodes[0].daemon.stats().max_hop_count, 1);
+    assert_eq!(net.nodes[0].daemon.stats().node_req_call, 1);
+    assert_eq!(net.nodes[1].daemon.stats().node_req_call, 1);
+}
+
+/// The dmaster answers an error to the asker itself, not through the lmaster.
+#[test]
+fn the_dmaster_answers_errors_to_the_asker_directly() {
+    use Operation::*;
+    // Node 0, the dmaster the lmaster names, does not know the database.
+    let mut net = Net::new(3, &[1, 2]);
+    let key = key_with_lmaster(&net, 1);
+    net.nodes[1].put_record(VOL_ID, &key, hdr(5, 0), b"value");
+    net.nodes[2].put_record(VOL_ID, &key, hdr(5, 0), b"value");
+    let reqid = net.client_call(2, callid::FETCH_FUNC, &key);
+    let (clients, wire) = net.pump();
+    assert_eq!(
+        wire,
+        vec![(ReqCall, 2, 1), (ReqCall, 2, 0), (ReplyError, 0, 2)]
+    );
+    assert_eq!(clients.len(), 1);
+    let (node, p) = &clients[0];
+    assert_eq!((*node, p.reqid, p.destnode), (2, reqid, 0));
+    assert!(
+        matches!(&p.body, Body::ReplyError(e) if String::from_utf8_lossy(&e.msg).contains("Unknown database"))
+    );
+    assert_eq!(net.nodes[2].daemon.remote_calls(), 0);
+}
+
+/// Two nodes ask the lmaster for the same record at once: both calls go on to the
+/// dmaster as they came; the second finds the record gone and returns to the
+/// lmaster, which by then knows the first asker holds it (the REQ_DMASTER came on
+/// the same link before), and sends it there.
+#[test]
+fn concurrent_askers_are_served_one_after_the_other_without_a_relay() {
+    use Operation::*;
+    let mut net = Net::new(4, &[0, 1, 2, 3]);
+    let key = key_with_lmaster(&net, 1);
+    for h in &mut net.nodes {
+        h.put_record(VOL_ID, &key, hdr(5, 0), b"value");
+    }
+    let first = net.client_call(2, callid::FETCH_FUNC, &key);
+    let second = net.client_call(3, callid::FETCH_FUNC, &key);
+    let (clients, wire) = net.pump();
+    let mut got: Vec<(u32, u32)> = clients.iter().map(|(n, p)| (*n, p.reqid)).collect();
+    got.sort_unstable();
+    assert_eq!(got, vec![(2, first), (3, second)]);
+    for (_, p) in &clients {
+        assert!(
+            matches!(&p.body, Body::ReplyCall(r) if &r.data[..] == b"value"),
+            "{p:?}"
+        );
+    }
+    // Node 3's call went round once more than node 2's, and the record ends at node 3.
+    assert!(wire.contains(&(ReqCall, 3, 0)), "{wire:?}");
+    assert!(wire.contains(&(ReqCall, 3, 2)), "{wire:?}");
+    assert_eq!(net.stored(1, &key).unwrap().0.dmaster, 3);
+    assert_eq!(net.stored(3, &key).unwrap().0.dmaster, 3);
+    for node in 0..4 {
+        assert_eq!(net.nodes[node].daemon.remote_calls(), 0, "node {node}");
+    }
 }
 
 #[test]

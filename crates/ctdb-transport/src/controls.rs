@@ -81,8 +81,8 @@ fn timeval(t: Option<SystemTime>) -> Timeval {
 }
 
 /// Notes what passes through to other owners that transport must know about.
-pub fn observe(node: &Node, control: &ReqControl) {
-    match control.opcode {
+pub fn observe(node: &Node, opcode: Opcode) {
+    match opcode {
         Opcode::StartRecovery => node.state().last_recovery_started = Some(SystemTime::now()),
         Opcode::EndRecovery => {
             let mut state = node.state();

@@ -13,6 +13,7 @@
 
 pub mod clients;
 mod controls;
+mod dispatch;
 pub mod forward;
 pub mod links;
 mod membership;
@@ -274,7 +275,7 @@ struct WeakSink(std::sync::Weak<Node>);
 impl Deliver for WeakSink {
     fn deliver_from(&self, owner: Owner, envelope: Envelope) {
         if let Some(node) = self.0.upgrade() {
-            node.deliver_from(owner, envelope);
+            node.from_component(owner, envelope);
         }
     }
     fn state_changed(&self, owner: Owner, state: ctdb_rpc::ComponentState) {

@@ -128,6 +128,9 @@ pub fn apply(node: &Arc<Node>, nodes: &[NodeEntry]) -> Result<(), String> {
             data: Bytes::new(),
         }),
     };
-    node.deliver_message(srvid::RELOAD_NODES, &message.to_bytes());
+    node.carry_out(vec![crate::router::Action::Message {
+        srvid: srvid::RELOAD_NODES,
+        packet: Bytes::from(message.to_bytes()),
+    }]);
     Ok(())
 }

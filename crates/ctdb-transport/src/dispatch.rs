@@ -1,0 +1,242 @@
+//! Carries the [`Router`]'s actions out: the one place where a routed packet meets a
+//! socket (a client's, the mesh's, a component's link) or transport's own handlers.
+//! The connections call in here with each frame they read.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ctdb_protocol::packet::{Header, Operation};
+use ctdb_protocol::{Frame, ReplyControl};
+use ctdb_rpc::Envelope;
+use tracing::{debug, info, warn};
+
+use crate::forward::ForwardTable;
+use crate::router::{Action, Router, View};
+use crate::routing::{self, Owner};
+use crate::{controls, Node};
+
+impl View for Node {
+    fn generation(&self) -> u32 {
+        self.state().generation
+    }
+
+    fn broadcast_targets(&self, destnode: u32) -> Vec<u32> {
+        routing::targets(destnode, self.pnn, &self.state().flags)
+    }
+
+    fn is_node(&self, pnn: u32) -> bool {
+        pnn == self.pnn || self.mesh.peer(pnn).is_some()
+    }
+
+    fn is_connected(&self, pnn: u32) -> bool {
+        self.mesh.is_connected(pnn)
+    }
+
+    fn control_timeout(&self) -> Duration {
+        Duration::from_secs(u64::from(self.state().tunables.control_timeout().max(1)))
+    }
+
+    fn forwarded(&self) -> MutexGuard<'_, ForwardTable> {
+        self.forwarded_table()
+    }
+}
+
+impl Node {
+    pub(crate) fn router(&self) -> Router {
+        Router {
+            pnn: self.pnn,
+            max_packet_len: self.max_packet_len,
+        }
+    }
+
+    /// A REPLY_CONTROL for the request `req`, to the client `client`.
+    pub(crate) fn reply_control(self: &Arc<Self>, client: u64, req: &Header, reply: ReplyControl) {
+        let action = self.router().reply_control(&**self, client, req, reply);
+        self.carry_out(vec![action]);
+    }
+
+    /// Routes one packet from local client `client`.
+    pub(crate) fn from_client(self: &Arc<Self>, client: u64, frame: Frame) {
+        let stats = &self.stats;
+        stats.client_packets_recv.fetch_add(1, Ordering::Relaxed);
+        let header = frame.header;
+        let _span = tracing::debug_span!(
+            "client packet",
+            client,
+            reqid = header.reqid,
+            operation = header.operation
+        )
+        .entered();
+        let counter = match Operation::from_u32(header.operation) {
+            Some(Operation::ReqControl) => Some(&stats.client_req_control),
+            Some(Operation::ReqCall) => Some(&stats.client_req_call),
+            Some(Operation::ReqMessage) => Some(&stats.client_req_message),
+            _ => None,
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        let actions = self.router().client_packet(&**self, client, frame);
+        self.carry_out(actions);
+    }
+
+    /// Routes one packet from node `pnn` (this node's own pnn: the loopback).
+    pub(crate) fn from_peer(self: &Arc<Self>, pnn: u32, frame: Frame) {
+        if pnn != self.pnn {
+            self.stats.node_packets_recv.fetch_add(1, Ordering::Relaxed);
+        }
+        if frame.header.operation == Operation::ReqKeepalive as u32 {
+            self.stats
+                .keepalive_packets_recv
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let actions = self.router().peer_packet(&**self, pnn, frame);
+        self.carry_out(actions);
+    }
+
+    /// Routes what component `owner` sent.
+    pub(crate) fn from_component(self: &Arc<Self>, owner: Owner, envelope: Envelope) {
+        let actions = self.router().component_packet(&**self, owner, envelope);
+        self.carry_out(actions);
+    }
+
+    /// Node `pnn` went away: what waited for it gets an error now, and this node asks
+    /// for a recovery (see [`Router::node_lost`]).
+    pub(crate) fn node_lost(&self, pnn: u32) {
+        let actions = self.router().node_lost(self, pnn);
+        if actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Component {
+                    owner: Owner::Db,
+                    ..
+                }
+            )
+        }) && self.link(Owner::Db).is_some()
+        {
+            info!(
+                peer = pnn,
+                "connection to node {pnn} lost: asking for a recovery"
+            );
+        }
+        self.carry(actions, None);
+    }
+
+    /// Controls whose reply did not come within ControlTimeout get an error.
+    pub(crate) fn expire_forwarded(&self) {
+        let actions = self.router().expire(self, Instant::now());
+        self.carry(actions, None);
+    }
+
+    pub(crate) fn forwarded_table(&self) -> MutexGuard<'_, ForwardTable> {
+        self.forwarded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues a packet for node `pnn` (this node: the loopback); false when it cannot
+    /// go now.
+    pub(crate) fn send_to_node(&self, pnn: u32, packet: Bytes) -> bool {
+        if pnn == self.pnn {
+            return match self.loopback.send(packet) {
+                Ok(()) => true,
+                Err(e) => {
+                    if matches!(e, ctdb_rpc::queue::Refused::Full(_)) {
+                        warn!("the loopback is full: packet to this node dropped");
+                    }
+                    false
+                }
+            };
+        }
+        let sent = self.mesh.send(pnn, packet);
+        if sent {
+            self.stats.node_packets_sent.fetch_add(1, Ordering::Relaxed);
+        } else {
+            debug!(peer = pnn, "node {pnn} is not connected; packet dropped");
+        }
+        sent
+    }
+
+    /// Does what the router asked, in order.
+    pub(crate) fn carry_out(self: &Arc<Self>, actions: Vec<Action>) {
+        self.carry(actions, Some(self));
+    }
+
+    /// As [`carry_out`](Self::carry_out); `this` runs transport's own controls, which
+    /// only the routes of client and peer packets ask for.
+    fn carry(&self, actions: Vec<Action>, this: Option<&Arc<Self>>) {
+        for action in actions {
+            self.carry_one(action, this);
+        }
+    }
+
+    fn carry_one(&self, action: Action, this: Option<&Arc<Self>>) {
+        match action {
+            Action::Client { client, packet } => {
+                self.stats
+                    .client_packets_sent
+                    .fetch_add(1, Ordering::Relaxed);
+                self.clients.send(client, packet);
+            }
+            Action::Node {
+                pnn,
+                packet,
+                forwarded,
+            } => {
+                if !self.send_to_node(pnn, packet) {
+                    if let Some(reqid) = forwarded {
+                        let error = self.router().not_sent(self, reqid, pnn);
+                        self.carry(error.into_iter().collect(), this);
+                    }
+                }
+            }
+            Action::Component {
+                owner,
+                envelope,
+                hold,
+                otherwise,
+            } => {
+                let sent = self.link(owner).is_some_and(|link| {
+                    if hold {
+                        link.send_or_hold(envelope)
+                    } else {
+                        link.send(envelope)
+                    }
+                });
+                if !sent {
+                    match otherwise {
+                        Some(instead) => self.carry_one(*instead, this),
+                        None => debug!(
+                            component = owner.name(),
+                            "{} is down: packet dropped",
+                            owner.name()
+                        ),
+                    }
+                }
+            }
+            Action::Message { srvid, packet } => {
+                let n = self.clients.deliver(srvid, &packet);
+                debug!(srvid = format_args!("{srvid:#x}"), delivered = n, "message");
+            }
+            Action::Control {
+                client,
+                header,
+                control,
+            } => match this {
+                Some(node) => controls::handle(node, client, &header, control),
+                None => warn!(opcode = %control.opcode, "a control to answer where none can be"),
+            },
+            Action::Observe(opcode) => controls::observe(self, opcode),
+        }
+    }
+}
+
+impl Node {
+    /// A component published its state (`WatchState`): ctdb-db's generation is the
+    /// generation of the packets transport makes itself.
+    pub(crate) fn state_changed(&self, owner: Owner, state: ctdb_rpc::ComponentState) {
+        if owner == Owner::Db {
+            self.state().generation = state.generation;
+        }
+    }
+}
