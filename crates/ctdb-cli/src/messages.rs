@@ -76,37 +76,6 @@ pub fn smb_strtoul(s: &str) -> Result<u64, i32> {
     u64::from_str_radix(&digits[..len], radix).map_err(|_| ERANGE)
 }
 
-/// C's `strtoull(s, NULL, 0)`: leading blanks, a sign, `0x` hex or leading-0 octal,
-/// trailing text ignored; no digits read as 0, overflow as the largest value, and a
-/// negative number wraps.
-pub fn c_strtoull(s: &str) -> u64 {
-    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
-    let (negative, t) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let (radix, digits) = match t.get(..2) {
-        Some("0x") | Some("0X") if t[2..].starts_with(|c: char| c.is_ascii_hexdigit()) => {
-            (16, &t[2..])
-        }
-        _ if t.starts_with('0') => (8, t),
-        _ => (10, t),
-    };
-    let len = digits
-        .find(|c: char| !c.is_digit(radix))
-        .unwrap_or(digits.len());
-    if len == 0 {
-        return 0;
-    }
-    let value = u64::from_str_radix(&digits[..len], radix).unwrap_or(u64::MAX);
-    if negative && value != u64::MAX {
-        value.wrapping_neg()
-    } else {
-        value
-    }
-}
-
 /// C's `atoi(s)` as glibc does it: `strtol(s, NULL, 10)` (clamped to a long) cut to
 /// an int.
 pub fn c_atoi(s: &str) -> i32 {
@@ -178,12 +147,6 @@ mod tests {
 
     #[test]
     fn c_numbers() {
-        assert_eq!(c_strtoull("0x10"), 16);
-        assert_eq!(c_strtoull("  010"), 8);
-        assert_eq!(c_strtoull("12abc"), 12);
-        assert_eq!(c_strtoull("abc"), 0);
-        assert_eq!(c_strtoull("-1"), u64::MAX);
-        assert_eq!(c_strtoull("99999999999999999999999"), u64::MAX);
         assert_eq!(c_atoi("42"), 42);
         assert_eq!(c_atoi(" -7x"), -7);
         assert_eq!(c_atoi("junk"), 0);

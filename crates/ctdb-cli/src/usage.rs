@@ -36,6 +36,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("cattdb", "<dbname|dbid>", "dump local ctdb database"),
     ("getcapabilities", "", "show node capabilities"),
     ("pnn", "", "show the pnn of the currnet node"),
+    ("lvs", "leader|list|status", "show lvs configuration"),
     (
         "setdebug",
         "ERROR|WARNING|NOTICE|INFO|DEBUG",
@@ -102,6 +103,7 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "[init|setup|startup|monitor|takeip|releaseip|ipreallocated]",
         "show event script status",
     ),
+    ("natgw", "leader|list|status", "show natgw configuration"),
     ("getreclock", "", "get recovery lock file"),
     ("setlmasterrole", "on|off", "set LMASTER role"),
     ("setleaderrole", "on|off", "set LEADER role"),

@@ -13,7 +13,7 @@ use super::records::find_db;
 use super::{usage_fail, CmdResult, Ctx, Fail, EMSGSIZE};
 use crate::format::dbs::dbstatistics_text;
 use crate::format::misc::process_exists_text;
-use crate::messages::{c_atoi, c_strtoull, srvid_message};
+use crate::messages::{c_atoi, smb_strtoul, srvid_message};
 use crate::{err, out, out_bytes};
 
 /// `ctdb process-exists <pid> [<srvid>]`: the exit code is the daemon's answer.
@@ -22,7 +22,11 @@ pub(super) async fn process_exists(ctx: &Ctx<'_>, args: &[String]) -> CmdResult 
         return Err(usage_fail("process-exists"));
     }
     let pid = c_atoi(&args[0]);
-    let srvid = args.get(1).map_or(0, |s| c_strtoull(s));
+    // A srvid that is no number ends the command with the parser's error, silently.
+    let srvid = match args.get(1) {
+        Some(s) => smb_strtoul(s).map_err(Fail::quiet)?,
+        None => 0,
+    };
     let (opcode, data) = if srvid == 0 {
         (Opcode::ProcessExists, pid.to_bytes())
     } else {
@@ -102,26 +106,44 @@ pub(super) async fn detach(ctx: &mut Ctx<'_>, args: &[String]) -> CmdResult {
         if !d.volatile() {
             return Err(Fail::new("Only volatile databases can be detached", 1));
         }
-        if let Err(f) = ctx
-            .control(ctx.pnn, Opcode::DbDetach, d.id.to_bytes())
+        // Samba's client library words its failures with the database's name.
+        let why = match ctx
+            .client
+            .control_raw(
+                ctx.pnn,
+                Opcode::DbDetach,
+                0,
+                Bytes::from(d.id.to_bytes()),
+                ctx.timeout,
+            )
             .await
         {
-            err(&format!("{}\nDatabase {} detach failed\n", f.msg, d.name));
-            code = f.code;
+            Ok(r) if r.status == 0 => None,
+            Ok(r) => Some((format!("DB_DETACH failed, ret={}", r.status), r.status)),
+            Err(e) => {
+                let f = ctx.transport_fail(Opcode::DbDetach, ctx.pnn, &e);
+                Some((format!("control failed, ret={}", f.code), f.code))
+            }
+        };
+        if let Some((what, ret)) = why {
+            err(&format!(
+                "detach: {} {what}\nDatabase {} detach failed\n",
+                d.name, d.name
+            ));
+            code = ret;
         }
     }
     Ok(code)
 }
 
-/// `ctdb dumpmemory`: the daemon's memory report, with the C string's NUL.
+/// `ctdb dumpmemory`: the daemon's memory report, as a C string (up to its NUL, which
+/// 4.17 leaves out).
 pub(super) async fn dumpmemory(ctx: &Ctx<'_>) -> CmdResult {
     let data = ctx
         .control(ctx.cmd_pnn, Opcode::DumpMemory, Vec::new())
         .await?;
     let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
-    let mut text = data[..end].to_vec();
-    text.push(0);
-    out_bytes(&text);
+    out_bytes(&data[..end]);
     Ok(0)
 }
 
@@ -136,7 +158,9 @@ pub(super) async fn rddumpmemory(ctx: &mut Ctx<'_>) -> CmdResult {
         srvid_message(ctx.pnn, id),
     )?;
     if let Some(m) = rx.recv().await {
-        out_bytes(&m.data);
+        // The report is a C string: up to its NUL.
+        let end = m.data.iter().position(|&b| b == 0).unwrap_or(m.data.len());
+        out_bytes(&m.data[..end]);
     }
     let _ = ctx.client.deregister_srvid(id).await;
     Ok(0)
@@ -234,4 +258,50 @@ pub(super) fn checktcpport(args: &[String]) -> CmdResult {
             errno(&e),
         )),
     }
+}
+
+/// Where Samba's Debian package installs its helper programs (`CTDB_HELPER_BINDIR`).
+const HELPER_BINDIR: &str = "/usr/libexec/ctdb";
+const EINTR: i32 = 4;
+
+/// `ctdb lvs|natgw leader|list|status`: runs Samba's helper for it (`CTDB_LVS_HELPER`
+/// or `CTDB_NATGW_HELPER`, else `ctdb_lvs`/`ctdb_natgw` in the helper directory) with
+/// the argument, and answers with its exit code. A helper exiting with 64 + n (as a
+/// helper that cannot run does) means error n.
+pub(super) async fn helper(command: &str, args: &[String]) -> CmdResult {
+    if args.len() != 1 {
+        return Err(usage_fail(command));
+    }
+    let (var, program, desc) = if command == "natgw" {
+        ("CTDB_NATGW_HELPER", "ctdb_natgw", "NAT gateway helper")
+    } else {
+        ("CTDB_LVS_HELPER", "ctdb_lvs", "LVS helper")
+    };
+    let path = std::env::var(var).unwrap_or_else(|_| format!("{HELPER_BINDIR}/{program}"));
+    let status = match tokio::process::Command::new(&path)
+        .args(args)
+        .status()
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            // Samba's child exits with 64 + errno when exec fails.
+            let n = e.raw_os_error().unwrap_or(8);
+            return Err(Fail::new(format!("{desc} failed with error {n}"), n));
+        }
+    };
+    if let Some(code) = status.code() {
+        if (64..255).contains(&code) {
+            return Err(Fail::new(
+                format!("{desc} failed with error {}", code - 64),
+                code - 64,
+            ));
+        }
+        return Ok(code);
+    }
+    let signal = std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0);
+    Err(Fail::new(
+        format!("{desc} terminated with signal {signal}"),
+        EINTR,
+    ))
 }

@@ -12,7 +12,7 @@ use ctdb_tdb::Tdb;
 use super::records::parse_arg;
 use super::{usage_fail, CmdResult, Fail};
 use crate::format::records as fmt;
-use crate::messages::{c_atoi, c_strtoull};
+use crate::messages::{c_atoi, smb_strtoul};
 use crate::{err, out};
 
 /// What every TDB file starts with (libtdb's `TDB_MAGIC_FOOD`).
@@ -81,8 +81,13 @@ pub(super) fn tstore(args: &[String]) -> CmdResult {
     let tdb = open_existing(&args[0])?;
     let key = parse_arg(&args[1], "key")?;
     let value = parse_arg(&args[2], "value")?;
+    // An rsn that is no number ends the command with the parser's error, silently.
+    let rsn = match args.get(3) {
+        Some(s) => smb_strtoul(s).map_err(Fail::quiet)?,
+        None => 0,
+    };
     let header = LtdbHeader {
-        rsn: args.get(3).map_or(0, |s| c_strtoull(s)),
+        rsn,
         dmaster: args.get(4).map_or(0, |s| c_atoi(s) as u32),
         ..Default::default()
     };
