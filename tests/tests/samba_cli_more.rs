@@ -352,3 +352,58 @@ fn usage_lists_the_new_commands_as_samba() {
     assert!(theirs.len() > 70, "{theirs:?}");
     assert_eq!(list(&ctdb_tests::bin("ctdb")), theirs);
 }
+
+/// Through another node (`-n 1` of two): the commands Samba lets run elsewhere are
+/// answered by that node, the others are refused in Samba's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_commands_through_another_node() {
+    let Some(samba) = samba_ctdb() else { return };
+    let cluster = ctdb_tests::TestCluster::start(2);
+    cluster.healthy(&[0, 1]).await;
+    let node = &cluster.nodes[0];
+    let ours = ctdb_tests::bin("ctdb");
+
+    // Local-only commands and checktcpport (no daemon at all).
+    for args in [
+        &["-n", "1", "detach", "x.tdb"][..],
+        &["-n", "1", "lvs", "list"],
+        &["-n", "1", "natgw", "list"],
+        &["-n", "1", "checktcpport", "0"],
+    ] {
+        let out = same(node, &samba, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+    }
+    assert_eq!(
+        text(&node.tool(&ours, &["-n", "1", "detach", "x.tdb"]).stderr),
+        "Node cannot be specified for command detach\n"
+    );
+
+    run_ok(node, &ours, &["attach", "far_vol.tdb"]);
+    // Only a client of the node counts as an existing process.
+    let out = same(node, &samba, &["-n", "1", "process-exists", "1"]);
+    assert_eq!(text(&out.stdout), "PID 1 does not exist\n");
+    for args in [
+        &["-n", "1", "setdbsticky", "far_vol.tdb"][..],
+        &["-n", "1", "setdbreadonly", "far_vol.tdb"],
+        &["-n", "1", "dbstatistics", "far_vol.tdb"],
+        &["-n", "1", "setlmasterrole", "on"],
+        &["-n", "1", "setleaderrole", "on"],
+    ] {
+        same_ok(node, &samba, args);
+    }
+    // The flags were set on node 1, not here.
+    let here = same_ok(node, &samba, &["getdbstatus", "far_vol.tdb"]);
+    assert!(here.contains("STICKY: no\nREADONLY: no\n"), "{here}");
+    let there = same_ok(node, &samba, &["-n", "1", "getdbmap"]);
+    assert!(there.contains("name:far_vol.tdb"), "{there}");
+    assert!(there.contains(" STICKY READONLY"), "{there}");
+
+    for tool in [&ours, &samba] {
+        let out = node.tool(tool, &["-n", "1", "dumpmemory"]);
+        assert!(out.status.success(), "{}: {out:?}", tool.display());
+        assert!(out.stdout.len() > 1 && !out.stdout.contains(&0));
+        let out = node.tool(tool, &["-n", "1", "rddumpmemory"]);
+        assert!(out.status.success(), "{}: {out:?}", tool.display());
+        assert!(!out.stdout.is_empty(), "{}", tool.display());
+    }
+}
