@@ -21,10 +21,12 @@ use crate::format::stats::{statistics_machine, statistics_text, StatsView};
 use crate::options::Options;
 use crate::{err, localtime, out, usage, VERSION};
 
+mod admin;
 mod event;
 mod ips;
 mod nodectl;
 mod records;
+mod tdbfile;
 
 const EMSGSIZE: i32 = 90;
 const ETIMEDOUT: i32 = 110;
@@ -58,6 +60,9 @@ type CmdResult = Result<i32, Fail>;
 const LOCAL_ONLY: &[&str] = &[
     "pnn",
     "attach",
+    "detach",
+    "lvs",
+    "natgw",
     "scriptstatus",
     "leader",
     "recmaster",
@@ -87,6 +92,13 @@ pub async fn run(command: &str, opts: &Options) -> i32 {
         "listnodes" => listnodes(opts),
         "event" => event::event(&opts.args[1..], localtime::offset).await,
         "tickle" => ips::tickle(&opts.args[1..]),
+        "checktcpport" => {
+            if opts.node.is_some() {
+                Err(Fail::new("Cannot specify node for command checktcpport", 1))
+            } else {
+                admin::checktcpport(&opts.args[1..])
+            }
+        }
         "dumpdbbackup" => {
             if opts.node.is_some() {
                 Err(Fail::new("Cannot specify node for command dumpdbbackup", 1))
@@ -849,6 +861,16 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
         "delip" => ips::delip(&mut ctx, &args).await,
         "gettickles" => ips::gettickles(&mut ctx, &args).await,
         "addtickle" | "deltickle" => ips::tickle_change(&mut ctx, command, &args).await,
+        "process-exists" => admin::process_exists(&ctx, &args).await,
+        "detach" => admin::detach(&mut ctx, &args).await,
+        "dumpmemory" => admin::dumpmemory(&ctx).await,
+        "rddumpmemory" => admin::rddumpmemory(&mut ctx).await,
+        "setdbreadonly" | "setdbsticky" => admin::set_db_flag(&ctx, command, &args).await,
+        "dbstatistics" => admin::dbstatistics(&ctx, &args).await,
+        "setlmasterrole" | "setleaderrole" => admin::set_role(&ctx, command, &args).await,
+        "lvs" | "natgw" => admin::helper(command, &args).await,
+        "tfetch" => tdbfile::tfetch(&args),
+        "tstore" => tdbfile::tstore(&args),
         other => Err(Fail::new(format!("Unknown command '{other}'"), 1)),
     }
 }

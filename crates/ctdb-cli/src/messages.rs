@@ -76,6 +76,24 @@ pub fn smb_strtoul(s: &str) -> Result<u64, i32> {
     u64::from_str_radix(&digits[..len], radix).map_err(|_| ERANGE)
 }
 
+/// C's `atoi(s)` as glibc does it: `strtol(s, NULL, 10)` (clamped to a long) cut to
+/// an int.
+pub fn c_atoi(s: &str) -> i32 {
+    let t = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    let (negative, t) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let len = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let magnitude = t[..len]
+        .parse::<i128>()
+        .unwrap_or(if len == 0 { 0 } else { i128::MAX });
+    let value = if negative { -magnitude } else { magnitude };
+    let long = value.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+    long as i32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +143,14 @@ mod tests {
         assert_eq!(smb_strtoul(""), Err(EINVAL));
         assert_eq!(smb_strtoul("-1"), Err(EINVAL));
         assert_eq!(smb_strtoul("99999999999999999999999"), Err(ERANGE));
+    }
+
+    #[test]
+    fn c_numbers() {
+        assert_eq!(c_atoi("42"), 42);
+        assert_eq!(c_atoi(" -7x"), -7);
+        assert_eq!(c_atoi("junk"), 0);
+        assert_eq!(c_atoi("4294967297"), 1);
+        assert_eq!(c_atoi("99999999999999999999"), -1);
     }
 }

@@ -183,7 +183,7 @@ async fn wait_for_flags(ctx: &Ctx<'_>, change: &Change) -> Result<(), Fail> {
 }
 
 /// Registers the next reply srvid of this tool.
-async fn reply_srvid(
+pub(super) async fn reply_srvid(
     ctx: &mut Ctx<'_>,
 ) -> Result<(u64, tokio::sync::mpsc::Receiver<ctdb_client::Message>), Fail> {
     ctx.srvids_used += 1;
@@ -196,7 +196,12 @@ async fn reply_srvid(
     Ok((id, rx))
 }
 
-fn send_message(ctx: &Ctx<'_>, destnode: u32, srvid: u64, data: Vec<u8>) -> Result<(), Fail> {
+pub(super) fn send_message(
+    ctx: &Ctx<'_>,
+    destnode: u32,
+    srvid: u64,
+    data: Vec<u8>,
+) -> Result<(), Fail> {
     ctx.client
         .send_message(destnode, srvid, Bytes::from(data))
         .map_err(|e| Fail::new(format!("Failed to send message: {e}"), 1))

@@ -38,14 +38,14 @@ const PUSH_CHUNK: usize = 1024 * 1024;
 const LMASTER_ANY: u32 = u32::MAX;
 
 /// A database as Samba's `db_exists()` finds it.
-struct Db {
-    id: u32,
-    name: String,
-    flags: u8,
+pub(super) struct Db {
+    pub(super) id: u32,
+    pub(super) name: String,
+    pub(super) flags: u8,
 }
 
 impl Db {
-    fn volatile(&self) -> bool {
+    pub(super) fn volatile(&self) -> bool {
         self.flags & (db::PERSISTENT | db::REPLICATED) == 0
     }
 }
@@ -66,7 +66,7 @@ fn record_fail(e: &ClientError, samba_line: String) -> Fail {
 
 /// Samba's `db_exists()`: a db_id (`0x...`) or a name, looked up in this node's db
 /// map.
-async fn find_db(ctx: &Ctx<'_>, arg: &str) -> Result<Db, Fail> {
+pub(super) async fn find_db(ctx: &Ctx<'_>, arg: &str) -> Result<Db, Fail> {
     let quiet = |f: Fail| Fail::new(f.msg, 1);
     let map: ctdb_protocol::control::DbMap = ctx
         .typed(ctx.pnn, Opcode::GetDbmap, Vec::new())
@@ -105,7 +105,7 @@ async fn find_db(ctx: &Ctx<'_>, arg: &str) -> Result<Db, Fail> {
 }
 
 /// A key (or, with `what` = "value", a value) argument as bytes.
-fn parse_arg(arg: &str, what: &str) -> Result<Vec<u8>, Fail> {
+pub(super) fn parse_arg(arg: &str, what: &str) -> Result<Vec<u8>, Fail> {
     str_to_data(arg.as_bytes()).map_err(|digits| {
         Fail::new(
             format!("{}Failed to parse {what} {arg}", odd_hex_message(digits)),

@@ -1,6 +1,9 @@
 //! `getdbmap` and `getdbstatus`.
 
+use ctdb_protocol::control::DbStatistics;
 use ctdb_protocol::flags::db;
+
+use super::stats::{buckets, latency_line};
 
 use super::{bit, machine_line, Machine};
 
@@ -88,6 +91,47 @@ pub fn getdbstatus_text(
         yes_no(db::READONLY),
         health.unwrap_or("OK")
     )
+}
+
+/// `ctdb dbstatistics`: the counters of one database, as Samba lays them out (plain
+/// counters first, then the `locks` group indented under its name), its buckets, its
+/// latencies and the hot keys in hex.
+pub fn dbstatistics_text(name: &str, s: &DbStatistics) -> String {
+    let mut out = format!("DB Statistics {name}\n");
+    for (label, value) in [
+        ("db_ro_delegations", s.db_ro_delegations),
+        ("db_ro_revokes", s.db_ro_revokes),
+    ] {
+        out.push_str(&format!(" {label:<22}    {value:>10}\n"));
+    }
+    out.push_str(" locks\n");
+    for (label, value) in [
+        ("num_calls", s.locks_num_calls),
+        ("num_current", s.locks_num_current),
+        ("num_pending", s.locks_num_pending),
+        ("num_failed", s.locks_num_failed),
+    ] {
+        out.push_str(&format!("     {label:<22}{value:>10}\n"));
+    }
+    out.push_str(&buckets("hop_count_buckets", &s.hop_count_bucket));
+    out.push_str(&buckets("lock_buckets", &s.locks_buckets));
+    out.push_str(&latency_line(
+        "locks_latency      MIN/AVG/MAX",
+        &s.locks_latency,
+    ));
+    out.push_str(&latency_line(
+        "vacuum_latency     MIN/AVG/MAX",
+        &s.vacuum_latency,
+    ));
+    out.push_str(&format!(" Num Hot Keys:     {}\n", s.num_hot_keys));
+    for k in s.hot_keys.iter().take(s.num_hot_keys as usize) {
+        out.push_str(&format!("     Count:{} Key:", k.count));
+        for b in k.key.iter() {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -219,5 +263,66 @@ HEALTH: OK
             s.ends_with("REPLICATED: yes\nSTICKY: yes\nREADONLY: yes\nHEALTH: NO-HEALTHY-NODES\n"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn dbstatistics_matches_samba_layout() {
+        use ctdb_protocol::control::{HotKey, LatencyCounter};
+        let mut s = DbStatistics {
+            db_ro_delegations: 3,
+            db_ro_revokes: 1,
+            locks_num_calls: 12,
+            locks_num_current: 0,
+            locks_num_pending: 2,
+            locks_num_failed: 4_294_967_295,
+            locks_latency: LatencyCounter {
+                num: 4,
+                min: 0.000_5,
+                max: 0.25,
+                total: 0.5,
+            },
+            num_hot_keys: 2,
+            hot_keys: vec![
+                HotKey {
+                    count: 7,
+                    key_ptr: 0,
+                    key: bytes::Bytes::from_static(b"k\x01"),
+                },
+                HotKey {
+                    count: 1,
+                    key_ptr: 0,
+                    key: bytes::Bytes::from_static(b"\xff"),
+                },
+                // Past num_hot_keys: not shown.
+                HotKey {
+                    count: 9,
+                    key_ptr: 0,
+                    key: bytes::Bytes::from_static(b"zz"),
+                },
+            ],
+            ..Default::default()
+        };
+        s.hop_count_bucket[0] = 5;
+        s.locks_buckets[15] = 2;
+        assert_eq!(
+            dbstatistics_text("locking.tdb", &s),
+            "DB Statistics locking.tdb\n\
+             \x20db_ro_delegations                  3\n\
+             \x20db_ro_revokes                      1\n\
+             \x20locks\n\
+             \x20    num_calls                     12\n\
+             \x20    num_current                    0\n\
+             \x20    num_pending                    2\n\
+             \x20    num_failed            4294967295\n\
+             \x20hop_count_buckets: 5 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n\
+             \x20lock_buckets: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 2\n\
+             \x20locks_latency      MIN/AVG/MAX     0.000500/0.125000/0.250000 sec out of 4\n\
+             \x20vacuum_latency     MIN/AVG/MAX     0.000000/0.000000/0.000000 sec out of 0\n\
+             \x20Num Hot Keys:     2\n\
+             \x20    Count:7 Key:6b01\n\
+             \x20    Count:1 Key:ff\n"
+        );
+        s.num_hot_keys = 0;
+        assert!(dbstatistics_text("x", &s).ends_with(" Num Hot Keys:     0\n"));
     }
 }

@@ -132,6 +132,20 @@ pub fn runstate_check(current: u32, wanted: &[String]) -> (String, i32) {
     (format!("{}\n", runstate_name(current)), 0)
 }
 
+/// `ctdb process-exists <pid> [<srvid>]`: the answer line (status 0: it exists).
+pub fn process_exists_text(pid: i32, srvid: u64, status: i32) -> String {
+    let verdict = if status == 0 {
+        "exists"
+    } else {
+        "does not exist"
+    };
+    if srvid == 0 {
+        format!("PID {pid} {verdict}\n")
+    } else {
+        format!("PID {pid} with SRVID 0x{srvid:x} {verdict}\n")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +253,19 @@ AllowMixedVersions         = 0
         );
         assert_eq!(runstate_name(3), "FIRST_RECOVERY");
         assert_eq!(runstate_name(99), "UNKNOWN");
+    }
+
+    #[test]
+    fn process_exists_lines_match_samba() {
+        assert_eq!(process_exists_text(42, 0, 0), "PID 42 exists\n");
+        assert_eq!(process_exists_text(-1, 0, -1), "PID -1 does not exist\n");
+        assert_eq!(
+            process_exists_text(7, 0xF100_0000_0000_00AB, 0),
+            "PID 7 with SRVID 0xf1000000000000ab exists\n"
+        );
+        assert_eq!(
+            process_exists_text(7, 1, -1),
+            "PID 7 with SRVID 0x1 does not exist\n"
+        );
     }
 }

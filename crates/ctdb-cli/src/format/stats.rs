@@ -222,7 +222,7 @@ fn avg(l: &LatencyCounter) -> f64 {
     }
 }
 
-fn latency_line(label: &str, l: &LatencyCounter) -> String {
+pub(crate) fn latency_line(label: &str, l: &LatencyCounter) -> String {
     format!(
         " {label:<30}     {:.6}/{:.6}/{:.6} sec out of {}\n",
         l.min,
@@ -232,7 +232,7 @@ fn latency_line(label: &str, l: &LatencyCounter) -> String {
     )
 }
 
-fn buckets(label: &str, b: &[u32; 16]) -> String {
+pub(crate) fn buckets(label: &str, b: &[u32; 16]) -> String {
     let mut s = format!(" {label}:");
     for v in b {
         s.push_str(&format!(" {v}"));
