@@ -30,6 +30,22 @@ pub const RETRY_PAUSE: Duration = Duration::from_millis(100);
 pub const VOLATILE_DB: &str = "checker.tdb";
 pub const PERSISTENT_DB: &str = "checker_persistent.tdb";
 
+/// Attaches the checker's two databases on every node of `clients` (the same ids
+/// everywhere); returns (volatile, persistent).
+pub async fn attach_databases(clients: &[&Client]) -> (u32, u32) {
+    let here = dest::CURRENT_NODE;
+    let mut ids = None;
+    for c in clients {
+        let vdb = c.attach(here, VOLATILE_DB, false).await.expect("attach");
+        let pdb = c.attach(here, PERSISTENT_DB, true).await.expect("attach");
+        match ids {
+            None => ids = Some((vdb, pdb)),
+            Some(first) => assert_eq!((vdb, pdb), first, "database ids differ between nodes"),
+        }
+    }
+    ids.expect("at least one node")
+}
+
 /// Writes to the terminal even when the test harness captures output.
 pub fn say(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");

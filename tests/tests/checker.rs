@@ -54,8 +54,7 @@ use std::time::{Duration, Instant};
 use ctdb_client::Client;
 use ctdb_protocol::flags::{dest, node as node_flags};
 use ctdb_tests::checker::{
-    print_problems, say, verify, Verdict, Writers, OP_TIMEOUT, PERSISTENT_DB, VOLATILE_DB,
-    WRITES_BEGAN,
+    attach_databases, print_problems, say, verify, Verdict, Writers, OP_TIMEOUT, WRITES_BEGAN,
 };
 use ctdb_tests::TestCluster;
 
@@ -283,18 +282,7 @@ async fn run_checker(plan: Plan) {
     let mut cluster = TestCluster::start_without_lock_with_env(3, &[FAULT_INJECTION]);
     let clients = heal(&cluster, &NODES).await;
     let c0 = clients[0].as_ref().expect("client");
-    let vdb = c0.attach(HERE, VOLATILE_DB, false).await.expect("attach");
-    let pdb = c0.attach(HERE, PERSISTENT_DB, true).await.expect("attach");
-    for c in clients.iter().flatten() {
-        assert_eq!(
-            c.attach(HERE, VOLATILE_DB, false).await.expect("attach"),
-            vdb
-        );
-        assert_eq!(
-            c.attach(HERE, PERSISTENT_DB, true).await.expect("attach"),
-            pdb
-        );
-    }
+    let (vdb, pdb) = attach_databases(&clients.iter().flatten().collect::<Vec<_>>()).await;
     // Transport refuses a bad cut clearly.
     let e = cut(c0, &[0]).await.unwrap_err();
     assert!(e.contains("not another live node"), "{e}");
