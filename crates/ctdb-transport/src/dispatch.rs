@@ -27,7 +27,7 @@ impl View for Node {
     }
 
     fn is_node(&self, pnn: u32) -> bool {
-        pnn == self.pnn || self.mesh.peer(pnn).is_some()
+        pnn == self.pnn || self.mesh.is_peer(pnn)
     }
 
     fn is_connected(&self, pnn: u32) -> bool {
