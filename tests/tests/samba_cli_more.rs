@@ -168,18 +168,21 @@ async fn new_commands_match_samba_tool() {
     let out = same(&node, &samba, &["dbstatistics", "nosuch.tdb"]);
     assert_eq!(out.status.code(), Some(1));
 
-    // Roles: each setting is taken by the daemon the same way from either tool.
-    // (GET_CAPABILITIES of our nodes does not show the roles yet: only the
-    // acceptance is compared.)
-    for args in [
-        &["setlmasterrole", "off"][..],
-        &["setlmasterrole", "on"],
-        &["setleaderrole", "off"],
-        &["setleaderrole", "on"],
+    // Roles: each setting is taken by the daemon the same way from either tool, and
+    // GET_CAPABILITIES shows it.
+    for (args, caps) in [
+        (&["setlmasterrole", "off"][..], "LEADER: YES\nLMASTER: NO\n"),
+        (&["setlmasterrole", "on"], "LEADER: YES\nLMASTER: YES\n"),
+        (&["setleaderrole", "off"], "LEADER: NO\nLMASTER: YES\n"),
+        (&["setleaderrole", "on"], "LEADER: YES\nLMASTER: YES\n"),
     ] {
         assert_eq!(same_ok(&node, &samba, args), "", "{args:?}");
+        assert_eq!(
+            same_ok(&node, &samba, &["getcapabilities"]),
+            caps,
+            "after {args:?}"
+        );
     }
-    same_ok(&node, &samba, &["getcapabilities"]);
 
     // dumpmemory: the daemon's memory report as text; rddumpmemory: the recovery
     // daemon's report. Their contents change from run to run.

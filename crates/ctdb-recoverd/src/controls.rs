@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use ctdb_common::nodes::PublicAddress;
 use ctdb_protocol::control::{self, ControlData};
+use ctdb_protocol::flags::capability;
 use ctdb_protocol::{Body, Opcode, Packet, ReplyControl, ReqControl, Wire};
 use ctdb_rpc::component::{Outbox, PacketHandler};
 use ctdb_rpc::eventd_client::EventdClient;
@@ -154,6 +155,19 @@ impl Recoverd {
                 }
                 other => return Err(format!("unexpected payload {other:?}")),
             },
+            // The roles SET_RECMASTERROLE and SET_LMASTERROLE set, beside the rest of
+            // what a node of Samba 4.17 says it can.
+            GetCapabilities => {
+                let roles = capability::RECMASTER | capability::LMASTER;
+                let mut caps = capability::DEFAULT & !roles;
+                if self.leader_role {
+                    caps |= capability::RECMASTER;
+                }
+                if self.lmaster_role {
+                    caps |= capability::LMASTER;
+                }
+                ok(caps.to_bytes())
+            }
             GetReclockFile => ok(ControlData::String(self.reclock.clone()).to_bytes()),
             SetReclockFile => match decoded()? {
                 ControlData::String(path) => {

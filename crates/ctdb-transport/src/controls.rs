@@ -10,7 +10,7 @@ use ctdb_protocol::control::{
     self, BanState, ControlData, LatencyCounter, NodeAndFlags, NodeFlagChange, NodeMap, SockAddr,
     Statistics, Timeval,
 };
-use ctdb_protocol::flags::{capability, control as control_flags, node as node_flags};
+use ctdb_protocol::flags::{control as control_flags, node as node_flags};
 use ctdb_protocol::packet::Header;
 use ctdb_protocol::{Opcode, ReplyControl, ReqControl, Wire};
 use ctdb_rpc::transport_server::{Transport, TransportServer};
@@ -124,7 +124,6 @@ fn answer(
         GetPnn => status(node.pnn as i32),
         GetPid => status(std::process::id() as i32),
         Ping => status(node.clients.count() as i32),
-        GetCapabilities => ok(capability::DEFAULT.to_bytes()),
         GetRunstate => ok((node.state().runstate as u32).to_bytes()),
         GetDebug => ok(node.state().debug_level.to_bytes()),
         SetDebug => {

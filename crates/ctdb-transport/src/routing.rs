@@ -74,10 +74,11 @@ pub fn owner(opcode: Opcode) -> Option<Owner> {
         ProcessExists | Statistics | StatisticsReset | Ping | GetDebug | SetDebug | GetNodemap
         | ModifyFlags | RegisterSrvid | DeregisterSrvid | CheckSrvids | GetPid | GetPnn
         | Shutdown | SetTunable | GetTunable | ListTunables | GetAllTunables | Uptime
-        | ReloadNodesFile | GetCapabilities | StopNode | ContinueNode | SetBanState
-        | GetBanState | RegisterNotify | DeregisterNotify | GetStatHistory | GetRunstate
-        | GetNodesFile | CheckPidSrvid | EchoData | DisableNode | EnableNode | Startup
-        | DumpMemory => Owner::Transport,
+        | ReloadNodesFile | StopNode | ContinueNode | SetBanState | GetBanState
+        | RegisterNotify | DeregisterNotify | GetStatHistory | GetRunstate | GetNodesFile
+        | CheckPidSrvid | EchoData | DisableNode | EnableNode | Startup | DumpMemory => {
+            Owner::Transport
+        }
 
         Getdbpath
         | Getvnnmap
@@ -145,6 +146,7 @@ pub fn owner(opcode: Opcode) -> Option<Owner> {
         | SetRecmaster
         | SetRecmasterrole
         | SetLmasterrole
+        | GetCapabilities
         | RecdPing
         | RecdReclockLatency
         | GetReclockFile
