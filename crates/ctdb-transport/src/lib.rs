@@ -275,6 +275,11 @@ struct WeakSink(std::sync::Weak<Node>);
 impl Deliver for WeakSink {
     fn deliver_from(&self, owner: Owner, envelope: Envelope) {
         if let Some(node) = self.0.upgrade() {
+            if envelope.client != 0 {
+                if let Some(link) = node.link(owner) {
+                    link.answered(envelope.client, &envelope.packet);
+                }
+            }
             node.from_component(owner, envelope);
         }
     }

@@ -7,6 +7,7 @@
 //! A component may instead run inside transport's process ([`start_in_process`]): the
 //! same queue then feeds its handler directly, with no socket hop on the hot path.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -46,12 +47,32 @@ pub struct Link {
     held: AtomicUsize,
     /// Packet connections made to the component (see [`Link::reconnects`]).
     connects: std::sync::atomic::AtomicU64,
+    /// Local clients' calls sent to the component and not answered yet, by client and
+    /// reqid: a component that restarts before it answers gets them again (see
+    /// [`Link::calls_in_flight`]).
+    in_flight: Mutex<HashMap<(u64, u32), Envelope>>,
     backend: Backend,
 }
 
 /// Most bytes of packets queued for one component: past it (the component does not
 /// read), more are refused and their senders answered with an error.
 pub const LINK_LIMIT: usize = 256 << 20;
+
+/// Most local clients' calls [`Link`] remembers as in flight; beyond, a call is still
+/// sent but not sent again should the component restart before it answers.
+pub const MAX_IN_FLIGHT: usize = 10_000;
+
+/// Where a packet's reqid is (its header: length, magic, version, generation,
+/// operation, destnode, srcnode, reqid).
+const REQID_AT: usize = 28;
+const OPERATION_AT: usize = 16;
+
+fn header_u32(packet: &[u8], at: usize) -> Option<u32> {
+    packet
+        .get(at..at + 4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+}
 
 /// Most packets of local clients held for a component that is down (being restarted):
 /// they reach it when it is back, as Samba's daemon holds calls during a recovery, so
@@ -118,6 +139,7 @@ impl Link {
     }
 
     fn queue(&self, envelope: Envelope) -> bool {
+        self.remember_call(&envelope);
         match self.tx.send(envelope) {
             Ok(()) => true,
             Err(Refused::Full(_)) => {
@@ -149,6 +171,45 @@ impl Link {
         self.up.load(Ordering::Acquire)
     }
 
+    /// A local client's REQ_CALL to a component that runs in its own process is
+    /// remembered until answered ([`Link::answered`]).
+    fn remember_call(&self, envelope: &Envelope) {
+        if envelope.client == 0
+            || matches!(self.backend, Backend::Local(_))
+            || header_u32(&envelope.packet, OPERATION_AT)
+                != Some(ctdb_protocol::packet::Operation::ReqCall as u32)
+        {
+            return;
+        }
+        let Some(reqid) = header_u32(&envelope.packet, REQID_AT) else {
+            return;
+        };
+        let mut in_flight = lock(&self.in_flight);
+        if in_flight.len() < MAX_IN_FLIGHT {
+            in_flight.insert((envelope.client, reqid), envelope.clone());
+        }
+    }
+
+    /// The component sent `packet` to local client `client`: the call of that reqid,
+    /// if it was one, is answered.
+    pub fn answered(&self, client: u64, packet: &[u8]) {
+        if let Some(reqid) = header_u32(packet, REQID_AT) {
+            let mut in_flight = lock(&self.in_flight);
+            if !in_flight.is_empty() {
+                in_flight.remove(&(client, reqid));
+            }
+        }
+    }
+
+    /// The calls the component was sent and has not answered. A component that
+    /// restarted lost them with its process (Samba's daemon never restarts under its
+    /// clients); they are sent to the new one, so that a client such as smbd gets its
+    /// answer instead of waiting for ever. The calls Samba's clients send (fetch, fetch
+    /// with header, the empty migration call) only read: running one twice is harmless.
+    fn calls_in_flight(&self) -> Vec<Envelope> {
+        lock(&self.in_flight).values().cloned().collect()
+    }
+
     /// How often the packet connection was made again after the first: the
     /// component's restarts (or transport's reconnections to it) since transport
     /// started.
@@ -176,6 +237,7 @@ pub fn start(owner: Owner, run_dir: &Path, sink: Arc<dyn Deliver>) -> Arc<Link> 
         up: AtomicBool::new(false),
         held: AtomicUsize::new(0),
         connects: std::sync::atomic::AtomicU64::new(0),
+        in_flight: Mutex::new(HashMap::new()),
         backend: Backend::Remote(channel.clone()),
     });
     let packets = packets::socket_path(run_dir, owner.name());
@@ -221,6 +283,7 @@ pub fn start_in_process(
         up: AtomicBool::new(true),
         held: AtomicUsize::new(0),
         connects: std::sync::atomic::AtomicU64::new(0),
+        in_flight: Mutex::new(HashMap::new()),
         backend: Backend::Local(handler.clone()),
     });
     let state_sink = sink.clone();
@@ -274,8 +337,21 @@ async fn keep_connected(
         // goes out first.
         link.held.store(0, Ordering::Release);
         link.up.store(true, Ordering::Release);
-        link.connects.fetch_add(1, Ordering::Relaxed);
+        let again = link.connects.fetch_add(1, Ordering::Relaxed) > 0;
         info!(component = link.owner.name(), "packet socket connected");
+        if again {
+            let calls = link.calls_in_flight();
+            if !calls.is_empty() {
+                info!(
+                    component = link.owner.name(),
+                    calls = calls.len(),
+                    "sending the calls the component had not answered again"
+                );
+            }
+            for call in calls {
+                link.queue(call);
+            }
+        }
         sink.link_changed(link.owner, true);
         let (read, mut write) = stream.into_split();
         let owner = link.owner;
@@ -340,6 +416,7 @@ mod tests {
             up: AtomicBool::new(true),
             held: AtomicUsize::new(0),
             connects: std::sync::atomic::AtomicU64::new(0),
+            in_flight: Mutex::new(HashMap::new()),
             backend: Backend::Local(Arc::new(Mutex::new(Idle))),
         };
         assert!(link.send(envelope(8)));
