@@ -26,6 +26,9 @@ pub struct Recoverd {
     pub leader: Option<u32>,
     pub leader_role: bool,
     pub lmaster_role: bool,
+    /// The node whose START_RECOVERY or END_RECOVERY came last, and when: the loop
+    /// takes it as that node's announcement that it leads.
+    pub recovery_from: Option<(u32, std::time::Instant)>,
     pub reclock: Option<String>,
     /// The node's event daemon, for the events a control runs (IPREALLOCATED).
     pub eventd: Option<Channel>,
@@ -51,6 +54,7 @@ impl Recoverd {
             leader: None,
             leader_role: true,
             lmaster_role: true,
+            recovery_from: None,
             reclock,
             eventd: None,
             ips: Arc::new(Mutex::new(PublicIps::new(pnn, &[]))),
@@ -424,6 +428,13 @@ impl PacketHandler for Recoverd {
         // START_RECOVERY / END_RECOVERY: answered once their event ran (see
         // `events`), meanwhile the other controls are served.
         if matches!(control.opcode, Opcode::StartRecovery | Opcode::EndRecovery) {
+            // Only the leader runs recoveries: as good as its announcement, and here
+            // before it when this daemon has just started.
+            if packet.srcnode != self.pnn
+                && packet.srcnode < ctdb_protocol::flags::dest::UNKNOWN_PNN
+            {
+                self.recovery_from = Some((packet.srcnode, std::time::Instant::now()));
+            }
             let Some(eventd) = self.eventd.clone() else {
                 return to.send(out, status(0));
             };

@@ -405,6 +405,9 @@ impl Session {
             tokio::select! {
                 () = tokio::time::sleep(settings.interval) => {}
                 () = self.shared.wake.notified() => {}
+                // A leader announcing itself: this node knows it at once (GET_RECMASTER),
+                // not at its next round.
+                Some(m) = self.leaders.recv() => self.heard_leader(&m),
             }
         }
     }
@@ -461,6 +464,12 @@ impl Session {
         if leading != self.leading {
             if leading {
                 info!(pnn = self.pnn, "this node is the leader now");
+                // Announced at once (the announcer repeats it every second), so that
+                // the other nodes know their leader before its first recovery ends.
+                let data = Bytes::copy_from_slice(&self.pnn.to_le_bytes());
+                let _ =
+                    self.client
+                        .send_message(dest::BROADCAST_CONNECTED, srvid::samba::LEADER, data);
                 self.culprits = Culprits::default();
                 // Place the addresses as this leader sees fit.
                 self.need_takeover_run = true;
@@ -476,16 +485,27 @@ impl Session {
         Ok(())
     }
 
+    /// A LEADER message: which node announced itself, and when we heard it.
+    fn heard_leader(&mut self, m: &Message) {
+        if let Some(pnn) = m
+            .data
+            .get(..4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        {
+            if pnn != self.pnn {
+                self.heard = Some((pnn, Instant::now()));
+            }
+        }
+    }
+
     fn read_messages(&mut self) {
         while let Ok(m) = self.leaders.try_recv() {
-            if let Some(pnn) = m
-                .data
-                .get(..4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            {
-                if pnn != self.pnn {
-                    self.heard = Some((pnn, Instant::now()));
-                }
+            self.heard_leader(&m);
+        }
+        let from_recovery = ctdb_rpc::component::lock(&self.state).recovery_from.take();
+        if let Some((pnn, when)) = from_recovery {
+            if self.heard.is_none_or(|(_, heard)| heard < when) {
+                self.heard = Some((pnn, when));
             }
         }
         while let Ok(m) = self.elections.try_recv() {
