@@ -720,10 +720,8 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
         }
         "stats" => {
             no_args(1)?;
-            let count = match args.first() {
-                Some(n) => n.parse::<usize>().map_err(|_| usage_fail(command))?,
-                None => usize::MAX,
-            };
+            // As Samba's tool: atoi, and no limit unless positive.
+            let count = args.first().map_or(0, |n| crate::messages::c_atoi(n));
             let data = ctx
                 .control(ctx.cmd_pnn, Opcode::GetStatHistory, Vec::new())
                 .await?;
@@ -736,10 +734,20 @@ async fn with_daemon(command: &str, opts: &Options) -> CmdResult {
                     EMSGSIZE,
                 )
             })?;
-            for (i, stats) in entries.iter().take(count).enumerate() {
+            // Samba's tool skips entries never filled, and stops after the entry whose
+            // index is the count: `stats 1` prints up to two entries.
+            let mut header = true;
+            for (i, stats) in entries.iter().enumerate() {
+                if stats.start_time.sec == 0 {
+                    continue;
+                }
                 match ctx.machine() {
-                    Some(sep) => out(&statistics_machine(stats, i == 0, sep)),
+                    Some(sep) => out(&statistics_machine(stats, header, sep)),
                     None => out(&statistics_text(stats, tz)),
+                }
+                header = false;
+                if count > 0 && i == count as usize {
+                    break;
                 }
             }
             Ok(0)
