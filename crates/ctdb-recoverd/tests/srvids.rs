@@ -202,6 +202,17 @@ async fn the_recovery_daemon_answers_its_srvids() {
     let short = Duration::from_secs(10);
     let takeover_request = Bytes::from(SrvidMessage { pnn, srvid: run_id }.to_bytes());
 
+    // The leader's own takeover run after its first recovery comes first (ready()
+    // returns once that recovery is over, maybe before the run).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.event_runs("ipreallocated") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no takeover run after the first recovery"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // A takeover run, asked of every connected node as Samba's tool asks: the leader
     // (this node) answers its pnn.
     let before = node.event_runs("ipreallocated");
