@@ -15,18 +15,27 @@ const ADDRESSES: [&str; 3] = ["10.79.0.1", "10.79.0.2", "10.79.0.3"];
 /// The sysctl the interface script sets (it keeps an address's subnet companions).
 const PROMOTE: &str = "/proc/sys/net/ipv4/conf/lo/promote_secondaries";
 
-/// Removes a test's addresses from `lo` whatever happens, and puts `lo`'s
-/// promote_secondaries back as it was.
+/// `lo` is one test's at a time: the tests' nodes change its addresses and its
+/// promote_secondaries, and one test putting the sysctl back while the other's nodes
+/// release addresses would drop them.
+static LO: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds `lo` for a test ([`LO`]); removes the test's addresses from `lo` whatever
+/// happens, and puts `lo`'s promote_secondaries back as it was.
 struct Cleanup {
     addresses: &'static [&'static str],
     promote: Option<String>,
+    _lo: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Cleanup {
     fn new(addresses: &'static [&'static str]) -> Self {
+        // A test that failed holding `lo` has cleaned up all the same.
+        let lo = LO.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         Self {
             addresses,
             promote: std::fs::read_to_string(PROMOTE).ok(),
+            _lo: lo,
         }
     }
 }
