@@ -19,7 +19,7 @@ use ctdb_rpc::component::{lock, Outbox, PacketHandler};
 use ctdb_rpc::component_client::ComponentClient;
 use ctdb_rpc::packets;
 use ctdb_rpc::queue::{queue, QueueRx, QueueTx, Refused};
-use ctdb_rpc::{ComponentState, DebugLevel, Empty, Envelope, StatisticsPart};
+use ctdb_rpc::{ComponentState, DebugLevel, Empty, Envelope, Ownership, StatisticsPart};
 use tokio::net::UnixStream;
 use tokio_stream::StreamExt;
 use tokio_util::codec::FramedRead;
@@ -396,6 +396,9 @@ mod tests {
     struct Idle;
     impl PacketHandler for Idle {
         fn handle(&mut self, _: Envelope, _: &Outbox) {}
+        fn ownership(&self) -> Ownership {
+            Ownership::default()
+        }
     }
 
     fn envelope(len: usize) -> Envelope {
