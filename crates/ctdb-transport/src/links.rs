@@ -1,7 +1,9 @@
 //! Long-lived packet streams to db, recoverd and eventd.
 //!
 //! One task per component keeps a connection open to the component's packet socket
-//! ([`ctdb_rpc::packets`]), reconnecting with back-off when it restarts. Packets
+//! ([`ctdb_rpc::packets`]), reconnecting with back-off when it restarts; each time it
+//! connects, it asks the component what it serves (`Declare`) before it sends it
+//! anything, and the node routes controls by that ([`crate::routing::Routes`]). Packets
 //! queued for it are drained into one write, everything ready at once.
 //!
 //! A component may instead run inside transport's process ([`start_in_process`]): the
@@ -167,6 +169,11 @@ impl Link {
         self.queue(envelope)
     }
 
+    /// Whether the component runs inside transport's process.
+    pub fn is_local(&self) -> bool {
+        matches!(self.backend, Backend::Local(_))
+    }
+
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
     }
@@ -210,6 +217,41 @@ impl Link {
         lock(&self.in_flight).values().cloned().collect()
     }
 
+    /// What the component serves, asked each time its packet connection comes up
+    /// (`Declare`), again for up to [`DECLARE_WAIT`] while its gRPC socket comes up
+    /// too; `None` when it does not say.
+    pub async fn declaration(&self) -> Option<Ownership> {
+        let channel = match &self.backend {
+            Backend::Remote(channel) => channel,
+            Backend::Local(handler) => return Some(lock(handler).ownership()),
+        };
+        let mut client = ComponentClient::new(channel.clone());
+        let deadline = tokio::time::Instant::now() + DECLARE_WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, client.declare(Empty {})).await {
+                Ok(Ok(ownership)) => return Some(ownership.into_inner()),
+                Ok(Err(e)) if e.code() == tonic::Code::Unimplemented => {
+                    warn!(component = self.owner.name(), "no Declare: {e}");
+                    return None;
+                }
+                Ok(Err(e)) => tracing::debug!(
+                    component = self.owner.name(),
+                    "cannot ask what the component serves yet: {e}"
+                ),
+                Err(_) => break,
+            }
+            if tokio::time::Instant::now() + DECLARE_RETRY >= deadline {
+                break;
+            }
+            tokio::time::sleep(DECLARE_RETRY).await;
+        }
+        warn!(
+            component = self.owner.name(),
+            "the component did not say what it serves within {DECLARE_WAIT:?}"
+        );
+        None
+    }
+
     /// How often the packet connection was made again after the first: the
     /// component's restarts (or transport's reconnections to it) since transport
     /// started.
@@ -218,9 +260,17 @@ impl Link {
     }
 }
 
+/// How long transport asks a component that just came up what it serves (meanwhile
+/// what is sent to it is held), and how often.
+const DECLARE_WAIT: Duration = Duration::from_secs(5);
+const DECLARE_RETRY: Duration = Duration::from_millis(50);
+
 /// Something that takes the packets a component sends back.
 pub trait Deliver: Send + Sync + 'static {
     fn deliver_from(&self, owner: Owner, envelope: Envelope);
+    /// The component's connection came up and it declared what it serves (`None`: it
+    /// did not say).
+    fn declared(&self, _owner: Owner, _ownership: Option<Ownership>) {}
     fn link_changed(&self, _owner: Owner, _up: bool) {}
     /// The component published a new state (its `WatchState`).
     fn state_changed(&self, _owner: Owner, _state: ComponentState) {}
@@ -333,6 +383,9 @@ async fn keep_connected(
             }
         };
         backoff = Duration::from_millis(20);
+        // Routes follow what this process of the component serves, before anything
+        // is sent to it (meanwhile its packets are held).
+        sink.declared(link.owner, link.declaration().await);
         // What local clients sent while the component was away is in the queue and
         // goes out first.
         link.held.store(0, Ordering::Release);
