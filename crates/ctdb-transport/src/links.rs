@@ -217,28 +217,38 @@ impl Link {
         lock(&self.in_flight).values().cloned().collect()
     }
 
-    /// What the component serves, asked each time its packet connection comes up
-    /// (`Declare`), again for up to [`DECLARE_WAIT`] while its gRPC socket comes up
-    /// too; `None` when it does not say.
-    pub async fn declaration(&self) -> Option<Ownership> {
+    /// What the component serves (`Declare`), asked once, waiting up to `wait`:
+    /// `Ok(None)` when it has no `Declare` (an older build), `Err` when it did not
+    /// answer.
+    async fn declare_once(&self, wait: Duration) -> Result<Option<Ownership>, String> {
         let channel = match &self.backend {
             Backend::Remote(channel) => channel,
-            Backend::Local(handler) => return Some(lock(handler).ownership()),
+            Backend::Local(handler) => return Ok(Some(lock(handler).ownership())),
         };
         let mut client = ComponentClient::new(channel.clone());
+        match tokio::time::timeout(wait, client.declare(Empty {})).await {
+            Ok(Ok(ownership)) => Ok(Some(ownership.into_inner())),
+            Ok(Err(e)) if e.code() == tonic::Code::Unimplemented => {
+                warn!(component = self.owner.name(), "no Declare: {e}");
+                Ok(None)
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".into()),
+        }
+    }
+
+    /// What the component serves, asked again for up to [`DECLARE_WAIT`] while its
+    /// gRPC socket comes up; `None` when it does not say.
+    pub async fn declaration(&self) -> Option<Ownership> {
         let deadline = tokio::time::Instant::now() + DECLARE_WAIT;
         loop {
-            match tokio::time::timeout_at(deadline, client.declare(Empty {})).await {
-                Ok(Ok(ownership)) => return Some(ownership.into_inner()),
-                Ok(Err(e)) if e.code() == tonic::Code::Unimplemented => {
-                    warn!(component = self.owner.name(), "no Declare: {e}");
-                    return None;
-                }
-                Ok(Err(e)) => tracing::debug!(
+            let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.declare_once(wait).await {
+                Ok(declared) => return declared,
+                Err(e) => tracing::debug!(
                     component = self.owner.name(),
                     "cannot ask what the component serves yet: {e}"
                 ),
-                Err(_) => break,
             }
             if tokio::time::Instant::now() + DECLARE_RETRY >= deadline {
                 break;
@@ -247,7 +257,8 @@ impl Link {
         }
         warn!(
             component = self.owner.name(),
-            "the component did not say what it serves within {DECLARE_WAIT:?}"
+            "the component did not say what it serves within {DECLARE_WAIT:?}: routing to \
+             it by the table"
         );
         None
     }
@@ -264,6 +275,8 @@ impl Link {
 /// what is sent to it is held), and how often.
 const DECLARE_WAIT: Duration = Duration::from_secs(5);
 const DECLARE_RETRY: Duration = Duration::from_millis(50);
+/// How long one `Declare` may take.
+const DECLARE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Something that takes the packets a component sends back.
 pub trait Deliver: Send + Sync + 'static {
@@ -373,7 +386,19 @@ async fn keep_connected(
     sink: Arc<dyn Deliver>,
 ) {
     let mut backoff = Duration::from_millis(20);
+    let mut down_since = tokio::time::Instant::now();
     loop {
+        // The component is asked what it serves before its packet socket is
+        // connected: a process that answers has bound its packet socket already (each
+        // binds it before it serves gRPC), so the connection reaches that process and
+        // not the listener of one still dying. One down a while, or whose gRPC does not
+        // answer, is asked again once connected.
+        let early = link.declare_once(DECLARE_TIMEOUT).await;
+        if early.is_err() && down_since.elapsed() < DECLARE_WAIT {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
+        }
         let stream = match UnixStream::connect(&path).await {
             Ok(stream) => stream,
             Err(_) => {
@@ -383,9 +408,13 @@ async fn keep_connected(
             }
         };
         backoff = Duration::from_millis(20);
+        let declaration = match early {
+            Ok(declared) => declared,
+            Err(_) => link.declaration().await,
+        };
         // Routes follow what this process of the component serves, before anything
         // is sent to it (meanwhile its packets are held).
-        sink.declared(link.owner, link.declaration().await);
+        sink.declared(link.owner, declaration);
         // What local clients sent while the component was away is in the queue and
         // goes out first.
         link.held.store(0, Ordering::Release);
@@ -439,6 +468,7 @@ async fn keep_connected(
         }
         warn!(component = owner.name(), "packet socket lost");
         sink.link_changed(owner, false);
+        down_since = tokio::time::Instant::now();
     }
 }
 
