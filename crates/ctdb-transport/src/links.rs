@@ -484,6 +484,83 @@ mod tests {
         }
     }
 
+    /// A component that serves nothing but declares `controls`.
+    struct Declares(&'static [ctdb_protocol::Opcode]);
+    impl PacketHandler for Declares {
+        fn handle(&mut self, _: Envelope, _: &Outbox) {}
+        fn ownership(&self) -> Ownership {
+            Ownership {
+                controls: self.0.iter().map(|op| op.as_u32()).collect(),
+            }
+        }
+    }
+
+    /// A component process: its own runtime, whose shutdown closes its sockets.
+    fn component(
+        run_dir: &Path,
+        controls: &'static [ctdb_protocol::Opcode],
+    ) -> tokio::runtime::Runtime {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let run_dir = run_dir.to_path_buf();
+        rt.spawn(async move {
+            let component = ctdb_rpc::component::PacketComponent::new("db", Declares(controls));
+            let _packets = component.serve_packets(&run_dir).unwrap();
+            let router = tonic::transport::Server::builder().add_service(component.into_server());
+            let path = ctdb_rpc::uds::socket_path(&run_dir, "db");
+            let _ = ctdb_rpc::component::serve_on(&path, router, std::future::pending()).await;
+        });
+        rt
+    }
+
+    /// What the links told the node: each declaration, in order.
+    #[derive(Default)]
+    struct Declarations(Mutex<Vec<Option<Vec<u32>>>>);
+    impl Deliver for Declarations {
+        fn deliver_from(&self, _: Owner, _: Envelope) {}
+        fn declared(&self, _: Owner, ownership: Option<Ownership>) {
+            lock(&self.0).push(ownership.map(|o| o.controls));
+        }
+    }
+
+    async fn wait_for(sink: &Declarations, n: usize) -> Vec<Option<Vec<u32>>> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = lock(&sink.0).clone();
+            if now.len() >= n {
+                return now;
+            }
+            assert!(std::time::Instant::now() < deadline, "{now:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_component_declares_at_each_connection_and_its_restart_declares_again() {
+        use ctdb_protocol::Opcode;
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        let first = component(&run_dir, &[Opcode::GetDbmap, Opcode::Getdbpath]);
+        let sink = Arc::new(Declarations::default());
+        let link = start(Owner::Db, &run_dir, sink.clone());
+        let seen = wait_for(&sink, 1).await;
+        assert_eq!(seen, [Some(vec![9, 4])]);
+        // The component restarts with another table: declared again once reconnected.
+        first.shutdown_background();
+        let second = component(&run_dir, &[Opcode::GetDbmap]);
+        let seen = wait_for(&sink, 2).await;
+        assert_eq!(seen[1], Some(vec![9]));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while link.reconnects() != 1 || !link.is_up() {
+            assert!(std::time::Instant::now() < deadline, "not reconnected");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        second.shutdown_background();
+    }
+
     fn envelope(len: usize) -> Envelope {
         Envelope {
             client: 1,
