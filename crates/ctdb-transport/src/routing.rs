@@ -73,8 +73,11 @@ pub const NOT_YET: &[(Opcode, Owner)] = &[
     (Opcode::KillTcp, Owner::Recoverd),
 ];
 
-/// The owner of `opcode`, or `None` when nobody serves it (obsolete, not built yet or
-/// unknown): such a control gets an error reply from transport (see [`route`]).
+/// The owner of `opcode` in DESIGN.md's table, or `None` when nobody serves it
+/// (obsolete, not built yet or unknown): such a control gets an error reply from
+/// transport (see [`route`]). The components' declarations must give each of them
+/// what this gives it (`tests/tests/routing_table.rs`); transport routes by the
+/// declarations ([`Routes`]).
 pub fn owner(opcode: Opcode) -> Option<Owner> {
     use Opcode::*;
     if OBSOLETE.contains(&opcode) || NOT_YET.iter().any(|&(op, _)| op == opcode) {
