@@ -2,8 +2,8 @@
 //!
 //! [`DbDaemon`] owns the attached databases (records in a [`store::Store`], one tree
 //! per database, each value a 24-byte `ctdb_ltdb_header` followed by the data), runs
-//! the call protocol, answers the database controls listed in
-//! [`control::OWNED_CONTROLS`], and keeps the vnn map, generation, recovery mode and
+//! the call protocol, answers the database controls of its one table
+//! ([`control::owned_controls`], which it also declares to transport), and keeps the vnn map, generation, recovery mode and
 //! frozen state. It is fed the packets transport routes to it through
 //! [`ctdb_rpc::component::PacketHandler`].
 //!
@@ -397,6 +397,10 @@ impl DbDaemon {
 }
 
 impl PacketHandler for DbDaemon {
+    fn ownership(&self) -> ctdb_rpc::Ownership {
+        control::CONTROLS.ownership()
+    }
+
     /// What transport follows (`WatchState`): the generation of the vnn map, the
     /// recovery mode, frozen or not.
     fn state(&self) -> Option<ctdb_rpc::ComponentState> {

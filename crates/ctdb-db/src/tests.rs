@@ -870,7 +870,7 @@ fn statistics_report_calls_and_reset() {
 #[test]
 fn owned_control_table_has_no_duplicates() {
     let mut seen = std::collections::HashSet::new();
-    for op in control::OWNED_CONTROLS {
+    for op in control::owned_controls() {
         assert!(seen.insert(op.as_u32()), "{op} listed twice");
         assert!(!matches!(op, Opcode::Unknown(_)));
     }

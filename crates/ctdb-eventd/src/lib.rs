@@ -29,7 +29,7 @@ use ctdb_protocol::flags::control::NOREPLY;
 use ctdb_protocol::packet::Header;
 use ctdb_protocol::wire::Wire;
 use ctdb_protocol::{Body, Opcode, Operation, Packet, ReplyControl, ReqControl};
-use ctdb_rpc::component::{Outbox, PacketHandler};
+use ctdb_rpc::component::{ControlTable, Outbox, PacketHandler};
 use ctdb_rpc::Envelope;
 use tokio::sync::Notify;
 
@@ -41,16 +41,59 @@ pub const MONITORING_ACTIVE: i32 = 0;
 /// `CTDB_MONITORING_DISABLED`: GET_MONMODE's status word after DISABLE_MONITOR.
 pub const MONITORING_DISABLED: i32 = 1;
 
-/// The controls ctdb-eventd owns (transport routes these here).
-pub const OWNED_CONTROLS: &[Opcode] = &[
-    Opcode::GetEventScriptStatus,
-    Opcode::EnableScript,
-    Opcode::DisableScript,
-    Opcode::RunEventscripts,
-    Opcode::EnableMonitor,
-    Opcode::DisableMonitor,
-    Opcode::GetMonmode,
-];
+/// One control of eventd's, given its decoded data: the reply, or `None` when a task
+/// sends it later.
+type Handler = fn(&Eventd, ControlData, &ReplyTo, &Outbox) -> Option<ReplyControl>;
+
+/// The controls ctdb-eventd owns: what it dispatches and what it declares to
+/// transport (which routes these here).
+static CONTROLS: ControlTable<Handler> = ControlTable::new(&[
+    (Opcode::GetEventScriptStatus, |e, data, _, _| match data {
+        ControlData::Uint32(n) => Some(e.get_script_status(n)),
+        _ => missing_argument(Opcode::GetEventScriptStatus),
+    }),
+    (Opcode::EnableScript, |e, data, _, _| match data {
+        ControlData::String(Some(name)) => Some(e.set_script(&name, true)),
+        _ => missing_argument(Opcode::EnableScript),
+    }),
+    (Opcode::DisableScript, |e, data, _, _| match data {
+        ControlData::String(Some(name)) => Some(e.set_script(&name, false)),
+        _ => missing_argument(Opcode::DisableScript),
+    }),
+    (Opcode::RunEventscripts, |e, data, to, out| match data {
+        ControlData::String(Some(cmd)) => e.run_eventscripts(&cmd, to, out),
+        _ => missing_argument(Opcode::RunEventscripts),
+    }),
+    (Opcode::EnableMonitor, |e, _, _, _| {
+        tracing::info!("monitoring enabled");
+        e.set_monitoring(true);
+        Some(ok(0))
+    }),
+    (Opcode::DisableMonitor, |e, _, _, _| {
+        tracing::info!("monitoring disabled");
+        e.set_monitoring(false);
+        Some(ok(0))
+    }),
+    (Opcode::GetMonmode, |e, _, _, _| {
+        Some(ok(if e.monitoring_enabled() {
+            MONITORING_ACTIVE
+        } else {
+            MONITORING_DISABLED
+        }))
+    }),
+]);
+
+fn missing_argument(opcode: Opcode) -> Option<ReplyControl> {
+    Some(ReplyControl::error(
+        -1,
+        &format!("{}: missing argument", opcode.name()),
+    ))
+}
+
+/// The opcodes of the controls ctdb-eventd owns.
+pub fn owned_controls() -> Vec<Opcode> {
+    CONTROLS.opcodes().collect()
+}
 
 /// What the event daemon needs from the node's configuration.
 #[derive(Debug, Clone)]
@@ -193,14 +236,14 @@ impl Eventd {
     /// Handles one control; `None` when the reply is sent later by a task.
     fn control(&self, req: ReqControl, to: &ReplyTo, out: &Outbox) -> Option<ReplyControl> {
         let opcode = req.opcode;
-        if !OWNED_CONTROLS.contains(&opcode) {
+        let Some(handler) = CONTROLS.get(opcode) else {
             tracing::warn!(
                 opcode = opcode.as_u32(),
                 name = opcode.name(),
                 "control not handled by ctdb-eventd"
             );
             return Some(ReplyControl::error(-1, &opcode.unhandled_by("ctdb-eventd")));
-        }
+        };
         let data = match decode_request(opcode, &req.data) {
             Ok(d) => d,
             Err(e) => {
@@ -211,32 +254,7 @@ impl Eventd {
                 ));
             }
         };
-        Some(match (opcode, data) {
-            (Opcode::GetEventScriptStatus, ControlData::Uint32(n)) => self.get_script_status(n),
-            (Opcode::EnableScript, ControlData::String(Some(name))) => self.set_script(&name, true),
-            (Opcode::DisableScript, ControlData::String(Some(name))) => {
-                self.set_script(&name, false)
-            }
-            (Opcode::RunEventscripts, ControlData::String(Some(cmd))) => {
-                return self.run_eventscripts(&cmd, to, out);
-            }
-            (Opcode::EnableMonitor, _) => {
-                tracing::info!("monitoring enabled");
-                self.set_monitoring(true);
-                ok(0)
-            }
-            (Opcode::DisableMonitor, _) => {
-                tracing::info!("monitoring disabled");
-                self.set_monitoring(false);
-                ok(0)
-            }
-            (Opcode::GetMonmode, _) => ok(if self.monitoring_enabled() {
-                MONITORING_ACTIVE
-            } else {
-                MONITORING_DISABLED
-            }),
-            (op, _) => ReplyControl::error(-1, &format!("{}: missing argument", op.name())),
-        })
+        handler(self, data, to, out)
     }
 
     fn get_script_status(&self, n: u32) -> ReplyControl {
@@ -363,6 +381,10 @@ fn refuse(envelope: &Envelope, error: ctdb_protocol::DecodeError, out: &Outbox) 
 }
 
 impl PacketHandler for Eventd {
+    fn ownership(&self) -> ctdb_rpc::Ownership {
+        CONTROLS.ownership()
+    }
+
     fn handle(&mut self, envelope: Envelope, out: &Outbox) {
         let packet = match Packet::from_slice(&envelope.packet) {
             Ok(p) => p,

@@ -7,7 +7,7 @@ use ctdb_common::nodes::PublicAddress;
 use ctdb_protocol::control::{self, ControlData};
 use ctdb_protocol::flags::capability;
 use ctdb_protocol::{Body, Opcode, Packet, ReplyControl, ReqControl, Wire};
-use ctdb_rpc::component::{Outbox, PacketHandler};
+use ctdb_rpc::component::{ControlTable, Outbox, PacketHandler};
 use ctdb_rpc::eventd_client::EventdClient;
 use ctdb_rpc::Envelope;
 use tonic::transport::Channel;
@@ -127,203 +127,452 @@ impl Recoverd {
         self.eventd = Some(eventd);
         self
     }
+}
 
-    fn answer(&mut self, control: &ReqControl) -> Result<ReplyControl, String> {
-        use Opcode::*;
-        let decoded = || {
-            control::decode_request(control.opcode, &control.data)
-                .map_err(|e| format!("bad {} request: {e}", control.opcode))
+/// A control as recoverd's handlers see it.
+struct Request<'a> {
+    control: &'a ReqControl,
+    /// The node that sent it.
+    srcnode: u32,
+    to: &'a ReplyTo,
+    out: &'a Outbox,
+}
+
+/// What a handler answers: the reply now, `Ok(None)` when it is sent later (by a task,
+/// once an event ran) or already, or the message of an error reply.
+type Answer = Result<Option<ReplyControl>, String>;
+
+/// One control of recoverd's.
+type Handler = fn(&mut Recoverd, &Request<'_>) -> Answer;
+
+/// Every control ctdb-recoverd answers, and its handler: what recoverd dispatches and
+/// what it declares to transport (which routes these here) are this one table.
+static CONTROLS: ControlTable<Handler> = ControlTable::new(&[
+    // leadership and roles
+    (Opcode::GetRecmaster, Recoverd::get_recmaster),
+    (Opcode::SetRecmaster, Recoverd::set_recmaster),
+    (Opcode::SetRecmasterrole, Recoverd::set_role),
+    (Opcode::SetLmasterrole, Recoverd::set_role),
+    (Opcode::GetCapabilities, Recoverd::get_capabilities),
+    (Opcode::RecdPing, |_, _| now(status(0))),
+    (Opcode::RecdReclockLatency, |_, _| now(status(0))),
+    (Opcode::GetReclockFile, Recoverd::get_reclock_file),
+    (Opcode::SetReclockFile, Recoverd::set_reclock_file),
+    // recovery and takeover events
+    (Opcode::StartRecovery, Recoverd::recovery),
+    (Opcode::EndRecovery, Recoverd::recovery),
+    (Opcode::Ipreallocated, Recoverd::ipreallocated),
+    // public addresses
+    (Opcode::TakeoverIp, Recoverd::takeover_or_release),
+    (Opcode::ReleaseIp, Recoverd::takeover_or_release),
+    (Opcode::GetPublicIps, Recoverd::get_public_ips),
+    (Opcode::GetPublicIpInfo, Recoverd::get_public_ip_info),
+    (Opcode::AddPublicIp, Recoverd::add_public_ip),
+    (Opcode::DelPublicIp, Recoverd::del_public_ip),
+    (Opcode::ReloadPublicIps, Recoverd::reload_public_ips),
+    (Opcode::GetIfaces, |r, _| {
+        now(ok(r.ips().ifaces().to_bytes()))
+    }),
+    (Opcode::SetIfaceLinkState, Recoverd::set_iface_link_state),
+    (Opcode::SendGratiousArp, Recoverd::send_gratious_arp),
+    // clients' connections (tickles)
+    (Opcode::TcpClient, Recoverd::tcp_client),
+    (Opcode::TcpAdd, Recoverd::tcp_add),
+    (Opcode::TcpAddDelayedUpdate, Recoverd::tcp_add),
+    (Opcode::TcpRemove, Recoverd::tcp_remove),
+    (Opcode::TcpClientDisconnected, Recoverd::tcp_remove),
+    // The connection went to another smbd process of this node: still here.
+    (Opcode::TcpClientPassed, |_, _| now(status(0))),
+    (Opcode::GetTcpTickleList, Recoverd::get_tcp_tickle_list),
+    (Opcode::SetTcpTickleList, Recoverd::set_tcp_tickle_list),
+    // fault injection in test clusters (recovery.rs lists the points)
+    (Opcode::SetFailpoint, Recoverd::set_failpoint),
+]);
+
+/// The opcodes of the controls ctdb-recoverd owns.
+pub fn owned_controls() -> Vec<Opcode> {
+    CONTROLS.opcodes().collect()
+}
+
+fn now(reply: ReplyControl) -> Answer {
+    Ok(Some(reply))
+}
+
+fn decoded(control: &ReqControl) -> Result<ControlData, String> {
+    control::decode_request(control.opcode, &control.data)
+        .map_err(|e| format!("bad {} request: {e}", control.opcode))
+}
+
+fn unexpected(data: ControlData) -> String {
+    format!("unexpected payload {data:?}")
+}
+
+impl Recoverd {
+    /// No leader known (none elected yet, or this node is cut off): Samba's "unknown"
+    /// (-1 as a pnn).
+    fn get_recmaster(&mut self, _: &Request<'_>) -> Answer {
+        now(status(
+            self.leader
+                .unwrap_or(ctdb_protocol::flags::dest::UNKNOWN_PNN) as i32,
+        ))
+    }
+
+    fn set_recmaster(&mut self, r: &Request<'_>) -> Answer {
+        match decoded(r.control)? {
+            ControlData::Uint32(pnn) => {
+                self.leader = Some(pnn);
+                now(status(0))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// SET_RECMASTERROLE and SET_LMASTERROLE.
+    fn set_role(&mut self, r: &Request<'_>) -> Answer {
+        match decoded(r.control)? {
+            ControlData::Uint32(on) => {
+                if r.control.opcode == Opcode::SetRecmasterrole {
+                    self.leader_role = on != 0;
+                } else {
+                    self.lmaster_role = on != 0;
+                }
+                now(status(0))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The roles SET_RECMASTERROLE and SET_LMASTERROLE set, beside the rest of what a
+    /// node of Samba 4.17 says it can.
+    fn get_capabilities(&mut self, _: &Request<'_>) -> Answer {
+        let roles = capability::RECMASTER | capability::LMASTER;
+        let mut caps = capability::DEFAULT & !roles;
+        if self.leader_role {
+            caps |= capability::RECMASTER;
+        }
+        if self.lmaster_role {
+            caps |= capability::LMASTER;
+        }
+        now(ok(caps.to_bytes()))
+    }
+
+    fn get_reclock_file(&mut self, _: &Request<'_>) -> Answer {
+        now(ok(ControlData::String(self.reclock.clone()).to_bytes()))
+    }
+
+    fn set_reclock_file(&mut self, r: &Request<'_>) -> Answer {
+        match decoded(r.control)? {
+            ControlData::String(path) => {
+                self.reclock = path.filter(|p| !p.is_empty());
+                now(status(0))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// START_RECOVERY / END_RECOVERY: answered once their event ran (see `events`),
+    /// meanwhile the other controls are served.
+    fn recovery(&mut self, r: &Request<'_>) -> Answer {
+        // Only the leader runs recoveries: as good as its announcement, and here
+        // before it when this daemon has just started.
+        if r.srcnode != self.pnn && r.srcnode < ctdb_protocol::flags::dest::UNKNOWN_PNN {
+            self.recovery_from = Some((r.srcnode, std::time::Instant::now()));
+        }
+        let Some(eventd) = self.eventd.clone() else {
+            return now(status(0));
         };
-        Ok(match control.opcode {
-            // No leader known (none elected yet, or this node is cut off): Samba's
-            // "unknown" (-1 as a pnn).
-            GetRecmaster => status(
-                self.leader
-                    .unwrap_or(ctdb_protocol::flags::dest::UNKNOWN_PNN) as i32,
-            ),
-            SetRecmaster => match decoded()? {
-                ControlData::Uint32(pnn) => {
-                    self.leader = Some(pnn);
-                    status(0)
-                }
-                other => return Err(format!("unexpected payload {other:?}")),
-            },
-            SetRecmasterrole | SetLmasterrole => match decoded()? {
-                ControlData::Uint32(on) => {
-                    if control.opcode == SetRecmasterrole {
-                        self.leader_role = on != 0;
-                    } else {
-                        self.lmaster_role = on != 0;
-                    }
-                    status(0)
-                }
-                other => return Err(format!("unexpected payload {other:?}")),
-            },
-            // The roles SET_RECMASTERROLE and SET_LMASTERROLE set, beside the rest of
-            // what a node of Samba 4.17 says it can.
-            GetCapabilities => {
-                let roles = capability::RECMASTER | capability::LMASTER;
-                let mut caps = capability::DEFAULT & !roles;
-                if self.leader_role {
-                    caps |= capability::RECMASTER;
-                }
-                if self.lmaster_role {
-                    caps |= capability::LMASTER;
-                }
-                ok(caps.to_bytes())
+        let end = r.control.opcode == Opcode::EndRecovery;
+        let (startup, to, out) = (self.startup.clone(), r.to.clone(), r.out.clone());
+        tokio::spawn(async move {
+            recovery_event(eventd, end, startup).await;
+            to.send(&out, status(0));
+        });
+        Ok(None)
+    }
+
+    /// The event takes as long as its scripts: answered when it is done, meanwhile the
+    /// other controls are served.
+    fn ipreallocated(&mut self, r: &Request<'_>) -> Answer {
+        let Some(eventd) = self.eventd.clone() else {
+            return now(status(0));
+        };
+        let (to, out) = (r.to.clone(), r.out.clone());
+        tokio::spawn(async move {
+            let code = run_event(&mut EventdClient::new(eventd), "ipreallocated").await;
+            to.send(&out, status(code));
+        });
+        Ok(None)
+    }
+
+    /// TAKEOVER_IP / RELEASE_IP: the address's `takeip` / `releaseip` event where one
+    /// is to run, answered when it is done.
+    fn takeover_or_release(&mut self, r: &Request<'_>) -> Answer {
+        let (addr, holder, action) = self.ip_action(r.control)?;
+        let event = match action {
+            Action::Record => None,
+            Action::Run(event) => Some(event),
+        };
+        let (Some(event), Some(eventd)) = (event, self.eventd.clone()) else {
+            self.ips().record(addr, holder);
+            return now(status(0));
+        };
+        let (ips, to, out) = (self.ips.clone(), r.to.clone(), r.out.clone());
+        // A takeover: the segment learns where the address is now (gratuitous ARP on
+        // the interface, takeip's first argument), and the clients of the address's
+        // last holder are tickled.
+        let takeover = event.event == "takeip";
+        let tickle = takeover.then(|| {
+            let all = SockAddr::from(std::net::SocketAddr::new(addr, 0));
+            self.tickles.list(all, 0).connections
+        });
+        let iface = event.args.first().cloned().filter(|_| takeover);
+        tokio::spawn(async move {
+            let mut eventd = EventdClient::new(eventd);
+            let code = run_event_with(&mut eventd, event.event, event.args).await;
+            if code == 0 {
+                ctdb_rpc::component::lock(&ips).record(addr, holder);
+                to.tell_clients(&out, event.event, addr);
             }
-            GetReclockFile => ok(ControlData::String(self.reclock.clone()).to_bytes()),
-            SetReclockFile => match decoded()? {
-                ControlData::String(path) => {
-                    self.reclock = path.filter(|p| !p.is_empty());
-                    status(0)
-                }
-                other => return Err(format!("unexpected payload {other:?}")),
-            },
-            // IPREALLOCATED runs its event in `handle` when there is an event daemon.
-            RecdPing | Ipreallocated => status(0),
-            TcpClient | TcpAdd | TcpAddDelayedUpdate => match decoded()? {
-                ControlData::Connection(conn) => match self.tickle_address(&conn) {
-                    Ok(addr) => {
-                        self.tickles.add(addr, conn);
-                        status(0)
-                    }
-                    // Samba's clients register every connection; one not to a public
-                    // address is no error for them.
-                    Err(_) if control.opcode == TcpClient => status(0),
-                    Err(e) => return Err(e),
-                },
-                other => return Err(format!("unexpected payload {other:?}")),
-            },
-            TcpRemove | TcpClientDisconnected => match decoded()? {
-                ControlData::Connection(conn) => {
-                    if let Some(addr) = destination(&conn) {
-                        self.tickles.remove(addr, &conn);
-                    }
-                    status(0)
-                }
-                other => return Err(format!("unexpected payload {other:?}")),
-            },
-            // The connection went to another smbd process of this node: still here.
-            TcpClientPassed => status(0),
-            GetTcpTickleList => match decoded()? {
-                ControlData::SockAddr(addr) => match ip_of(&addr) {
-                    Some(ip) if self.ips().contains(ip) => {
-                        let port = addr.socket_addr().map_or(0, |a| a.port());
-                        ok(self.tickles.list(addr, port).to_bytes())
-                    }
-                    // Samba answers 1 for an address that is not public.
-                    _ => status(1),
-                },
-                other => return Err(format!("unexpected payload {other:?}")),
-            },
-            SetTcpTickleList => match decoded()? {
-                ControlData::TickleList(list) => match ip_of(&list.addr) {
-                    Some(ip) if self.ips().contains(ip) => {
-                        self.tickles.set(ip, list.connections);
-                        status(0)
-                    }
-                    _ => return Err("not a public address".into()),
-                },
-                other => return Err(format!("unexpected payload {other:?}")),
-            },
-            ReloadPublicIps => {
-                // Without the event daemon (tests) nothing is held: only the list.
-                let (added, removed) = self.ips().changes(&self.read_public_addresses()?);
-                let removed_copy = removed.clone();
-                let mut ips = self.ips();
-                for a in added {
-                    ips.add(a)?;
-                }
-                for addr in removed {
-                    ips.delete(addr)?;
-                }
-                drop(ips);
-                for addr in removed_copy {
-                    self.tickles.forget(addr);
-                }
-                status(0)
+            to.send(&out, status(code));
+            if let Some(iface) = iface.filter(|_| code == 0) {
+                tokio::spawn(crate::gratuitous_arp::announce(addr, iface));
             }
-            RecdReclockLatency => status(0),
-            GetIfaces => ok(self.ips().ifaces().to_bytes()),
-            GetPublicIps => {
-                let only_available = control.flags & ips::ONLY_AVAILABLE != 0;
-                ok(self.ips().list(only_available).to_bytes())
+            if let Some(connections) = tickle.filter(|_| code == 0) {
+                send_tickles(addr, connections).await;
             }
-            GetPublicIpInfo => match decoded()? {
-                ControlData::SockAddr(addr) => {
-                    let info = ip_of(&addr).and_then(|a| self.ips().info(a));
-                    match info {
-                        Some(info) => ok(info.to_bytes()),
-                        None => return Err("not a public address of this node".into()),
+        });
+        Ok(None)
+    }
+
+    fn get_public_ips(&mut self, r: &Request<'_>) -> Answer {
+        let only_available = r.control.flags & ips::ONLY_AVAILABLE != 0;
+        now(ok(self.ips().list(only_available).to_bytes()))
+    }
+
+    fn get_public_ip_info(&mut self, r: &Request<'_>) -> Answer {
+        match decoded(r.control)? {
+            ControlData::SockAddr(addr) => {
+                let info = ip_of(&addr).and_then(|a| self.ips().info(a));
+                match info {
+                    Some(info) => now(ok(info.to_bytes())),
+                    None => Err("not a public address of this node".into()),
+                }
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn add_public_ip(&mut self, r: &Request<'_>) -> Answer {
+        match decoded(r.control)? {
+            ControlData::AddrInfo(info) => {
+                let addr = ip_of(&info.addr).ok_or("not an IP address")?;
+                let prefix = u8::try_from(info.mask).map_err(|_| "bad mask bits")?;
+                let ifaces = info
+                    .iface
+                    .map(|i| i.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default();
+                self.ips().add(PublicAddress {
+                    addr,
+                    prefix,
+                    ifaces,
+                })?;
+                now(status(0))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// DEL_PUBLIC_IP of an address held here: released first (its `releaseip` event),
+    /// then forgotten.
+    fn del_public_ip(&mut self, r: &Request<'_>) -> Answer {
+        if let Some((addr, event, eventd)) = self.release_to_delete(r.control) {
+            let (ips, to, out) = (self.ips.clone(), r.to.clone(), r.out.clone());
+            tokio::spawn(async move {
+                let mut eventd = EventdClient::new(eventd);
+                let code = run_event_with(&mut eventd, event.event, event.args).await;
+                let reply = if code == 0 {
+                    to.tell_clients(&out, event.event, addr);
+                    let mut ips = ctdb_rpc::component::lock(&ips);
+                    ips.record(addr, ctdb_protocol::flags::dest::UNKNOWN_PNN);
+                    match ips.delete(addr) {
+                        Ok(()) => status(0),
+                        Err(e) => ReplyControl::error(-1, &e),
                     }
+                } else {
+                    status(code)
+                };
+                to.send(&out, reply);
+            });
+            return Ok(None);
+        }
+        match decoded(r.control)? {
+            ControlData::AddrInfo(info) => {
+                let addr = ip_of(&info.addr).ok_or("not an IP address")?;
+                self.ips().delete(addr)?;
+                now(status(0))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// RELOAD_PUBLIC_IPS: new addresses join the list (a takeover run places them);
+    /// addresses gone from the file are released where held here (`releaseip`), then
+    /// forgotten. Answered when that is done.
+    fn reload_public_ips(&mut self, r: &Request<'_>) -> Answer {
+        let file = self.read_public_addresses()?;
+        let (added, removed) = self.ips().changes(&file);
+        if let Some(eventd) = self.eventd.clone() {
+            let (ips, to, out) = (self.ips.clone(), r.to.clone(), r.out.clone());
+            tokio::spawn(async move {
+                let reply = reload_public_ips(&ips, added, removed, eventd, &to, &out).await;
+                to.send(&out, reply);
+            });
+            return Ok(None);
+        }
+        // Without the event daemon (tests) nothing is held: only the list.
+        let mut ips = self.ips();
+        for a in added {
+            ips.add(a)?;
+        }
+        for addr in &removed {
+            ips.delete(*addr)?;
+        }
+        drop(ips);
+        for addr in removed {
+            self.tickles.forget(addr);
+        }
+        now(status(0))
+    }
+
+    fn set_iface_link_state(&mut self, r: &Request<'_>) -> Answer {
+        match decoded(r.control)? {
+            ControlData::Iface(iface) => {
+                self.ips().set_link(&iface.name, iface.link_state != 0)?;
+                now(status(0))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `ctdb gratarp <ip> <iface>`: announced in the background, answered now.
+    fn send_gratious_arp(&mut self, r: &Request<'_>) -> Answer {
+        match decoded(r.control)? {
+            ControlData::AddrInfo(info) => {
+                let addr = ip_of(&info.addr).ok_or("not an IP address")?;
+                let iface = info.iface.filter(|i| !i.is_empty()).ok_or("no interface")?;
+                let rt = tokio::runtime::Handle::try_current()
+                    .map_err(|_| "ctdb-recoverd has no runtime".to_string())?;
+                rt.spawn(crate::gratuitous_arp::announce(addr, iface));
+                now(status(0))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A client's connection to a public address: kept here, and every connected node
+    /// keeps it too (TCP_ADD, no reply), for whichever takes the address over.
+    fn tcp_client(&mut self, r: &Request<'_>) -> Answer {
+        let spread = matches!(
+            decoded(r.control),
+            Ok(ControlData::Connection(conn)) if self.tickle_address(&conn).is_ok()
+        );
+        let reply = self
+            .tcp_add(r)
+            .map(|reply| reply.unwrap_or_default())
+            .unwrap_or_else(|e| ReplyControl::error(-1, &e));
+        r.to.send(r.out, reply);
+        if spread {
+            let packet = Packet {
+                generation: r.to.generation,
+                destnode: ctdb_protocol::flags::dest::BROADCAST_CONNECTED,
+                srcnode: self.pnn,
+                reqid: 0,
+                body: Body::ReqControl(ReqControl {
+                    opcode: Opcode::TcpAdd,
+                    srvid: 0,
+                    client_id: 0,
+                    flags: ctdb_protocol::flags::control::NOREPLY,
+                    data: r.control.data.clone(),
+                }),
+            };
+            r.out.to_client(0, packet.to_bytes());
+        }
+        Ok(None)
+    }
+
+    /// TCP_CLIENT, TCP_ADD and TCP_ADD_DELAYED_UPDATE: the connection is kept.
+    fn tcp_add(&mut self, r: &Request<'_>) -> Answer {
+        match decoded(r.control)? {
+            ControlData::Connection(conn) => match self.tickle_address(&conn) {
+                Ok(addr) => {
+                    self.tickles.add(addr, conn);
+                    now(status(0))
                 }
-                other => return Err(format!("unexpected payload {other:?}")),
+                // Samba's clients register every connection; one not to a public
+                // address is no error for them.
+                Err(_) if r.control.opcode == Opcode::TcpClient => now(status(0)),
+                Err(e) => Err(e),
             },
-            AddPublicIp => match decoded()? {
-                ControlData::AddrInfo(info) => {
-                    let addr = ip_of(&info.addr).ok_or("not an IP address")?;
-                    let prefix = u8::try_from(info.mask).map_err(|_| "bad mask bits")?;
-                    let ifaces = info
-                        .iface
-                        .map(|i| i.split(',').map(str::to_owned).collect())
-                        .unwrap_or_default();
-                    self.ips().add(PublicAddress {
-                        addr,
-                        prefix,
-                        ifaces,
-                    })?;
-                    status(0)
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// TCP_REMOVE and TCP_CLIENT_DISCONNECTED.
+    fn tcp_remove(&mut self, r: &Request<'_>) -> Answer {
+        match decoded(r.control)? {
+            ControlData::Connection(conn) => {
+                if let Some(addr) = destination(&conn) {
+                    self.tickles.remove(addr, &conn);
                 }
-                other => return Err(format!("unexpected payload {other:?}")),
+                now(status(0))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn get_tcp_tickle_list(&mut self, r: &Request<'_>) -> Answer {
+        match decoded(r.control)? {
+            ControlData::SockAddr(addr) => match ip_of(&addr) {
+                Some(ip) if self.ips().contains(ip) => {
+                    let port = addr.socket_addr().map_or(0, |a| a.port());
+                    now(ok(self.tickles.list(addr, port).to_bytes()))
+                }
+                // Samba answers 1 for an address that is not public.
+                _ => now(status(1)),
             },
-            DelPublicIp => match decoded()? {
-                ControlData::AddrInfo(info) => {
-                    let addr = ip_of(&info.addr).ok_or("not an IP address")?;
-                    self.ips().delete(addr)?;
-                    status(0)
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn set_tcp_tickle_list(&mut self, r: &Request<'_>) -> Answer {
+        match decoded(r.control)? {
+            ControlData::TickleList(list) => match ip_of(&list.addr) {
+                Some(ip) if self.ips().contains(ip) => {
+                    self.tickles.set(ip, list.connections);
+                    now(status(0))
                 }
-                other => return Err(format!("unexpected payload {other:?}")),
+                _ => Err("not a public address".into()),
             },
-            // `ctdb gratarp <ip> <iface>`: announced in the background, answered now.
-            SendGratiousArp => match decoded()? {
-                ControlData::AddrInfo(info) => {
-                    let addr = ip_of(&info.addr).ok_or("not an IP address")?;
-                    let iface = info.iface.filter(|i| !i.is_empty()).ok_or("no interface")?;
-                    let rt = tokio::runtime::Handle::try_current()
-                        .map_err(|_| "ctdb-recoverd has no runtime".to_string())?;
-                    rt.spawn(crate::gratuitous_arp::announce(addr, iface));
-                    status(0)
-                }
-                other => return Err(format!("unexpected payload {other:?}")),
-            },
-            SetIfaceLinkState => match decoded()? {
-                ControlData::Iface(iface) => {
-                    self.ips().set_link(&iface.name, iface.link_state != 0)?;
-                    status(0)
-                }
-                other => return Err(format!("unexpected payload {other:?}")),
-            },
-            // Fault injection in test clusters (recovery.rs lists the points).
-            SetFailpoint => match decoded()? {
-                ControlData::SetFailpoint(request) if request.component == "recoverd" => {
-                    let count = ctdb_rpc::faults::apply(
-                        crate::recovery::FAULT_POINTS,
-                        &request.name,
-                        request.actions.as_deref(),
-                    )?;
-                    ok(count.to_le_bytes().to_vec())
-                }
-                ControlData::SetFailpoint(request) => {
-                    return Err(format!(
-                        "SET_FAILPOINT for {:?} reached recoverd",
-                        request.component
-                    ))
-                }
-                other => return Err(format!("unexpected payload {other:?}")),
-            },
-            other => return Err(other.unhandled_by("ctdb-recoverd")),
-        })
+            other => Err(unexpected(other)),
+        }
+    }
+
+    fn set_failpoint(&mut self, r: &Request<'_>) -> Answer {
+        match decoded(r.control)? {
+            ControlData::SetFailpoint(request) if request.component == "recoverd" => {
+                let count = ctdb_rpc::faults::apply(
+                    crate::recovery::FAULT_POINTS,
+                    &request.name,
+                    request.actions.as_deref(),
+                )?;
+                now(ok(count.to_le_bytes().to_vec()))
+            }
+            ControlData::SetFailpoint(request) => Err(format!(
+                "SET_FAILPOINT for {:?} reached recoverd",
+                request.component
+            )),
+            other => Err(unexpected(other)),
+        }
     }
 }
 
@@ -405,6 +654,10 @@ impl PacketHandler for Recoverd {
         }
     }
 
+    fn ownership(&self) -> ctdb_rpc::Ownership {
+        CONTROLS.ownership()
+    }
+
     fn handle(&mut self, envelope: Envelope, out: &Outbox) {
         let packet = match Packet::from_slice(&envelope.packet) {
             Ok(p) => p,
@@ -425,143 +678,20 @@ impl PacketHandler for Recoverd {
             client: envelope.client,
             wanted: control.flags & ctdb_protocol::flags::control::NOREPLY == 0,
         };
-        // START_RECOVERY / END_RECOVERY: answered once their event ran (see
-        // `events`), meanwhile the other controls are served.
-        if matches!(control.opcode, Opcode::StartRecovery | Opcode::EndRecovery) {
-            // Only the leader runs recoveries: as good as its announcement, and here
-            // before it when this daemon has just started.
-            if packet.srcnode != self.pnn
-                && packet.srcnode < ctdb_protocol::flags::dest::UNKNOWN_PNN
-            {
-                self.recovery_from = Some((packet.srcnode, std::time::Instant::now()));
-            }
-            let Some(eventd) = self.eventd.clone() else {
-                return to.send(out, status(0));
-            };
-            let end = control.opcode == Opcode::EndRecovery;
-            let (startup, out) = (self.startup.clone(), out.clone());
-            tokio::spawn(async move {
-                recovery_event(eventd, end, startup).await;
-                to.send(&out, status(0));
-            });
-            return;
-        }
-        // The event takes as long as its scripts: answer when it is done, meanwhile
-        // serve the other controls.
-        if let (Opcode::Ipreallocated, Some(eventd)) = (control.opcode, self.eventd.clone()) {
-            let out = out.clone();
-            tokio::spawn(async move {
-                let code = run_event(&mut EventdClient::new(eventd), "ipreallocated").await;
-                to.send(&out, status(code));
-            });
-            return;
-        }
-        // RELOAD_PUBLIC_IPS: new addresses join the list (a takeover run places them);
-        // addresses gone from the file are released where held here (`releaseip`),
-        // then forgotten. Answered when that is done.
-        if let (Opcode::ReloadPublicIps, Some(eventd)) = (control.opcode, self.eventd.clone()) {
-            let file = match self.read_public_addresses() {
-                Ok(file) => file,
-                Err(e) => return to.send(out, ReplyControl::error(-1, &e)),
-            };
-            let (added, removed) = self.ips().changes(&file);
-            let (ips, out) = (self.ips.clone(), out.clone());
-            tokio::spawn(async move {
-                let reply = reload_public_ips(&ips, added, removed, eventd, &to, &out).await;
-                to.send(&out, reply);
-            });
-            return;
-        }
-        // DEL_PUBLIC_IP of an address held here: released first (its `releaseip`
-        // event), then forgotten.
-        if control.opcode == Opcode::DelPublicIp {
-            if let Some((addr, event, eventd)) = self.release_to_delete(control) {
-                let (ips, out) = (self.ips.clone(), out.clone());
-                tokio::spawn(async move {
-                    let mut eventd = EventdClient::new(eventd);
-                    let code = run_event_with(&mut eventd, event.event, event.args).await;
-                    let reply = if code == 0 {
-                        to.tell_clients(&out, event.event, addr);
-                        let mut ips = ctdb_rpc::component::lock(&ips);
-                        ips.record(addr, ctdb_protocol::flags::dest::UNKNOWN_PNN);
-                        match ips.delete(addr) {
-                            Ok(()) => status(0),
-                            Err(e) => ReplyControl::error(-1, &e),
-                        }
-                    } else {
-                        status(code)
-                    };
-                    to.send(&out, reply);
-                });
-                return;
-            }
-        }
-        if matches!(control.opcode, Opcode::TakeoverIp | Opcode::ReleaseIp) {
-            let (addr, holder, action) = match self.ip_action(control) {
-                Ok(a) => a,
-                Err(e) => return to.send(out, ReplyControl::error(-1, &e)),
-            };
-            let event = match action {
-                Action::Record => None,
-                Action::Run(event) => Some(event),
-            };
-            let (Some(event), Some(eventd)) = (event, self.eventd.clone()) else {
-                self.ips().record(addr, holder);
-                return to.send(out, status(0));
-            };
-            let (ips, out) = (self.ips.clone(), out.clone());
-            // A takeover: the segment learns where the address is now (gratuitous ARP
-            // on the interface, takeip's first argument), and the clients of the
-            // address's last holder are tickled.
-            let takeover = event.event == "takeip";
-            let tickle = takeover.then(|| {
-                let all = SockAddr::from(std::net::SocketAddr::new(addr, 0));
-                self.tickles.list(all, 0).connections
-            });
-            let iface = event.args.first().cloned().filter(|_| takeover);
-            tokio::spawn(async move {
-                let mut eventd = EventdClient::new(eventd);
-                let code = run_event_with(&mut eventd, event.event, event.args).await;
-                if code == 0 {
-                    ctdb_rpc::component::lock(&ips).record(addr, holder);
-                    to.tell_clients(&out, event.event, addr);
-                }
-                to.send(&out, status(code));
-                if let Some(iface) = iface.filter(|_| code == 0) {
-                    tokio::spawn(crate::gratuitous_arp::announce(addr, iface));
-                }
-                if let Some(connections) = tickle.filter(|_| code == 0) {
-                    send_tickles(addr, connections).await;
-                }
-            });
-            return;
-        }
-        // A client's connection to a public address: every connected node keeps it
-        // too (TCP_ADD, no reply), for whichever takes the address over.
-        let spread = control.opcode == Opcode::TcpClient
-            && matches!(
-                control::decode_request(control.opcode, &control.data),
-                Ok(ControlData::Connection(conn)) if self.tickle_address(&conn).is_ok()
-            );
-        let reply = self
-            .answer(control)
-            .unwrap_or_else(|e| ReplyControl::error(-1, &e));
-        to.send(out, reply);
-        if spread {
-            let packet = Packet {
-                generation: to.generation,
-                destnode: ctdb_protocol::flags::dest::BROADCAST_CONNECTED,
-                srcnode: self.pnn,
-                reqid: 0,
-                body: Body::ReqControl(ReqControl {
-                    opcode: Opcode::TcpAdd,
-                    srvid: 0,
-                    client_id: 0,
-                    flags: ctdb_protocol::flags::control::NOREPLY,
-                    data: control.data.clone(),
-                }),
-            };
-            out.to_client(0, packet.to_bytes());
+        let request = Request {
+            control,
+            srcnode: packet.srcnode,
+            to: &to,
+            out,
+        };
+        let answer = match CONTROLS.get(control.opcode) {
+            Some(handler) => handler(self, &request),
+            None => Err(control.opcode.unhandled_by("ctdb-recoverd")),
+        };
+        match answer {
+            Ok(Some(reply)) => to.send(out, reply),
+            Ok(None) => {}
+            Err(e) => to.send(out, ReplyControl::error(-1, &e)),
         }
     }
 }
@@ -628,6 +758,7 @@ async fn reload_public_ips(
 }
 
 /// Where a control's reply goes.
+#[derive(Debug, Clone)]
 struct ReplyTo {
     generation: u32,
     destnode: u32,
@@ -701,9 +832,27 @@ mod tests {
         let Body::ReplyControl(samba) = packet(i + 1).body else {
             panic!("i={} is not a reply", i + 1);
         };
-        let ours = state
-            .answer(&request)
-            .unwrap_or_else(|e| panic!("{}: {e}", request.opcode));
+        let (out, _) = Outbox::new();
+        let to = ReplyTo {
+            generation: 0,
+            destnode: 0,
+            srcnode: 0,
+            reqid: 0,
+            client: 1,
+            wanted: true,
+        };
+        let handler = CONTROLS
+            .get(request.opcode)
+            .unwrap_or_else(|| panic!("{} not in the table", request.opcode));
+        let r = Request {
+            control: &request,
+            srcnode: 0,
+            to: &to,
+            out: &out,
+        };
+        let ours = handler(state, &r)
+            .unwrap_or_else(|e| panic!("{}: {e}", request.opcode))
+            .unwrap_or_else(|| panic!("{}: answered later", request.opcode));
         assert_eq!(
             (ours.status, ours.data.to_vec()),
             (samba.status, samba.data.to_vec()),

@@ -31,4 +31,4 @@ pub mod tickles;
 #[cfg(test)]
 mod vectors;
 
-pub use controls::Recoverd;
+pub use controls::{owned_controls, Recoverd};

@@ -19,13 +19,20 @@ use tonic::{Request, Response, Status};
 use crate::queue::{QueueRx, QueueTx, Refused};
 use crate::v1::component_server::{Component, ComponentServer};
 use crate::v1::{
-    ComponentState, ComponentStatus, DebugLevel, Empty, Envelope, LatencyCounter, StatisticsPart,
+    ComponentState, ComponentStatus, DebugLevel, Empty, Envelope, LatencyCounter, Ownership,
+    StatisticsPart,
 };
+use ctdb_protocol::Opcode;
 
 /// What a component does with the packets it owns.
 pub trait PacketHandler: Send + 'static {
     /// Handles one packet; replies and any other packets go to `out`.
     fn handle(&mut self, envelope: Envelope, out: &Outbox);
+
+    /// What this component serves, from the same table its dispatch reads (see
+    /// [`ControlTable`]): transport asks for it (`Declare`) each time it connects and
+    /// routes these controls here.
+    fn ownership(&self) -> Ownership;
 
     /// This component's share of `ctdb statistics`.
     fn statistics(&self) -> StatisticsPart {
@@ -40,6 +47,41 @@ pub trait PacketHandler: Send + 'static {
     /// after every packet it handles.
     fn state(&self) -> Option<ComponentState> {
         None
+    }
+}
+
+/// A component's controls: every opcode it serves beside its handler, one table that
+/// both its dispatch and its declaration to transport ([`PacketHandler::ownership`])
+/// read, so that the two cannot differ. A handler is a `fn` of the component's own
+/// signature.
+#[derive(Debug)]
+pub struct ControlTable<H: 'static> {
+    entries: &'static [(Opcode, H)],
+}
+
+impl<H: Copy> ControlTable<H> {
+    pub const fn new(entries: &'static [(Opcode, H)]) -> Self {
+        Self { entries }
+    }
+
+    /// The handler of `opcode`, if this component serves it.
+    pub fn get(&self, opcode: Opcode) -> Option<H> {
+        self.entries
+            .iter()
+            .find(|(op, _)| *op == opcode)
+            .map(|&(_, handler)| handler)
+    }
+
+    /// Every opcode of the table, in its order.
+    pub fn opcodes(&self) -> impl Iterator<Item = Opcode> + '_ {
+        self.entries.iter().map(|&(op, _)| op)
+    }
+
+    /// The table as the component declares it to transport.
+    pub fn ownership(&self) -> Ownership {
+        Ownership {
+            controls: self.opcodes().map(Opcode::as_u32).collect(),
+        }
     }
 }
 
@@ -261,6 +303,10 @@ impl<H: PacketHandler> Component for PacketComponent<H> {
             .filter_map(|s| s.map(Ok));
         let states = futures::StreamExt::take_until(states, self.closing.clone().cancelled_owned());
         Ok(Response::new(Box::pin(states)))
+    }
+
+    async fn declare(&self, _: Request<Empty>) -> Result<Response<Ownership>, Status> {
+        Ok(Response::new(lock(&self.handler).ownership()))
     }
 
     async fn status(&self, _: Request<Empty>) -> Result<Response<ComponentStatus>, Status> {

@@ -3,7 +3,7 @@
 //! The connections call in here with each frame they read.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard};
+use std::sync::{Arc, MutexGuard, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use crate::forward::ForwardTable;
 use crate::router::{Action, Router, View};
-use crate::routing::{self, Owner};
+use crate::routing::{self, Owner, Routes};
 use crate::{controls, Node};
 
 impl View for Node {
@@ -40,6 +40,10 @@ impl View for Node {
 
     fn forwarded(&self) -> MutexGuard<'_, ForwardTable> {
         self.forwarded_table()
+    }
+
+    fn routes(&self) -> RwLockReadGuard<'_, Routes> {
+        self.routes.read().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -232,6 +236,30 @@ impl Node {
 }
 
 impl Node {
+    /// Component `owner`'s connection came up and it declared what it serves (`None`:
+    /// it did not say): controls are routed by that from now on.
+    pub(crate) fn declared(&self, owner: Owner, ownership: Option<ctdb_rpc::Ownership>) {
+        let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        match ownership {
+            Some(ownership) => {
+                let controls = ownership.controls.len();
+                let opcodes = ownership
+                    .controls
+                    .into_iter()
+                    .map(ctdb_protocol::Opcode::from_u32);
+                let conflicts = routes.declare(owner, opcodes);
+                Routes::log_declaration(owner, controls, &conflicts);
+            }
+            None => {
+                warn!(
+                    component = owner.name(),
+                    "component did not declare its controls: routing to it by the table"
+                );
+                routes.forget(owner);
+            }
+        }
+    }
+
     /// A component published its state (`WatchState`): ctdb-db's generation is the
     /// generation of the packets transport makes itself.
     pub(crate) fn state_changed(&self, owner: Owner, state: ctdb_rpc::ComponentState) {

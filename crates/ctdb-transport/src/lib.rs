@@ -3,7 +3,7 @@
 //! It owns every external socket: clients on the Unix socket, peers on TCP. It frames
 //! and checks packets, keeps the registry of clients and their srvids, delivers
 //! messages, answers the controls it owns and hands everything else to the component
-//! that owns it (see [`routing`]).
+//! that declared it (see [`routing`]).
 //!
 //! The packet paths are in [`router`]; the client connections in [`clients`], the node
 //! mesh in [`peers`], the component sockets in [`links`], controls sent to other nodes
@@ -74,6 +74,8 @@ pub struct Node {
     pub mesh: peers::Mesh,
     /// Controls sent to other nodes (or looped back to this one) awaiting replies.
     forwarded: Mutex<ForwardTable>,
+    /// What each component declared it serves: where controls go.
+    routes: std::sync::RwLock<routing::Routes>,
     /// Node-level packets this node sends itself (a component's request to its own
     /// node, a transport reply to one): handled as if they came from a peer.
     loopback: ctdb_rpc::queue::QueueTx<Bytes>,
@@ -206,11 +208,19 @@ pub async fn run_with(
             shutdown,
             mesh: peers::Mesh::new(&config.nodes, pnn),
             forwarded: Mutex::new(ForwardTable::default()),
+            routes: Default::default(),
             loopback,
             history: Mutex::new(stat_history::StatHistory::default()),
             config,
         }
     });
+    // Components in this process declare what they serve now; the others when
+    // their packet connection comes up (`links`).
+    for (&owner, link) in &node.links {
+        if link.is_local() {
+            node.declared(owner, link.declaration().await);
+        }
+    }
     controls::keep_stat_history(&node);
     controls::watch_eventd(&node);
     if let Some(addr) = node.config.metrics_address {
@@ -286,6 +296,11 @@ impl Deliver for WeakSink {
     fn state_changed(&self, owner: Owner, state: ctdb_rpc::ComponentState) {
         if let Some(node) = self.0.upgrade() {
             node.state_changed(owner, state);
+        }
+    }
+    fn declared(&self, owner: Owner, ownership: Option<ctdb_rpc::Ownership>) {
+        if let Some(node) = self.0.upgrade() {
+            node.declared(owner, ownership);
         }
     }
     fn link_changed(&self, owner: Owner, up: bool) {

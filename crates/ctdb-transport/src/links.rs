@@ -1,7 +1,9 @@
 //! Long-lived packet streams to db, recoverd and eventd.
 //!
 //! One task per component keeps a connection open to the component's packet socket
-//! ([`ctdb_rpc::packets`]), reconnecting with back-off when it restarts. Packets
+//! ([`ctdb_rpc::packets`]), reconnecting with back-off when it restarts; each time it
+//! connects, it asks the component what it serves (`Declare`) before it sends it
+//! anything, and the node routes controls by that ([`crate::routing::Routes`]). Packets
 //! queued for it are drained into one write, everything ready at once.
 //!
 //! A component may instead run inside transport's process ([`start_in_process`]): the
@@ -19,7 +21,7 @@ use ctdb_rpc::component::{lock, Outbox, PacketHandler};
 use ctdb_rpc::component_client::ComponentClient;
 use ctdb_rpc::packets;
 use ctdb_rpc::queue::{queue, QueueRx, QueueTx, Refused};
-use ctdb_rpc::{ComponentState, DebugLevel, Empty, Envelope, StatisticsPart};
+use ctdb_rpc::{ComponentState, DebugLevel, Empty, Envelope, Ownership, StatisticsPart};
 use tokio::net::UnixStream;
 use tokio_stream::StreamExt;
 use tokio_util::codec::FramedRead;
@@ -167,6 +169,11 @@ impl Link {
         self.queue(envelope)
     }
 
+    /// Whether the component runs inside transport's process.
+    pub fn is_local(&self) -> bool {
+        matches!(self.backend, Backend::Local(_))
+    }
+
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
     }
@@ -210,6 +217,52 @@ impl Link {
         lock(&self.in_flight).values().cloned().collect()
     }
 
+    /// What the component serves (`Declare`), asked once, waiting up to `wait`:
+    /// `Ok(None)` when it has no `Declare` (an older build), `Err` when it did not
+    /// answer.
+    async fn declare_once(&self, wait: Duration) -> Result<Option<Ownership>, String> {
+        let channel = match &self.backend {
+            Backend::Remote(channel) => channel,
+            Backend::Local(handler) => return Ok(Some(lock(handler).ownership())),
+        };
+        let mut client = ComponentClient::new(channel.clone());
+        match tokio::time::timeout(wait, client.declare(Empty {})).await {
+            Ok(Ok(ownership)) => Ok(Some(ownership.into_inner())),
+            Ok(Err(e)) if e.code() == tonic::Code::Unimplemented => {
+                warn!(component = self.owner.name(), "no Declare: {e}");
+                Ok(None)
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".into()),
+        }
+    }
+
+    /// What the component serves, asked again for up to [`DECLARE_WAIT`] while its
+    /// gRPC socket comes up; `None` when it does not say.
+    pub async fn declaration(&self) -> Option<Ownership> {
+        let deadline = tokio::time::Instant::now() + DECLARE_WAIT;
+        loop {
+            let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.declare_once(wait).await {
+                Ok(declared) => return declared,
+                Err(e) => tracing::debug!(
+                    component = self.owner.name(),
+                    "cannot ask what the component serves yet: {e}"
+                ),
+            }
+            if tokio::time::Instant::now() + DECLARE_RETRY >= deadline {
+                break;
+            }
+            tokio::time::sleep(DECLARE_RETRY).await;
+        }
+        warn!(
+            component = self.owner.name(),
+            "the component did not say what it serves within {DECLARE_WAIT:?}: routing to \
+             it by the table"
+        );
+        None
+    }
+
     /// How often the packet connection was made again after the first: the
     /// component's restarts (or transport's reconnections to it) since transport
     /// started.
@@ -218,9 +271,19 @@ impl Link {
     }
 }
 
+/// How long transport asks a component that just came up what it serves (meanwhile
+/// what is sent to it is held), and how often.
+const DECLARE_WAIT: Duration = Duration::from_secs(5);
+const DECLARE_RETRY: Duration = Duration::from_millis(50);
+/// How long one `Declare` may take.
+const DECLARE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Something that takes the packets a component sends back.
 pub trait Deliver: Send + Sync + 'static {
     fn deliver_from(&self, owner: Owner, envelope: Envelope);
+    /// The component's connection came up and it declared what it serves (`None`: it
+    /// did not say).
+    fn declared(&self, _owner: Owner, _ownership: Option<Ownership>) {}
     fn link_changed(&self, _owner: Owner, _up: bool) {}
     /// The component published a new state (its `WatchState`).
     fn state_changed(&self, _owner: Owner, _state: ComponentState) {}
@@ -323,7 +386,19 @@ async fn keep_connected(
     sink: Arc<dyn Deliver>,
 ) {
     let mut backoff = Duration::from_millis(20);
+    let mut down_since = tokio::time::Instant::now();
     loop {
+        // The component is asked what it serves before its packet socket is
+        // connected: a process that answers has bound its packet socket already (each
+        // binds it before it serves gRPC), so the connection reaches that process and
+        // not the listener of one still dying. One down a while, or whose gRPC does not
+        // answer, is asked again once connected.
+        let early = link.declare_once(DECLARE_TIMEOUT).await;
+        if early.is_err() && down_since.elapsed() < DECLARE_WAIT {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
+        }
         let stream = match UnixStream::connect(&path).await {
             Ok(stream) => stream,
             Err(_) => {
@@ -333,6 +408,13 @@ async fn keep_connected(
             }
         };
         backoff = Duration::from_millis(20);
+        let declaration = match early {
+            Ok(declared) => declared,
+            Err(_) => link.declaration().await,
+        };
+        // Routes follow what this process of the component serves, before anything
+        // is sent to it (meanwhile its packets are held).
+        sink.declared(link.owner, declaration);
         // What local clients sent while the component was away is in the queue and
         // goes out first.
         link.held.store(0, Ordering::Release);
@@ -386,6 +468,7 @@ async fn keep_connected(
         }
         warn!(component = owner.name(), "packet socket lost");
         sink.link_changed(owner, false);
+        down_since = tokio::time::Instant::now();
     }
 }
 
@@ -396,6 +479,86 @@ mod tests {
     struct Idle;
     impl PacketHandler for Idle {
         fn handle(&mut self, _: Envelope, _: &Outbox) {}
+        fn ownership(&self) -> Ownership {
+            Ownership::default()
+        }
+    }
+
+    /// A component that serves nothing but declares `controls`.
+    struct Declares(&'static [ctdb_protocol::Opcode]);
+    impl PacketHandler for Declares {
+        fn handle(&mut self, _: Envelope, _: &Outbox) {}
+        fn ownership(&self) -> Ownership {
+            Ownership {
+                controls: self.0.iter().map(|op| op.as_u32()).collect(),
+            }
+        }
+    }
+
+    /// A component process: its own runtime, whose shutdown closes its sockets.
+    fn component(
+        run_dir: &Path,
+        controls: &'static [ctdb_protocol::Opcode],
+    ) -> tokio::runtime::Runtime {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let run_dir = run_dir.to_path_buf();
+        rt.spawn(async move {
+            let component = ctdb_rpc::component::PacketComponent::new("db", Declares(controls));
+            let _packets = component.serve_packets(&run_dir).unwrap();
+            let router = tonic::transport::Server::builder().add_service(component.into_server());
+            let path = ctdb_rpc::uds::socket_path(&run_dir, "db");
+            let _ = ctdb_rpc::component::serve_on(&path, router, std::future::pending()).await;
+        });
+        rt
+    }
+
+    /// What the links told the node: each declaration, in order.
+    #[derive(Default)]
+    struct Declarations(Mutex<Vec<Option<Vec<u32>>>>);
+    impl Deliver for Declarations {
+        fn deliver_from(&self, _: Owner, _: Envelope) {}
+        fn declared(&self, _: Owner, ownership: Option<Ownership>) {
+            lock(&self.0).push(ownership.map(|o| o.controls));
+        }
+    }
+
+    async fn wait_for(sink: &Declarations, n: usize) -> Vec<Option<Vec<u32>>> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = lock(&sink.0).clone();
+            if now.len() >= n {
+                return now;
+            }
+            assert!(std::time::Instant::now() < deadline, "{now:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_component_declares_at_each_connection_and_its_restart_declares_again() {
+        use ctdb_protocol::Opcode;
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        let first = component(&run_dir, &[Opcode::GetDbmap, Opcode::Getdbpath]);
+        let sink = Arc::new(Declarations::default());
+        let link = start(Owner::Db, &run_dir, sink.clone());
+        let seen = wait_for(&sink, 1).await;
+        assert_eq!(seen, [Some(vec![9, 4])]);
+        // The component restarts with another table: declared again once reconnected.
+        first.shutdown_background();
+        let second = component(&run_dir, &[Opcode::GetDbmap]);
+        let seen = wait_for(&sink, 2).await;
+        assert_eq!(seen[1], Some(vec![9]));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while link.reconnects() != 1 || !link.is_up() {
+            assert!(std::time::Instant::now() < deadline, "not reconnected");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        second.shutdown_background();
     }
 
     fn envelope(len: usize) -> Envelope {

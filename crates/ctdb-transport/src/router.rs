@@ -29,7 +29,7 @@
 //! component's control broadcast) goes round the loopback ([`Action::Node`] to this
 //! node) and is routed as if a peer had sent it, with `from_node` = this node's pnn.
 
-use std::sync::MutexGuard;
+use std::sync::{MutexGuard, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -40,7 +40,7 @@ use ctdb_rpc::Envelope;
 use tracing::{debug, warn};
 
 use crate::forward::{Asker, ForwardTable};
-use crate::routing::{self, Owner};
+use crate::routing::{Owner, Routes};
 
 /// Client ids at and above this stand for another node that sent us a request: a
 /// reply "to the client" goes back to that node.
@@ -114,6 +114,14 @@ pub(crate) trait View {
     fn control_timeout(&self) -> Duration;
     /// The controls waiting for replies from other nodes.
     fn forwarded(&self) -> MutexGuard<'_, ForwardTable>;
+    /// What the components declared they serve ([`Routes`]).
+    fn routes(&self) -> RwLockReadGuard<'_, Routes>;
+
+    /// Where a control for this node goes ([`Routes::route`]).
+    fn route(&self, opcode: Opcode, data: &[u8]) -> Result<Owner, String> {
+        let routes = self.routes();
+        routes.route(opcode, data)
+    }
 }
 
 /// The routing decisions of one node.
@@ -477,7 +485,7 @@ impl Router {
                 Ok(Packet {
                     body: Body::ReqControl(control),
                     ..
-                }) => match routing::route(control.opcode, &control.data) {
+                }) => match view.route(control.opcode, &control.data) {
                     Ok(Owner::Transport) => vec![Action::Control {
                         client: origin,
                         header,
@@ -679,7 +687,7 @@ impl Router {
         bytes: &Bytes,
         actions: &mut Vec<Action>,
     ) {
-        match routing::route(control.opcode, &control.data) {
+        match view.route(control.opcode, &control.data) {
             Ok(Owner::Transport) => actions.push(Action::Control {
                 client,
                 header: *header,

@@ -1,7 +1,17 @@
-//! Who owns which control: the one table transport routes by (DESIGN.md).
+//! Who owns which control.
+//!
+//! Each component declares the controls it serves when transport connects to it
+//! (`Declare`, from the same table the component dispatches by), and transport routes
+//! by those declarations ([`Routes`]). [`owner`] is DESIGN.md's table, kept as the
+//! reference the declarations are tested against, for transport's own controls, and
+//! for a component that has not declared yet (transport has not reached it since it
+//! started): what the table gives it is held for it as before.
+
+use std::collections::HashMap;
 
 use ctdb_protocol::flags::{dest, node as node_flags};
 use ctdb_protocol::Opcode;
+use tracing::{error, info};
 
 /// A component of the node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,8 +73,11 @@ pub const NOT_YET: &[(Opcode, Owner)] = &[
     (Opcode::KillTcp, Owner::Recoverd),
 ];
 
-/// The owner of `opcode`, or `None` when nobody serves it (obsolete, not built yet or
-/// unknown): such a control gets an error reply from transport (see [`route`]).
+/// The owner of `opcode` in DESIGN.md's table, or `None` when nobody serves it
+/// (obsolete, not built yet or unknown): such a control gets an error reply from
+/// transport (see [`route`]). The components' declarations must give each of them
+/// what this gives it (`tests/tests/routing_table.rs`); transport routes by the
+/// declarations ([`Routes`]).
 pub fn owner(opcode: Opcode) -> Option<Owner> {
     use Opcode::*;
     if OBSOLETE.contains(&opcode) || NOT_YET.iter().any(|&(op, _)| op == opcode) {
@@ -185,43 +198,189 @@ pub fn owner(opcode: Opcode) -> Option<Owner> {
     })
 }
 
-/// Where a control goes: the [`owner`] of its opcode, except SET_FAILPOINT (ctdb-rs's
-/// fault injection in test clusters), which goes to the component its data names: the
-/// first NUL-terminated field, `db`, `recoverd` or `transport` (only they have fault
-/// points; transport's is the network cut, [`crate::peers::parse_cut`]).
+/// Where a control goes when no component has declared anything (see [`Routes`]):
+/// the [`owner`] of its opcode, except SET_FAILPOINT (ctdb-rs's fault injection in
+/// test clusters), which goes to the component its data names: the first
+/// NUL-terminated field, `db`, `recoverd` or `transport` (only they have fault points;
+/// transport's is the network cut, [`crate::peers::parse_cut`]).
 /// `Err` is the reason for an error reply.
 pub fn route(opcode: Opcode, data: &[u8]) -> Result<Owner, String> {
-    if opcode == Opcode::SetFailpoint {
-        let component = data.split(|&b| b == 0).next().unwrap_or_default();
-        return match component {
-            b"db" => Ok(Owner::Db),
-            b"recoverd" => Ok(Owner::Recoverd),
-            b"transport" => Ok(Owner::Transport),
-            other => Err(format!(
-                "SET_FAILPOINT: no fault points in component {:?} (db, recoverd and transport \
-                 have them)",
-                String::from_utf8_lossy(other)
-            )),
-        };
+    Routes::default().route(opcode, data)
+}
+
+/// The component SET_FAILPOINT's data names.
+fn failpoint_component(data: &[u8]) -> Result<Owner, String> {
+    let component = data.split(|&b| b == 0).next().unwrap_or_default();
+    match component {
+        b"db" => Ok(Owner::Db),
+        b"recoverd" => Ok(Owner::Recoverd),
+        b"transport" => Ok(Owner::Transport),
+        other => Err(format!(
+            "SET_FAILPOINT: no fault points in component {:?} (db, recoverd and transport \
+             have them)",
+            String::from_utf8_lossy(other)
+        )),
     }
-    owner(opcode).ok_or_else(|| {
-        if OBSOLETE.contains(&opcode) {
-            format!(
-                "unsupported control {} (obsolete: {})",
-                opcode.as_u32(),
-                opcode.name()
-            )
-        } else if let Some((_, to_be)) = NOT_YET.iter().find(|&&(op, _)| op == opcode) {
-            format!(
-                "unsupported control {} ({}: not built yet in ctdb-{})",
+}
+
+/// A control two components declared: the one that declared first keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conflict {
+    pub opcode: Opcode,
+    pub kept: Owner,
+    pub refused: Owner,
+}
+
+/// What transport routes controls by: each component's declaration, as made when its
+/// connection last came up. No I/O: the links feed it ([`Routes::declare`]), the router
+/// reads it.
+#[derive(Debug, Default)]
+pub struct Routes {
+    /// The declarations in the order the components first made them; one declaring
+    /// again keeps its place.
+    declared: Vec<(Owner, Vec<Opcode>)>,
+    /// Each declared opcode's component (the first to declare it).
+    owners: HashMap<Opcode, Owner>,
+}
+
+impl Routes {
+    /// `who` declares it serves `controls`, replacing what it declared before. The
+    /// conflicts with other components' declarations come back (the first declarer
+    /// keeps an opcode; transport keeps its own controls). SET_FAILPOINT is addressed
+    /// by its data, not owned: any component with fault points declares it.
+    pub fn declare(
+        &mut self,
+        who: Owner,
+        controls: impl IntoIterator<Item = Opcode>,
+    ) -> Vec<Conflict> {
+        let mut controls: Vec<Opcode> = controls.into_iter().collect();
+        let mut seen = std::collections::HashSet::new();
+        controls.retain(|op| seen.insert(*op));
+        match self.declared.iter_mut().find(|(owner, _)| *owner == who) {
+            Some((_, before)) => *before = controls,
+            None => self.declared.push((who, controls)),
+        }
+        self.rebuild(who)
+    }
+
+    /// `who` said nothing of what it serves (it does not answer `Declare`): routed to
+    /// by the table again, as before it first declared.
+    pub fn forget(&mut self, who: Owner) {
+        self.declared.retain(|(owner, _)| *owner != who);
+        self.rebuild(who);
+    }
+
+    /// Gives each declared opcode its first declarer; the conflicts `who` is part of.
+    fn rebuild(&mut self, who: Owner) -> Vec<Conflict> {
+        self.owners.clear();
+        let mut conflicts = Vec::new();
+        for (component, controls) in &self.declared {
+            for &opcode in controls {
+                if opcode == Opcode::SetFailpoint {
+                    continue;
+                }
+                let first = match owner(opcode) {
+                    Some(Owner::Transport) => Some(Owner::Transport),
+                    _ => self.owners.get(&opcode).copied(),
+                };
+                match first {
+                    Some(kept) if kept != *component => {
+                        if *component == who || kept == who {
+                            conflicts.push(Conflict {
+                                opcode,
+                                kept,
+                                refused: *component,
+                            });
+                        }
+                    }
+                    _ => {
+                        self.owners.insert(opcode, *component);
+                    }
+                }
+            }
+        }
+        conflicts
+    }
+
+    /// What `who` declared, if it did.
+    pub fn declared(&self, who: Owner) -> Option<&[Opcode]> {
+        self.declared
+            .iter()
+            .find(|(owner, _)| *owner == who)
+            .map(|(_, controls)| controls.as_slice())
+    }
+
+    /// Where a control goes: transport's own controls to transport, a declared one to
+    /// the component that declared it (first), SET_FAILPOINT to the component its data
+    /// names ([`route`]), and one nobody declared to what the table gives it while that
+    /// component has not declared yet. `Err` is the reason for an error reply.
+    pub fn route(&self, opcode: Opcode, data: &[u8]) -> Result<Owner, String> {
+        if opcode == Opcode::SetFailpoint {
+            let named = failpoint_component(data)?;
+            return match self.declared(named) {
+                Some(controls) if !controls.contains(&opcode) => Err(format!(
+                    "SET_FAILPOINT: no fault points in component {:?}",
+                    named.name()
+                )),
+                _ => Ok(named),
+            };
+        }
+        let table = owner(opcode);
+        if table == Some(Owner::Transport) {
+            return Ok(Owner::Transport);
+        }
+        if let Some(&declared) = self.owners.get(&opcode) {
+            return Ok(declared);
+        }
+        match table {
+            Some(to_be) if self.declared(to_be).is_none() => Ok(to_be),
+            Some(to_be) => Err(format!(
+                "unsupported control {} ({}: not served by ctdb-{})",
                 opcode.as_u32(),
                 opcode.name(),
                 to_be.name()
-            )
-        } else {
-            format!("unsupported control {}", opcode.as_u32())
+            )),
+            None => Err(unrouted(opcode)),
         }
-    })
+    }
+
+    /// Logs what [`declare`](Self::declare) found: the conflicts as errors.
+    pub fn log_declaration(who: Owner, controls: usize, conflicts: &[Conflict]) {
+        info!(
+            component = who.name(),
+            controls, "component declared its controls"
+        );
+        for c in conflicts {
+            error!(
+                opcode = c.opcode.as_u32(),
+                "control {} declared by both ctdb-{} and ctdb-{}: ctdb-{} keeps it",
+                c.opcode.name(),
+                c.kept.name(),
+                c.refused.name(),
+                c.kept.name()
+            );
+        }
+    }
+}
+
+/// Why nobody serves `opcode`: obsolete, not built yet, or unknown.
+fn unrouted(opcode: Opcode) -> String {
+    if OBSOLETE.contains(&opcode) {
+        format!(
+            "unsupported control {} (obsolete: {})",
+            opcode.as_u32(),
+            opcode.name()
+        )
+    } else if let Some((_, to_be)) = NOT_YET.iter().find(|&&(op, _)| op == opcode) {
+        format!(
+            "unsupported control {} ({}: not built yet in ctdb-{})",
+            opcode.as_u32(),
+            opcode.name(),
+            to_be.name()
+        )
+    } else {
+        format!("unsupported control {}", opcode.as_u32())
+    }
 }
 
 /// The nodes a packet for `destnode` goes to, this node (`me`) included where it is
@@ -290,6 +449,103 @@ mod tests {
             .filter(|&&op| owner(op).is_some())
             .count();
         assert!(owned > 100, "{owned} controls owned");
+    }
+
+    #[test]
+    fn two_components_declaring_one_control_the_first_keeps_it() {
+        let mut routes = Routes::default();
+        assert!(routes
+            .declare(Owner::Db, [Opcode::GetDbmap, Opcode::GetIfaces])
+            .is_empty());
+        let conflicts = routes.declare(Owner::Recoverd, [Opcode::GetIfaces, Opcode::GetRecmaster]);
+        assert_eq!(
+            conflicts,
+            [Conflict {
+                opcode: Opcode::GetIfaces,
+                kept: Owner::Db,
+                refused: Owner::Recoverd,
+            }]
+        );
+        assert_eq!(routes.route(Opcode::GetIfaces, b""), Ok(Owner::Db));
+        assert_eq!(routes.route(Opcode::GetRecmaster, b""), Ok(Owner::Recoverd));
+        // Db declaring again keeps its place: still the first.
+        let conflicts = routes.declare(Owner::Db, [Opcode::GetDbmap, Opcode::GetIfaces]);
+        assert_eq!(conflicts.len(), 1);
+        assert_eq!(routes.route(Opcode::GetIfaces, b""), Ok(Owner::Db));
+        // A restarted db that no longer serves it: recoverd's declaration takes over.
+        assert!(routes.declare(Owner::Db, [Opcode::GetDbmap]).is_empty());
+        assert_eq!(routes.route(Opcode::GetIfaces, b""), Ok(Owner::Recoverd));
+        // Transport keeps its own controls.
+        let conflicts = routes.declare(Owner::Eventd, [Opcode::Ping, Opcode::GetMonmode]);
+        assert_eq!(
+            conflicts,
+            [Conflict {
+                opcode: Opcode::Ping,
+                kept: Owner::Transport,
+                refused: Owner::Eventd,
+            }]
+        );
+        assert_eq!(routes.route(Opcode::Ping, b""), Ok(Owner::Transport));
+        // SET_FAILPOINT is addressed by name, never a conflict.
+        assert!(routes
+            .declare(Owner::Recoverd, [Opcode::SetFailpoint, Opcode::GetIfaces])
+            .is_empty());
+        assert!(routes
+            .declare(Owner::Db, [Opcode::SetFailpoint, Opcode::GetDbmap])
+            .is_empty());
+    }
+
+    #[test]
+    fn a_component_that_has_not_declared_gets_what_the_table_gives_it() {
+        let mut routes = Routes::default();
+        routes.declare(Owner::Recoverd, [Opcode::GetRecmaster]);
+        // Db has not declared: its controls are its table's, held for it.
+        assert_eq!(routes.route(Opcode::GetDbmap, b""), Ok(Owner::Db));
+        // Recoverd has: what it left out gets transport's error.
+        let why = routes.route(Opcode::GetIfaces, b"").unwrap_err();
+        assert!(why.contains("not served by ctdb-recoverd"), "{why}");
+        // Obsolete, not built, unknown: the same errors as the table's.
+        assert!(routes
+            .route(Opcode::Trans2Commit, b"")
+            .unwrap_err()
+            .contains("obsolete"));
+        assert!(routes
+            .route(Opcode::KillTcp, b"")
+            .unwrap_err()
+            .contains("not built yet in ctdb-recoverd"));
+        assert!(routes.route(Opcode::Unknown(9999), b"").is_err());
+        // A component that stops declaring (an older build) is routed by the table.
+        routes.forget(Owner::Recoverd);
+        assert_eq!(routes.route(Opcode::GetIfaces, b""), Ok(Owner::Recoverd));
+        assert_eq!(routes.declared(Owner::Recoverd), None);
+        // An opcode the table does not know, declared: routed.
+        routes.declare(Owner::Eventd, [Opcode::Unknown(9999)]);
+        assert_eq!(routes.route(Opcode::Unknown(9999), b""), Ok(Owner::Eventd));
+    }
+
+    #[test]
+    fn set_failpoint_goes_to_a_component_that_declared_it() {
+        let mut routes = Routes::default();
+        routes.declare(Owner::Db, [Opcode::SetFailpoint]);
+        routes.declare(Owner::Eventd, [Opcode::GetMonmode]);
+        assert_eq!(
+            routes.route(Opcode::SetFailpoint, b"db\0db::wipe"),
+            Ok(Owner::Db)
+        );
+        // Recoverd has not declared yet: as the table says.
+        assert_eq!(
+            routes.route(Opcode::SetFailpoint, b"recoverd\0x"),
+            Ok(Owner::Recoverd)
+        );
+        routes.declare(Owner::Recoverd, [Opcode::GetRecmaster]);
+        assert!(routes
+            .route(Opcode::SetFailpoint, b"recoverd\0x")
+            .unwrap_err()
+            .contains("no fault points"));
+        assert!(routes
+            .route(Opcode::SetFailpoint, b"eventd\0x")
+            .unwrap_err()
+            .contains("no fault points"));
     }
 
     #[test]

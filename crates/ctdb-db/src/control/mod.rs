@@ -14,63 +14,128 @@ pub mod traverse;
 use bytes::Bytes;
 use ctdb_protocol::flags::control::NOREPLY;
 use ctdb_protocol::{Body, Opcode, ReplyControl, ReqControl};
-use ctdb_rpc::component::Outbox;
+use ctdb_rpc::component::{ControlTable, Outbox};
 use ctdb_rpc::Envelope;
 
 use crate::{DbDaemon, Origin};
 
-/// Every control ctdb-db answers (transport's routing table should send these here).
-pub const OWNED_CONTROLS: &[Opcode] = &[
+/// One control of ctdb-db's: its result now, or `None` when it is answered later
+/// (TRANS3_COMMIT once the commit is on every node, DB_VACUUM when the pass is over).
+type Handler = fn(&mut DbDaemon, &Request<'_>) -> Option<ControlResult>;
+
+/// A control as its handler sees it.
+pub(crate) struct Request<'a> {
+    pub origin: Origin,
+    pub opcode: Opcode,
+    pub data: &'a [u8],
+    /// The generation in the packet's header (that of the vnn map its sender had).
+    pub generation: u32,
+    pub out: &'a Outbox,
+}
+
+/// Every control ctdb-db answers, and its handler: what ctdb-db dispatches and what it
+/// declares to transport (which routes these here) are this one table.
+pub(crate) static CONTROLS: ControlTable<Handler> = ControlTable::new(&[
     // databases (db.rs)
-    Opcode::Getdbpath,
-    Opcode::GetDbmap,
-    Opcode::GetDbname,
-    Opcode::DbAttach,
-    Opcode::DbAttachPersistent,
-    Opcode::DbAttachReplicated,
-    Opcode::DbOpenFlags,
-    Opcode::GetDbSeqnum,
-    Opcode::EnableSeqnum,
-    Opcode::UpdateSeqnum,
-    Opcode::ScheduleForDeletion,
-    Opcode::SetDbReadonly,
-    Opcode::SetDbSticky,
-    Opcode::DbGetHealth,
-    Opcode::DbSetHealthy,
-    Opcode::GetDbStatistics,
+    (Opcode::Getdbpath, |d, r| Some(d.getdbpath(r.data))),
+    (Opcode::GetDbmap, |d, _| Some(d.get_dbmap())),
+    (Opcode::GetDbname, |d, r| Some(d.get_dbname(r.data))),
+    (Opcode::DbAttach, |d, r| {
+        Some(d.db_attach(r.data, crate::DbKind::Volatile))
+    }),
+    (Opcode::DbAttachPersistent, |d, r| {
+        Some(d.db_attach(r.data, crate::DbKind::Persistent))
+    }),
+    (Opcode::DbAttachReplicated, |d, r| {
+        Some(d.db_attach(r.data, crate::DbKind::Replicated))
+    }),
+    (Opcode::DbOpenFlags, |d, r| Some(d.db_open_flags(r.data))),
+    (Opcode::GetDbSeqnum, |d, r| Some(d.get_db_seqnum(r.data))),
+    (Opcode::EnableSeqnum, |d, r| Some(d.enable_seqnum(r.data))),
+    (Opcode::UpdateSeqnum, |d, r| {
+        Some(d.update_seqnum(r.origin.srcnode, r.data))
+    }),
+    (Opcode::ScheduleForDeletion, |d, r| {
+        Some(d.schedule_for_deletion(r.data))
+    }),
+    (Opcode::SetDbReadonly, |d, r| {
+        Some(d.set_db_readonly(r.data))
+    }),
+    (Opcode::SetDbSticky, |d, r| Some(d.set_db_sticky(r.data))),
+    (Opcode::DbGetHealth, |d, r| Some(d.db_get_health(r.data))),
+    (Opcode::DbSetHealthy, |d, r| Some(d.db_set_healthy(r.data))),
+    (Opcode::GetDbStatistics, |d, r| {
+        Some(d.get_db_statistics(r.data))
+    }),
     // recovery (recovery.rs)
-    Opcode::Getvnnmap,
-    Opcode::Setvnnmap,
-    Opcode::GetRecmode,
-    Opcode::SetRecmode,
-    Opcode::Freeze,
-    Opcode::Thaw,
-    Opcode::DbFreeze,
-    Opcode::DbThaw,
-    Opcode::DbTransactionStart,
-    Opcode::DbTransactionCommit,
-    Opcode::DbTransactionCancel,
-    Opcode::WipeDatabase,
-    Opcode::PullDb,
-    Opcode::PullDbPage,
-    Opcode::PushDb,
+    (Opcode::Getvnnmap, |d, _| Some(d.getvnnmap())),
+    (Opcode::Setvnnmap, |d, r| Some(d.setvnnmap(r.data))),
+    (Opcode::GetRecmode, |d, _| {
+        Some(Ok((d.recovery_mode as i32, Vec::new())))
+    }),
+    (Opcode::SetRecmode, |d, r| Some(d.set_recmode(r.data))),
+    (Opcode::Freeze, |d, _| Some(d.freeze())),
+    (Opcode::Thaw, |d, r| Some(d.thaw(r.out))),
+    (Opcode::DbFreeze, |d, r| Some(d.db_freeze(r.data))),
+    (Opcode::DbThaw, |d, r| Some(d.db_thaw(r.data, r.out))),
+    (Opcode::DbTransactionStart, |d, r| {
+        Some(d.db_transaction_start(r.data))
+    }),
+    (Opcode::DbTransactionCommit, |d, r| {
+        Some(d.db_transaction_commit(r.data))
+    }),
+    (Opcode::DbTransactionCancel, |d, r| {
+        Some(d.db_transaction_cancel(r.data))
+    }),
+    (Opcode::WipeDatabase, |d, r| Some(d.wipe_database(r.data))),
+    (Opcode::PullDb, |d, r| Some(d.pull_db(r.data))),
+    (Opcode::PullDbPage, |d, r| Some(d.pull_db_page(r.data))),
+    (Opcode::PushDb, |d, r| Some(d.push_db(r.data))),
     // traverse (traverse.rs)
-    Opcode::TraverseStart,
-    Opcode::TraverseStartExt,
-    Opcode::TraverseAll,
-    Opcode::TraverseAllExt,
-    Opcode::TraverseData,
-    Opcode::TraverseKill,
+    (Opcode::TraverseStart, |d, r| {
+        Some(d.traverse_start(r.origin.client, r.opcode, r.data, r.out))
+    }),
+    (Opcode::TraverseStartExt, |d, r| {
+        Some(d.traverse_start(r.origin.client, r.opcode, r.data, r.out))
+    }),
+    (Opcode::TraverseAll, |d, r| {
+        Some(d.traverse_all(r.opcode, r.data, r.out))
+    }),
+    (Opcode::TraverseAllExt, |d, r| {
+        Some(d.traverse_all(r.opcode, r.data, r.out))
+    }),
+    (Opcode::TraverseData, |d, r| {
+        Some(d.traverse_data(r.origin.srcnode, r.data, r.out))
+    }),
+    (Opcode::TraverseKill, |d, r| {
+        Some(d.traverse_kill(r.origin.client, r.data))
+    }),
     // persistent databases (persistent.rs)
-    Opcode::Trans3Commit,
-    Opcode::UpdateRecord,
+    (Opcode::Trans3Commit, |d, r| {
+        d.trans3_commit(r.origin, r.generation, r.data, r.out);
+        None
+    }),
+    (Opcode::UpdateRecord, |d, r| {
+        Some(d.update_record(&r.origin, r.generation, r.data))
+    }),
     // vacuuming (vacuum.rs)
-    Opcode::TryDeleteRecords,
-    Opcode::VacuumFetch,
-    Opcode::DbVacuum,
+    (Opcode::TryDeleteRecords, |d, r| {
+        Some(d.try_delete_records(r.data))
+    }),
+    (Opcode::VacuumFetch, |d, r| {
+        Some(d.vacuum_fetch(r.data, r.out))
+    }),
+    (Opcode::DbVacuum, |d, r| {
+        d.db_vacuum(r.origin, r.data, r.out).err().map(Err)
+    }),
     // fault injection in test clusters (recovery.rs; transport routes it by its data)
-    Opcode::SetFailpoint,
-];
+    (Opcode::SetFailpoint, |d, r| Some(d.set_failpoint(r.data))),
+]);
+
+/// The opcodes of the controls ctdb-db owns.
+pub fn owned_controls() -> Vec<Opcode> {
+    CONTROLS.opcodes().collect()
+}
 
 /// Controls that change records: held while their database is frozen, like calls.
 const HELD_WHILE_FROZEN: &[Opcode] = &[
@@ -130,24 +195,20 @@ impl DbDaemon {
             }
             return;
         }
-        if opcode == Opcode::DbVacuum {
-            // Answered when the pass is over.
-            if let Err(ControlError(msg)) = self.db_vacuum(origin, &c.data, out) {
-                if c.flags & NOREPLY == 0 {
-                    self.send_control_error(out, &origin, &msg);
-                }
-            }
-            return;
-        }
-        if opcode == Opcode::Trans3Commit {
-            // Answered when the commit is on every node.
-            let generation = packet_generation(&envelope);
-            return self.trans3_commit(origin, generation, &c.data, out);
-        }
-        let result = if opcode == Opcode::UpdateRecord {
-            self.update_record(&origin, packet_generation(&envelope), &c.data)
-        } else {
-            self.run_control(&origin, &c, out)
+        let request = Request {
+            origin,
+            opcode,
+            data: &c.data,
+            generation: packet_generation(&envelope),
+            out,
+        };
+        let result = match CONTROLS.get(opcode) {
+            Some(handler) => match handler(self, &request) {
+                Some(result) => result,
+                // Answered later.
+                None => return,
+            },
+            None => fail(opcode.unhandled_by("ctdb-db")),
         };
         let attach = matches!(
             opcode,
@@ -185,53 +246,6 @@ impl DbDaemon {
             .and_then(|id| self.registry.get(id))
             .is_some_and(|db| db.frozen);
         self.frozen || db_frozen
-    }
-
-    fn run_control(&mut self, origin: &Origin, c: &ReqControl, out: &Outbox) -> ControlResult {
-        let data = &c.data[..];
-        match c.opcode {
-            Opcode::Getdbpath => self.getdbpath(data),
-            Opcode::GetDbmap => self.get_dbmap(),
-            Opcode::GetDbname => self.get_dbname(data),
-            Opcode::DbAttach => self.db_attach(data, crate::DbKind::Volatile),
-            Opcode::DbAttachPersistent => self.db_attach(data, crate::DbKind::Persistent),
-            Opcode::DbAttachReplicated => self.db_attach(data, crate::DbKind::Replicated),
-            Opcode::DbOpenFlags => self.db_open_flags(data),
-            Opcode::GetDbSeqnum => self.get_db_seqnum(data),
-            Opcode::SetDbReadonly => self.set_db_readonly(data),
-            Opcode::SetDbSticky => self.set_db_sticky(data),
-            Opcode::DbGetHealth => self.db_get_health(data),
-            Opcode::DbSetHealthy => self.db_set_healthy(data),
-            Opcode::GetDbStatistics => self.get_db_statistics(data),
-            Opcode::Getvnnmap => self.getvnnmap(),
-            Opcode::Setvnnmap => self.setvnnmap(data),
-            Opcode::GetRecmode => Ok((self.recovery_mode as i32, Vec::new())),
-            Opcode::SetRecmode => self.set_recmode(data),
-            Opcode::Freeze => self.freeze(),
-            Opcode::Thaw => self.thaw(out),
-            Opcode::DbFreeze => self.db_freeze(data),
-            Opcode::DbThaw => self.db_thaw(data, out),
-            Opcode::DbTransactionStart => self.db_transaction_start(data),
-            Opcode::DbTransactionCommit => self.db_transaction_commit(data),
-            Opcode::DbTransactionCancel => self.db_transaction_cancel(data),
-            Opcode::WipeDatabase => self.wipe_database(data),
-            Opcode::PullDb => self.pull_db(data),
-            Opcode::PullDbPage => self.pull_db_page(data),
-            Opcode::PushDb => self.push_db(data),
-            Opcode::TraverseStart | Opcode::TraverseStartExt => {
-                self.traverse_start(origin.client, c.opcode, data, out)
-            }
-            Opcode::TraverseAll | Opcode::TraverseAllExt => self.traverse_all(c.opcode, data, out),
-            Opcode::TraverseData => self.traverse_data(origin.srcnode, data, out),
-            Opcode::TraverseKill => self.traverse_kill(origin.client, data),
-            Opcode::EnableSeqnum => self.enable_seqnum(data),
-            Opcode::TryDeleteRecords => self.try_delete_records(data),
-            Opcode::VacuumFetch => self.vacuum_fetch(data, out),
-            Opcode::UpdateSeqnum => self.update_seqnum(origin.srcnode, data),
-            Opcode::ScheduleForDeletion => self.schedule_for_deletion(data),
-            Opcode::SetFailpoint => self.set_failpoint(data),
-            other => fail(other.unhandled_by("ctdb-db")),
-        }
     }
 }
 

@@ -1,12 +1,13 @@
 //! One test per route of the [`Router`], on a node 0 of four: node 1 connected, node 2
 //! disconnected, node 3 connected but BANNED; no node 4.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use ctdb_protocol::flags::{control::NOREPLY, node as node_flags};
 use ctdb_protocol::{Keepalive, ReplyCall, ReplyDmaster, ReqCall, ReqMessage};
 
 use super::*;
+use crate::routing;
 
 const ME: u32 = 0;
 const GEN: u32 = 0x1234;
@@ -15,6 +16,7 @@ const CLIENT: u64 = 7;
 struct FakeView {
     flags: Vec<u32>,
     forwarded: Mutex<ForwardTable>,
+    routes: RwLock<Routes>,
 }
 
 impl FakeView {
@@ -22,6 +24,7 @@ impl FakeView {
         Self {
             flags: vec![0, 0, node_flags::DISCONNECTED, node_flags::BANNED],
             forwarded: Mutex::new(ForwardTable::default()),
+            routes: RwLock::new(Routes::default()),
         }
     }
 
@@ -48,6 +51,9 @@ impl View for FakeView {
     }
     fn forwarded(&self) -> MutexGuard<'_, ForwardTable> {
         self.forwarded.lock().unwrap()
+    }
+    fn routes(&self) -> RwLockReadGuard<'_, Routes> {
+        self.routes.read().unwrap()
     }
 }
 
@@ -215,6 +221,52 @@ fn a_clients_control_nobody_owns_gets_an_error() {
     assert!(!control_error(&error).is_empty());
     let p = packet(ME, 0, 5, control(Opcode::SetDmaster, NOREPLY));
     assert!(router().client_packet(&view, CLIENT, frame(p)).is_empty());
+}
+
+/// The component a client's control for this node goes to, or transport's error.
+fn routed(view: &FakeView, opcode: Opcode) -> Result<Owner, String> {
+    let p = packet(ME, 0, 5, control(opcode, 0));
+    let actions = router().client_packet(view, CLIENT, frame(p));
+    match &actions[..] {
+        [Action::Observe(_), Action::Component { owner, .. }] => Ok(*owner),
+        [Action::Control { .. }] => Ok(Owner::Transport),
+        _ => Err(control_error(&to_client(actions, CLIENT))),
+    }
+}
+
+#[test]
+fn a_control_goes_where_its_component_declared_it() {
+    let view = FakeView::new();
+    // Nobody declared yet: DESIGN's table, held for the component as before.
+    assert_eq!(routed(&view, Opcode::GetIfaces), Ok(Owner::Recoverd));
+    assert_eq!(routed(&view, Opcode::GetDbmap), Ok(Owner::Db));
+    // Eventd declares GET_IFACES (a component restarted with another table): it goes
+    // there from now on, and recoverd's declaration, made later, does not take it.
+    view.routes
+        .write()
+        .unwrap()
+        .declare(Owner::Eventd, [Opcode::GetIfaces, Opcode::GetMonmode]);
+    let conflicts = view
+        .routes
+        .write()
+        .unwrap()
+        .declare(Owner::Recoverd, [Opcode::GetIfaces, Opcode::GetRecmaster]);
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(routed(&view, Opcode::GetIfaces), Ok(Owner::Eventd));
+    assert_eq!(routed(&view, Opcode::GetRecmaster), Ok(Owner::Recoverd));
+    // Recoverd declared, without GET_PUBLIC_IPS: transport's error, nothing held.
+    let why = routed(&view, Opcode::GetPublicIps).unwrap_err();
+    assert!(why.contains("not served by ctdb-recoverd"), "{why}");
+    // Db has not declared: still its table's.
+    assert_eq!(routed(&view, Opcode::GetDbmap), Ok(Owner::Db));
+    // Transport's own controls stay transport's whatever a component declares.
+    view.routes
+        .write()
+        .unwrap()
+        .declare(Owner::Db, [Opcode::Ping, Opcode::GetDbmap]);
+    assert_eq!(routed(&view, Opcode::Ping), Ok(Owner::Transport));
+    assert_eq!(routed(&view, Opcode::GetDbmap), Ok(Owner::Db));
+    assert!(routed(&view, Opcode::Getdbpath).is_err());
 }
 
 #[test]
