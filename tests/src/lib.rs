@@ -665,3 +665,13 @@ pub async fn failpoint_raw(client: &Client, data: Vec<u8>) -> Result<u64, String
         .map_err(|_| format!("SET_FAILPOINT reply of {} bytes", reply.data.len()))?;
     Ok(u64::from_le_bytes(count))
 }
+
+/// Waits (up to a minute, checking every quarter second) until `check` holds; panics
+/// naming `what` when it never does.
+pub async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -71,6 +71,30 @@ async fn three_nodes_form_one_cluster_with_one_leader() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    // And a detach from another node leaves every node, once clients may no longer
+    // attach (`ctdb detach` checks AllowClientDBAttach on every node; so does each
+    // node).
+    let tool = ctdb_tests::bin("ctdb");
+    for node in &cluster.nodes {
+        let out = node.tool(&tool, &["setvar", "AllowClientDBAttach", "0"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let out = cluster.nodes[1].tool(&tool, &["detach", "everywhere.tdb"]);
+    assert!(out.status.success(), "{out:?}");
+    for c in all(&clients) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while c
+            .get_dbmap(HERE)
+            .await
+            .expect("dbmap")
+            .dbs
+            .iter()
+            .any(|d| d.db_id == db)
+        {
+            assert!(Instant::now() < deadline, "node {} did not detach", c.pnn());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     // Every node ran its startup event once, however quick its first recovery was.
     for node in &cluster.nodes {
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ctdb_tests::{bin, TestCluster};
+use ctdb_tests::{bin, wait_for, TestCluster};
 
 const SCRIPT: &str = include_str!("../../deploy/events/legacy/10.interface.script");
 const ADDRESSES: [&str; 3] = ["10.79.0.1", "10.79.0.2", "10.79.0.3"];
@@ -59,14 +59,6 @@ fn on_lo(addr: &str) -> bool {
         .output()
         .expect("ip");
     !out.stdout.is_empty()
-}
-
-async fn wait_for(what: &str, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check() {
-        assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

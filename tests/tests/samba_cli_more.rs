@@ -276,16 +276,65 @@ async fn new_commands_match_samba_tool() {
     );
     let out = same(&node, &samba, &["detach", "nosuch.tdb"]);
     assert_eq!(out.status.code(), Some(0));
-    // Our ctdb-db does not serve DB_DETACH yet: both tools report the refusal alike.
-    let out = same(&node, &samba, &["detach", "more_vol.tdb", "nosuch.tdb"]);
-    assert_eq!(
-        text(&out.stderr),
-        "detach: more_vol.tdb DB_DETACH failed, ret=-1\n\
-         Database more_vol.tdb detach failed\n\
-         No database matching 'nosuch.tdb' found\n"
-    );
-    assert_eq!(out.status.code(), Some(1));
+    // Each tool detaches a volatile database (the node drops it from its map, its
+    // file goes), and reports an unknown name beside it; re-attached, it is empty.
+    run_ok(&node, &ours, &["writekey", "more_vol.tdb", "k", "v"]);
+    let file = run_ok(&node, &ours, &["getdbstatus", "more_vol.tdb"])
+        .lines()
+        .find_map(|l| l.strip_prefix("path: ").map(str::to_string))
+        .expect("path: in getdbstatus");
+    for tool in [&ours, &samba] {
+        let out = node.tool(tool, &["detach", "more_vol.tdb", "nosuch.tdb"]);
+        assert_eq!(
+            (text(&out.stderr), out.status.code()),
+            (
+                "No database matching 'nosuch.tdb' found\n".to_string(),
+                Some(0)
+            ),
+            "{}",
+            tool.display()
+        );
+        ctdb_tests::wait_for("more_vol.tdb detached", || {
+            !run_ok(&node, &ours, &["getdbmap"]).contains("name:more_vol.tdb ")
+        })
+        .await;
+        assert!(!Path::new(&file).exists(), "{file} is still there");
+        run_ok(&node, &ours, &["setvar", "AllowClientDBAttach", "1"]);
+        run_ok(&node, &ours, &["attach", "more_vol.tdb"]);
+        assert_eq!(
+            run_ok(&node, &ours, &["catdb", "more_vol.tdb"]),
+            "Dumped 0 records\n"
+        );
+        run_ok(&node, &ours, &["setvar", "AllowClientDBAttach", "0"]);
+    }
+    // The node itself refuses while clients may attach (the tool checks first, but
+    // another client need not).
     run_ok(&node, &ours, &["setvar", "AllowClientDBAttach", "1"]);
+    let db_id = u32::from_str_radix(
+        run_ok(&node, &ours, &["getdbmap"])
+            .lines()
+            .find(|l| l.contains("name:more_vol.tdb "))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|id| id.strip_prefix("dbid:0x"))
+            .expect("more_vol.tdb in getdbmap"),
+        16,
+    )
+    .expect("db id");
+    let reply = client
+        .control_raw(
+            ctdb_protocol::flags::dest::CURRENT_NODE,
+            ctdb_protocol::Opcode::DbDetach,
+            0,
+            bytes::Bytes::copy_from_slice(&db_id.to_le_bytes()),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .expect("DB_DETACH answered");
+    assert_eq!(reply.status, -1, "{reply:?}");
+    assert!(
+        text(&reply.errmsg).contains("AllowClientDBAttach"),
+        "{reply:?}"
+    );
 
     // checktcpport: a port some socket holds, a free one (0: any), and no -n.
     let held = std::net::TcpListener::bind("0.0.0.0:0").expect("listen");

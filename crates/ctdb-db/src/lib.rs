@@ -134,6 +134,11 @@ pub struct DbDaemon {
     vacuums: vacuum::Vacuums,
     /// Where the daemon rings when a vacuum pass can go on (its batch was answered).
     vacuum_wake: Option<std::sync::Arc<tokio::sync::Notify>>,
+    /// DB_DETACHes waiting for the node's tunables (see `control::db`).
+    detaches: Vec<control::db::PendingDetach>,
+    /// Requests for the node's tunables sent, and answers received (in order).
+    tunables_asked: u64,
+    tunables_answered: u64,
 }
 
 /// The store tree of this node's own state, and its key of the last vnn map set.
@@ -196,6 +201,9 @@ impl DbDaemon {
             sweep_cursor: HashMap::new(),
             vacuums: Default::default(),
             vacuum_wake: None,
+            detaches: Vec::new(),
+            tunables_asked: 0,
+            tunables_answered: 0,
         };
         // A file that cannot be opened is logged; its database is served from sled.
         let _ = daemon.open_files(None);
@@ -346,7 +354,7 @@ impl DbDaemon {
             Body::ReqCall(c) => self.req_call(origin, generation, c, envelope, out),
             Body::ReqControl(c) => self.req_control(origin, c, envelope, out),
             Body::ReplyControl(r) if !origin.is_local() => {
-                if !self.tunables_reply(origin.reqid, &r)
+                if !self.tunables_reply(origin.reqid, &r, out)
                     && !self.vacuum_reply(origin.reqid, &r, out)
                     && !self.commit_reply(origin.reqid, r, out)
                 {

@@ -275,6 +275,16 @@ impl Registry {
         Ok((db_id, true))
     }
 
+    /// Forgets `db_id` (DB_DETACH), durably; what it was.
+    pub fn detach(&mut self, store: &dyn Store, db_id: u32) -> StoreResult<Option<DbInfo>> {
+        if !self.dbs.contains_key(&db_id) {
+            return Ok(None);
+        }
+        store.delete(META_TREE, &db_id.to_be_bytes())?;
+        store.flush()?;
+        Ok(self.dbs.remove(&db_id))
+    }
+
     /// Makes the staging tree of `db_id` its current one, durably: one write of the
     /// database's entry, flushed. Returns the tree that was current before.
     pub fn set_tree_gen(&mut self, store: &dyn Store, db_id: u32) -> StoreResult<Option<String>> {

@@ -370,27 +370,49 @@ impl DbDaemon {
     }
 
     /// Asks transport for the tunables (answered to [`Self::tunables_reply`]).
-    fn request_tunables(&self, out: &Outbox) {
+    pub(crate) fn request_tunables(&mut self, out: &Outbox) {
         let packet = self.control_packet(self.pnn, TUNABLES_REQID, Opcode::GetAllTunables, &[]);
         out.to_client(0, packet);
+        self.tunables_asked += 1;
     }
 
     /// The node's answer to [`Self::request_tunables`]; false when `reqid` is not it.
-    pub(crate) fn tunables_reply(&mut self, reqid: u32, reply: &ReplyControl) -> bool {
+    /// Transport answers these in order, so the `n`th answer is that of the `n`th
+    /// request.
+    pub(crate) fn tunables_reply(
+        &mut self,
+        reqid: u32,
+        reply: &ReplyControl,
+        out: &Outbox,
+    ) -> bool {
         if reqid != TUNABLES_REQID {
             return false;
         }
-        match ctdb_protocol::control::TunableList::from_bytes(&reply.data) {
-            Ok(list) if reply.status == 0 => {
-                let settings = VacuumSettings::from_tunables(&list);
+        let list = ctdb_protocol::control::TunableList::from_bytes(&reply.data)
+            .ok()
+            .filter(|_| reply.status == 0);
+        match &list {
+            Some(list) => {
+                let settings = VacuumSettings::from_tunables(list);
                 if settings != self.vacuums.settings {
                     tracing::info!(?settings, "vacuuming follows new tunables");
                     self.vacuums.settings = settings;
                 }
             }
-            _ => tracing::debug!(status = reply.status, "no tunables for vacuuming"),
+            None => tracing::debug!(status = reply.status, "no tunables for vacuuming"),
         }
+        self.tunables_answered += 1;
+        self.decide_detaches(list.as_ref(), out);
         true
+    }
+
+    /// DB_DETACH: the database's queued vacuuming goes with it (a pass under way
+    /// ends at its next slice, answering its waiters that the database went away).
+    pub(crate) fn forget_vacuuming(&mut self, db_id: u32) {
+        let v = &mut self.vacuums;
+        v.resume.remove(&db_id);
+        v.queues.remove(&db_id);
+        v.fast_passes.remove(&db_id);
     }
 
     /// Queues `key` of `db_id` for the next fast pass, if it is volatile and its queue

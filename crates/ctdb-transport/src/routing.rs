@@ -62,11 +62,10 @@ pub const OBSOLETE: &[Opcode] = &[
 /// Controls DESIGN.md gives a component that does not serve them yet: answered by
 /// transport with an error naming the owner to be, never routed to a component that
 /// would only say it does not handle them. KILL_TCP (Samba 4.17's tool no longer sends
-/// it; its `ctdb_killtcp` helper works without the daemon); DB_DETACH and Samba's streamed recovery
+/// it; its `ctdb_killtcp` helper works without the daemon); Samba's streamed recovery
 /// controls (DB_PULL, DB_PUSH_START/CONFIRM, for a leader that is Samba's ctdbd) are
 /// not built.
 pub const NOT_YET: &[(Opcode, Owner)] = &[
-    (Opcode::DbDetach, Owner::Db),
     (Opcode::DbPull, Owner::Db),
     (Opcode::DbPushStart, Owner::Db),
     (Opcode::DbPushConfirm, Owner::Db),

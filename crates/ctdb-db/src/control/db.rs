@@ -1,11 +1,16 @@
 //! Attaching databases and what clients ask about them.
 
-use ctdb_protocol::flags::{db as dbflags, DB_SEQNUM_KEY};
+use bytes::Bytes;
+use ctdb_protocol::control::TunableList;
+use ctdb_protocol::flags::control::NOREPLY;
+use ctdb_protocol::flags::{db as dbflags, dest, recmode, DB_SEQNUM_KEY};
+use ctdb_protocol::{Body, Opcode, Packet, ReqControl};
+use ctdb_rpc::component::Outbox;
 
-use super::{done, fail, ok, ControlResult};
+use super::{done, fail, ok, ControlResult, Request};
 use crate::payload::{self, DbMap, DbMapEntry, DbSeqnumRequest, DbStatistics};
 use crate::registry::{DbInfo, DbKind};
-use crate::DbDaemon;
+use crate::{DbDaemon, Origin};
 use ctdb_protocol::Wire;
 
 /// The key of the sequence number record: Samba stores it with its NUL.
@@ -32,9 +37,9 @@ impl DbDaemon {
         if new {
             tracing::info!(db = %name, db_id = format_args!("0x{db_id:08x}"), ?kind, "attached");
         }
-        // Clients open the file right after attaching: it must be there.
+        // Clients open the file right after attaching: it must be there. (The
+        // broadcast to the other nodes is `req_control`'s.)
         self.open_files(Some(db_id))?;
-        // TODO(multi-node): Samba broadcasts the attach to the other nodes (NOREPLY).
         ok(db_id.to_le_bytes().to_vec())
     }
 
@@ -178,3 +183,149 @@ impl DbDaemon {
         }
     }
 }
+
+/// A DB_DETACH waiting for the node's tunables: AllowClientDBAttach decides whether
+/// it may go on, and ctdb-db asks transport for it (transport keeps the tunables).
+pub(crate) struct PendingDetach {
+    origin: Origin,
+    db_id: u32,
+    flags: u32,
+    /// The number of tunables requests sent before this one's: the answer after them
+    /// is this one's (transport answers in order).
+    after: u64,
+}
+
+impl DbDaemon {
+    /// DB_DETACH, as Samba's: refused for an unknown or persistent database, during a
+    /// recovery, and while clients may attach databases (AllowClientDBAttach = 1,
+    /// asked of transport: answered later). A client's detach is done here and sent
+    /// on to every node.
+    pub(crate) fn db_detach(&mut self, r: &Request<'_>) -> Option<ControlResult> {
+        let own_broadcast = !r.origin.is_local() && r.origin.srcnode == self.pnn;
+        if own_broadcast && self.db_arg(r.data).is_err() {
+            // This node's own broadcast of a detach it has done already.
+            return Some(done());
+        }
+        if let Err(e) = self.detachable(r.data) {
+            return Some(Err(e));
+        }
+        let Ok(db_id) = payload::leading_u32(r.data) else {
+            return Some(fail("DB_DETACH needs a db_id"));
+        };
+        if self.detaches.len() >= MAX_PENDING_DETACHES {
+            return Some(fail("too many DB_DETACHes wait for the tunables"));
+        }
+        self.detaches.push(PendingDetach {
+            origin: r.origin,
+            db_id,
+            flags: r.flags,
+            after: self.tunables_asked,
+        });
+        self.request_tunables(r.out);
+        None
+    }
+
+    /// Whether the database `data` names may be detached now (the tunable aside).
+    fn detachable(&self, data: &[u8]) -> Result<&DbInfo, super::ControlError> {
+        if data.len() != 4 {
+            return fail(format!(
+                "DB_DETACH needs 4 bytes of data (a db_id), got {}",
+                data.len()
+            ));
+        }
+        let db = self.db_arg(data)?;
+        if !db.is_volatile() {
+            return fail(format!(
+                "DB_DETACH of {}: only volatile databases can be detached",
+                db.name
+            ));
+        }
+        if self.recovery_mode == recmode::ACTIVE {
+            return fail(format!(
+                "DB_DETACH of {}: refused during a recovery",
+                db.name
+            ));
+        }
+        Ok(db)
+    }
+
+    /// Answers the DB_DETACHes whose tunables came (`list`: none when transport could
+    /// not say).
+    pub(crate) fn decide_detaches(&mut self, list: Option<&TunableList>, out: &Outbox) {
+        if self.detaches.is_empty() {
+            return;
+        }
+        let answered = self.tunables_answered;
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.detaches)
+            .into_iter()
+            .partition(|d| d.after < answered);
+        self.detaches = waiting;
+        let allowed = list.and_then(|l| l.get("AllowClientDBAttach"));
+        for d in ready {
+            let result = match allowed {
+                None => fail("DB_DETACH: the node's tunables cannot be read"),
+                Some(0) => self.detach_now(&d, out),
+                Some(_) => fail(format!(
+                    "DB_DETACH of 0x{:08x} refused: clients may attach databases \
+                     (AllowClientDBAttach = 1)",
+                    d.db_id
+                )),
+            };
+            self.answer_control(out, &d.origin, Opcode::DbDetach, d.flags, result);
+        }
+    }
+
+    fn detach_now(&mut self, d: &PendingDetach, out: &Outbox) -> ControlResult {
+        // Checked again: a recovery may have started, or the database gone, meanwhile.
+        let db_id = self.detachable(&d.db_id.to_le_bytes())?.db_id;
+        self.detach(db_id)?;
+        if d.origin.is_local() && d.origin.client != 0 {
+            // A client asked: every other node detaches too, as with Samba. This one
+            // detached first, so the client's next request sees the database gone.
+            let packet = Packet {
+                generation: self.vnn_map.generation,
+                destnode: dest::BROADCAST_ALL,
+                srcnode: self.pnn,
+                reqid: 0,
+                body: Body::ReqControl(ReqControl {
+                    opcode: Opcode::DbDetach,
+                    srvid: 0,
+                    client_id: 0,
+                    flags: NOREPLY,
+                    data: Bytes::copy_from_slice(&db_id.to_le_bytes()),
+                }),
+            };
+            out.to_client(0, packet.to_bytes());
+        }
+        done()
+    }
+
+    /// Forgets database `db_id` on this node: its entry, its records in sled, its TDB
+    /// file (a later attach starts empty), its queued vacuuming and sequence numbers.
+    fn detach(&mut self, db_id: u32) -> Result<(), super::ControlError> {
+        let Some(db) = self.registry.detach(self.store.as_ref(), db_id)? else {
+            return Ok(());
+        };
+        self.files.close(db_id);
+        let path = db.path(&self.dirs, self.pnn);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(db = %db.name, %path, "detached, but its file stays: {e}"),
+        }
+        for tree in [db.tree(), db.staging_tree()] {
+            if let Err(e) = self.store.clear(&tree) {
+                tracing::warn!(db = %db.name, "detached, but its records stay in sled: {e}");
+            }
+        }
+        self.forget_vacuuming(db_id);
+        self.seqnums.remove(&db_id);
+        self.pull_keys.remove(&db_id);
+        self.sweep_cursor.remove(&db_id);
+        tracing::info!(db = %db.name, db_id = format_args!("0x{db_id:08x}"), "detached");
+        Ok(())
+    }
+}
+
+/// Most DB_DETACHes waiting for the tunables at once.
+const MAX_PENDING_DETACHES: usize = 64;

@@ -30,6 +30,8 @@ pub(crate) struct Request<'a> {
     pub data: &'a [u8],
     /// The generation in the packet's header (that of the vnn map its sender had).
     pub generation: u32,
+    /// The control's flags (NOREPLY: nobody waits for an answer).
+    pub flags: u32,
     pub out: &'a Outbox,
 }
 
@@ -67,6 +69,7 @@ pub(crate) static CONTROLS: ControlTable<Handler> = ControlTable::new(&[
     (Opcode::GetDbStatistics, |d, r| {
         Some(d.get_db_statistics(r.data))
     }),
+    (Opcode::DbDetach, |d, r| d.db_detach(r)),
     // recovery (recovery.rs)
     (Opcode::Getvnnmap, |d, _| Some(d.getvnnmap())),
     (Opcode::Setvnnmap, |d, r| Some(d.setvnnmap(r.data))),
@@ -200,6 +203,7 @@ impl DbDaemon {
             opcode,
             data: &c.data,
             generation: packet_generation(&envelope),
+            flags: c.flags,
             out,
         };
         let result = match CONTROLS.get(opcode) {
@@ -219,7 +223,20 @@ impl DbDaemon {
             // node can be the lmaster of its records.
             self.broadcast_attach(&c, out);
         }
-        if c.flags & NOREPLY != 0 {
+        self.answer_control(out, &origin, opcode, c.flags, result);
+    }
+
+    /// Answers a control from `origin` with `result` (only logged when the control
+    /// was sent with NOREPLY).
+    pub(crate) fn answer_control(
+        &self,
+        out: &Outbox,
+        origin: &Origin,
+        opcode: Opcode,
+        flags: u32,
+        result: ControlResult,
+    ) {
+        if flags & NOREPLY != 0 {
             if let Err(ControlError(msg)) = &result {
                 tracing::warn!(control = %opcode, "{msg}");
             }
@@ -236,7 +253,7 @@ impl DbDaemon {
                 ReplyControl::error(-1, &msg)
             }
         };
-        self.send(out, &origin, Body::ReplyControl(reply));
+        self.send(out, origin, Body::ReplyControl(reply));
     }
 
     /// Whether a request on the database its data starts with must wait for a thaw.
