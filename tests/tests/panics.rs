@@ -51,3 +51,60 @@ async fn a_panicking_component_is_restarted() {
     // The new process has no fault point: the next recovery brings everyone back.
     cluster.healthy(&[0, 1, 2]).await;
 }
+
+/// A control in flight when its component dies gets an error reply at once, not
+/// silence until the asker's timeout: here a client's PULL_DB_PAGE, on which node 0's
+/// ctdb-db panics. (Without that, the reply would never come: the client's timeout is
+/// far beyond the restart.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_in_flight_when_its_component_dies_gets_an_error() {
+    use ctdb_protocol::control::PullDbPage;
+    use ctdb_protocol::{Opcode, Wire};
+
+    let cluster = TestCluster::start_with_env(1, &[("CTDB_RS_FAULT_INJECTION", "1")]);
+    let clients = cluster.healthy(&[0]).await;
+    let client = clients[0].as_ref().expect("node 0");
+    let db = client
+        .attach(dest::CURRENT_NODE, "in_flight.tdb", false)
+        .await
+        .expect("attach");
+    let before = cluster.nodes[0].component_pid("ctdb-db").expect("db pid");
+    ctdb_tests::failpoint(client, "db", "db::pull", Some("panic"))
+        .await
+        .expect("SET_FAILPOINT");
+
+    let page = PullDbPage {
+        db_id: db,
+        lmaster: u32::MAX, // CTDB_LMASTER_ANY
+        max_bytes: 1024,
+        after: None,
+    };
+    let reply = client
+        .control_raw(
+            dest::CURRENT_NODE,
+            Opcode::PullDbPage,
+            0,
+            page.to_bytes().into(),
+            Duration::from_secs(600),
+        )
+        .await
+        .expect("an answer, not a timeout");
+    assert_eq!(reply.status, -1, "{reply:?}");
+    assert!(
+        String::from_utf8_lossy(&reply.errmsg).contains("db"),
+        "{reply:?}"
+    );
+    ctdb_tests::wait_for("ctdb-db restarted", || {
+        cluster.nodes[0]
+            .component_pid("ctdb-db")
+            .is_some_and(|pid| pid != before)
+    })
+    .await;
+    assert!(
+        cluster.nodes[0]
+            .log()
+            .contains("the component went away before answering"),
+        "{}",
+        cluster.nodes[0].log()
+    );
+}

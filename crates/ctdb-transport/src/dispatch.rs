@@ -128,6 +128,40 @@ impl Node {
         self.carry(actions, None);
     }
 
+    fn waits(&self) -> MutexGuard<'_, crate::component_waits::ComponentWaits<Action>> {
+        self.component_waits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `owner` sent `envelope`: if it answers a control, that control no longer waits.
+    pub(crate) fn component_answered(&self, owner: Owner, envelope: &Envelope) {
+        let Ok(header) = Header::parse(&envelope.packet, u32::MAX) else {
+            return;
+        };
+        if header.operation != Operation::ReplyControl as u32 {
+            return;
+        }
+        let origin = match envelope.client {
+            0 => crate::router::node_origin(header.destnode),
+            client => client,
+        };
+        self.waits().answered(owner, origin, header.reqid);
+    }
+
+    /// `owner`'s process went away: the controls it had not answered get their error.
+    pub(crate) fn component_lost(&self, owner: Owner) {
+        let lost = self.waits().lost(owner);
+        if !lost.is_empty() {
+            warn!(
+                component = owner.name(),
+                controls = lost.len(),
+                "the component went away before answering: its askers get an error"
+            );
+            self.carry(lost, None);
+        }
+    }
+
     /// Controls whose reply did not come within ControlTimeout get an error.
     pub(crate) fn expire_forwarded(&self) {
         let actions = self.router().expire(self, Instant::now());
@@ -200,6 +234,7 @@ impl Node {
                 hold,
                 otherwise,
             } => {
+                let control = control_asker(&envelope);
                 let sent = self.link(owner).is_some_and(|link| {
                     if hold {
                         link.send_or_hold(envelope)
@@ -207,7 +242,12 @@ impl Node {
                         link.send(envelope)
                     }
                 });
-                if !sent {
+                if sent {
+                    // Its asker hears at once if the component dies before answering.
+                    if let (Some((origin, reqid)), Some(instead)) = (control, otherwise) {
+                        self.waits().handed(owner, origin, reqid, *instead);
+                    }
+                } else {
                     match otherwise {
                         Some(instead) => self.carry_one(*instead, this),
                         None => debug!(
@@ -267,4 +307,18 @@ impl Node {
             self.state().generation = state.generation;
         }
     }
+}
+
+/// For a control sent to a component: who asked (a local client, or
+/// [`crate::router::node_origin`] of the node it came from) and under which reqid.
+fn control_asker(envelope: &Envelope) -> Option<(u64, u32)> {
+    let header = Header::parse(&envelope.packet, u32::MAX).ok()?;
+    if header.operation != Operation::ReqControl as u32 {
+        return None;
+    }
+    let origin = match envelope.client {
+        0 => crate::router::node_origin(envelope.from_node),
+        client => client,
+    };
+    Some((origin, header.reqid))
 }

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clients;
+pub mod component_waits;
 mod controls;
 mod dispatch;
 pub mod forward;
@@ -74,6 +75,9 @@ pub struct Node {
     pub mesh: peers::Mesh,
     /// Controls sent to other nodes (or looped back to this one) awaiting replies.
     forwarded: Mutex<ForwardTable>,
+    /// Controls handed to this node's components awaiting replies, each with the error
+    /// its asker gets if the component's process goes first.
+    component_waits: Mutex<component_waits::ComponentWaits<router::Action>>,
     /// What each component declared it serves: where controls go.
     routes: std::sync::RwLock<routing::Routes>,
     /// Node-level packets this node sends itself (a component's request to its own
@@ -208,6 +212,7 @@ pub async fn run_with(
             shutdown,
             mesh: peers::Mesh::new(&config.nodes, pnn),
             forwarded: Mutex::new(ForwardTable::default()),
+            component_waits: Mutex::new(Default::default()),
             routes: Default::default(),
             loopback,
             history: Mutex::new(stat_history::StatHistory::default()),
@@ -290,6 +295,7 @@ impl Deliver for WeakSink {
                     link.answered(envelope.client, &envelope.packet);
                 }
             }
+            node.component_answered(owner, &envelope);
             node.from_component(owner, envelope);
         }
     }
@@ -308,6 +314,9 @@ impl Deliver for WeakSink {
             if owner == Owner::Db && !up {
                 // Without its database component the node cannot serve calls.
                 node.state().generation = ctdb_protocol::flags::INVALID_GENERATION;
+            }
+            if !up {
+                node.component_lost(owner);
             }
         }
     }
