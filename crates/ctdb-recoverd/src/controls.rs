@@ -406,6 +406,14 @@ impl PacketHandler for Recoverd {
     }
 
     fn handle(&mut self, envelope: Envelope, out: &Outbox) {
+        // One span per request, under the trace id transport gave it.
+        let _span = tracing::debug_span!(
+            "request",
+            trace = %ctdb_rpc::trace::TraceId(envelope.trace),
+            client = envelope.client,
+            from_node = envelope.from_node,
+        )
+        .entered();
         let packet = match Packet::from_slice(&envelope.packet) {
             Ok(p) => p,
             Err(e) => {
@@ -424,6 +432,7 @@ impl PacketHandler for Recoverd {
             reqid: packet.reqid,
             client: envelope.client,
             wanted: control.flags & ctdb_protocol::flags::control::NOREPLY == 0,
+            trace: envelope.trace,
         };
         // START_RECOVERY / END_RECOVERY: answered once their event ran (see
         // `events`), meanwhile the other controls are served.
@@ -635,6 +644,8 @@ struct ReplyTo {
     reqid: u32,
     client: u64,
     wanted: bool,
+    /// The request's trace id: its answer carries it back, however late.
+    trace: u64,
 }
 
 impl ReplyTo {
@@ -659,7 +670,7 @@ impl ReplyTo {
                 data: Bytes::from(data),
             }),
         };
-        out.to_client(0, packet.to_bytes());
+        out.to_client_traced(0, self.trace, packet.to_bytes());
     }
 
     fn send(&self, out: &Outbox, reply: ReplyControl) {
@@ -677,6 +688,7 @@ impl ReplyTo {
             client: self.client,
             from_node: u32::MAX,
             packet: reply.to_bytes(),
+            trace: self.trace,
         });
     }
 }

@@ -69,6 +69,9 @@ pub struct Node {
     /// Client ids start at the process's start time so that ids never repeat across a
     /// transport restart (a component may still hold a reply for an old client).
     next_client: AtomicU64,
+    /// The trace id of each request read from a client or a node (see
+    /// [`ctdb_rpc::trace`] and [`dispatch`]).
+    traces: ctdb_rpc::trace::TraceIds,
     stats: controls::Counters,
     shutdown: watch::Sender<bool>,
     pub mesh: peers::Mesh,
@@ -202,6 +205,7 @@ pub async fn run_with(
             clients: Clients::default(),
             links,
             next_client: AtomicU64::new(epoch << 24),
+            traces: ctdb_rpc::trace::TraceIds::default(),
             stats: controls::Counters::default(),
             shutdown,
             mesh: peers::Mesh::new(&config.nodes, pnn),

@@ -1,8 +1,10 @@
 //! Long-lived packet streams to db, recoverd and eventd.
 //!
 //! One task per component keeps a connection open to the component's packet socket
-//! ([`ctdb_rpc::packets`]), reconnecting with back-off when it restarts. Packets
-//! queued for it are drained into one write, everything ready at once.
+//! ([`ctdb_rpc::packets`]), reconnecting with back-off when it restarts. Each
+//! connection starts with the hello exchange: a component of another frame format is
+//! refused (logged as an error) and tried again, as one that is down. Packets queued
+//! for it are drained into one write, everything ready at once.
 //!
 //! A component may instead run inside transport's process ([`start_in_process`]): the
 //! same queue then feeds its handler directly, with no socket hop on the hot path.
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use std::sync::Mutex;
 
-use ctdb_rpc::component::{lock, Outbox, PacketHandler};
+use ctdb_rpc::component::{handle_traced, lock, Outbox, PacketHandler};
 use ctdb_rpc::component_client::ComponentClient;
 use ctdb_rpc::packets;
 use ctdb_rpc::queue::{queue, QueueRx, QueueTx, Refused};
@@ -292,9 +294,9 @@ pub fn start_in_process(
         while let Some(first) = rx.recv().await {
             let now = {
                 let mut h = lock(&handler);
-                h.handle(first, &outbox);
+                handle_traced(&mut *h, first, &outbox);
                 while let Ok(more) = rx.try_recv() {
-                    h.handle(more, &outbox);
+                    handle_traced(&mut *h, more, &outbox);
                 }
                 h.state()
             };
@@ -323,8 +325,10 @@ async fn keep_connected(
     sink: Arc<dyn Deliver>,
 ) {
     let mut backoff = Duration::from_millis(20);
+    // The last hello failure logged: the same one again is logged at debug only.
+    let mut refused: Option<String> = None;
     loop {
-        let stream = match UnixStream::connect(&path).await {
+        let mut stream = match UnixStream::connect(&path).await {
             Ok(stream) => stream,
             Err(_) => {
                 tokio::time::sleep(backoff).await;
@@ -332,6 +336,20 @@ async fn keep_connected(
                 continue;
             }
         };
+        if let Err(e) = packets::handshake(&mut stream, packets::HELLO_PATIENCE).await {
+            let why = e.to_string();
+            if refused.as_ref() != Some(&why) {
+                tracing::error!(component = link.owner.name(), "packet socket: {why}");
+                refused = Some(why);
+            } else {
+                tracing::debug!(component = link.owner.name(), "packet socket: {why}");
+            }
+            drop(stream);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
+        }
+        refused = None;
         backoff = Duration::from_millis(20);
         // What local clients sent while the component was away is in the queue and
         // goes out first.
@@ -403,6 +421,7 @@ mod tests {
             client: 1,
             from_node: u32::MAX,
             packet: vec![0; len],
+            trace: 0,
         }
     }
 
