@@ -449,7 +449,7 @@ impl PacketHandler for DbDaemon {
         let _span = tracing::debug_span!(
             "request",
             trace = %ctdb_rpc::trace::TraceId(envelope.trace),
-            op = packet.body.operation().name(),
+            op = %packet.body.operation().name(),
             reqid = packet.reqid,
             client = envelope.client,
             from_node = envelope.from_node,
@@ -457,6 +457,7 @@ impl PacketHandler for DbDaemon {
         )
         .entered();
         let _trace = ctdb_rpc::trace::enter(envelope.trace);
+        tracing::trace!("from transport");
         let mut locked = None;
         if let Some((db_id, key)) = record {
             match self.lock_record(db_id, &key) {

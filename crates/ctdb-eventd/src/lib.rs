@@ -375,6 +375,7 @@ impl PacketHandler for Eventd {
             from_node = envelope.from_node,
         )
         .entered();
+        tracing::trace!("from transport");
         let packet = match Packet::from_slice(&envelope.packet) {
             Ok(p) => p,
             Err(e) => return refuse(&envelope, e, out),

@@ -414,6 +414,7 @@ impl PacketHandler for Recoverd {
             from_node = envelope.from_node,
         )
         .entered();
+        tracing::trace!("from transport");
         let packet = match Packet::from_slice(&envelope.packet) {
             Ok(p) => p,
             Err(e) => {
