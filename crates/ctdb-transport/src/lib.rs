@@ -298,6 +298,15 @@ impl Deliver for WeakSink {
                 // Without its database component the node cannot serve calls.
                 node.state().generation = ctdb_protocol::flags::INVALID_GENERATION;
             }
+            // A component restarted after `ctdb setdebug` starts at the configured
+            // level: it is given the node's live one again.
+            let live = {
+                let state = node.state();
+                (up && state.debug_set).then_some(state.debug_level)
+            };
+            if let (Some(level), Some(link)) = (live, node.link(owner).cloned()) {
+                tokio::spawn(async move { link.set_debug_when_up(level).await });
+            }
         }
     }
 }

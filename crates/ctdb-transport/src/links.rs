@@ -123,15 +123,34 @@ impl Link {
         }
     }
 
-    pub async fn set_debug(&self, level: i32) {
+    /// Sets the component's log level; false when it could not be reached.
+    pub async fn set_debug(&self, level: i32) -> bool {
         match &self.backend {
-            Backend::Remote(channel) => {
-                let _ = ComponentClient::new(channel.clone())
-                    .set_debug(DebugLevel { level })
-                    .await;
+            Backend::Remote(channel) => ComponentClient::new(channel.clone())
+                .set_debug(DebugLevel { level })
+                .await
+                .is_ok(),
+            Backend::Local(handler) => {
+                lock(handler).set_debug(level);
+                true
             }
-            Backend::Local(handler) => lock(handler).set_debug(level),
         }
+    }
+
+    /// As [`set_debug`](Self::set_debug), trying again for a few seconds while the
+    /// component's gRPC socket is not served yet (it is bound just after its packet
+    /// socket, which transport saw first).
+    pub async fn set_debug_when_up(&self, level: i32) {
+        for _ in 0..50 {
+            if self.set_debug(level).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        warn!(
+            component = self.owner.name(),
+            "could not give the restarted component the node's debug level"
+        );
     }
 
     /// Queues a packet for the component; false when it is not connected now or its
