@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tokio::net::UnixStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
@@ -194,25 +195,41 @@ impl<H: PacketHandler> PacketComponent<H> {
         let state = self.state.clone();
         Ok(tokio::spawn(async move {
             let mut current: Option<(JoinHandle<()>, JoinHandle<()>)> = None;
+            // Connections whose hello checked out. Each hello is waited for in a task
+            // of its own, so that a connection that sends none does not hold up the
+            // next (a transport restarted meanwhile).
+            let (checked_tx, mut checked) = tokio::sync::mpsc::channel::<UnixStream>(4);
             loop {
-                let mut stream = match listener.accept().await {
-                    Ok((stream, _)) if !crate::uds::trusted_peer(&stream, &path) => continue,
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        // EMFILE and the like: wait instead of spinning.
-                        tracing::warn!("packet socket accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                let stream = tokio::select! {
+                    accepted = listener.accept() => {
+                        let mut stream = match accepted {
+                            Ok((stream, _)) if !crate::uds::trusted_peer(&stream, &path) => {
+                                continue
+                            }
+                            Ok((stream, _)) => stream,
+                            Err(e) => {
+                                // EMFILE and the like: wait instead of spinning.
+                                tracing::warn!("packet socket accept failed: {e}");
+                                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                                continue;
+                            }
+                        };
+                        // A connection from a transport of another frame format is
+                        // refused (and the one in use, if any, kept).
+                        let checked_tx = checked_tx.clone();
+                        tokio::spawn(async move {
+                            let patience = crate::packets::HELLO_PATIENCE;
+                            match crate::packets::handshake(&mut stream, patience).await {
+                                Ok(()) => {
+                                    let _ = checked_tx.send(stream).await;
+                                }
+                                Err(e) => tracing::error!("packet socket: {e}"),
+                            }
+                        });
                         continue;
                     }
+                    Some(stream) = checked.recv() => stream,
                 };
-                // A connection from a transport of another frame format is refused
-                // (and the one in use, if any, kept).
-                if let Err(e) =
-                    crate::packets::handshake(&mut stream, crate::packets::HELLO_PATIENCE).await
-                {
-                    tracing::error!("packet socket: {e}");
-                    continue;
-                }
                 if let Some((reader, writer)) = current.take() {
                     reader.abort();
                     writer.abort();
@@ -414,9 +431,16 @@ mod tests {
         let serving = component.serve_packets(&run_dir).unwrap();
         let path = crate::packets::socket_path(&run_dir, "echo");
 
+        // A connection that sends no hello holds up no other.
+        let _silent = loop {
+            match UnixStream::connect(&path).await {
+                Ok(s) => break s,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
         // A transport of another frame format: refused, the connection closed.
         let mut other = loop {
-            match tokio::net::UnixStream::connect(&path).await {
+            match UnixStream::connect(&path).await {
                 Ok(s) => break s,
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }
@@ -428,7 +452,7 @@ mod tests {
         hello.extend_from_slice(&0u32.to_le_bytes());
         other.write_all(&hello).await.unwrap();
         let mut got = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(10), other.read_to_end(&mut got))
+        let read = tokio::time::timeout(Duration::from_secs(3), other.read_to_end(&mut got))
             .await
             .expect("the component closes a connection of another format");
         assert!(read.is_ok());
@@ -446,7 +470,8 @@ mod tests {
         .unwrap();
         let mut answers = Vec::new();
         for _ in 0..3 {
-            let e = tokio::time::timeout(Duration::from_secs(10), conn.recv())
+            // Well within the silent connection's hello patience.
+            let e = tokio::time::timeout(Duration::from_secs(3), conn.recv())
                 .await
                 .expect("an answer")
                 .unwrap()

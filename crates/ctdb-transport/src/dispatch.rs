@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ctdb_protocol::packet::{Header, Operation};
 use ctdb_protocol::{Frame, ReplyControl};
+use ctdb_rpc::trace::TraceId;
 use ctdb_rpc::Envelope;
 use tracing::{debug, info, warn};
-
-use ctdb_rpc::trace::TraceId;
 
 use crate::forward::ForwardTable;
 use crate::router::{packet_db_id, stamp, Action, OpName, Router, View};
