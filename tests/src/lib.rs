@@ -599,6 +599,7 @@ pub fn control_envelope(opcode: ctdb_protocol::Opcode) -> ctdb_rpc::Envelope {
         client: 5,
         from_node: u32::MAX,
         packet: p.to_bytes(),
+        trace: 0,
     }
 }
 

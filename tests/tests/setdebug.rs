@@ -1,9 +1,11 @@
 //! Issue 11: `ctdb setdebug` changes the log level of every component of the node,
-//! live: a debug line of ctdb-db appears only after SET_DEBUG DEBUG reached the node.
+//! live: a debug line of ctdb-db appears only after SET_DEBUG DEBUG reached the node,
+//! and a component restarted afterwards logs at that level too.
 
 use std::time::{Duration, Instant};
 
 use ctdb_protocol::flags::dest::CURRENT_NODE;
+use ctdb_protocol::Opcode;
 use ctdb_tests::TestCluster;
 
 const LINE: &str = "became dmaster of a record";
@@ -52,5 +54,56 @@ async fn setdebug_reaches_the_database_component() {
             .expect("store");
         c1.fetch(db, b"after").await.expect("fetch");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A component restarted after `ctdb setdebug` logs at the node's live level, not at
+/// the configured one it starts with: transport gives it the level again when its
+/// packet socket connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_restarted_after_setdebug_gets_the_live_level() {
+    let cluster = TestCluster::start(1);
+    let clients = cluster.healthy(&[0]).await;
+    let client = clients[0].as_ref().expect("client");
+    client
+        .set_debug(CURRENT_NODE, 10)
+        .await
+        .expect("setdebug DEBUG");
+    let node = &cluster.nodes[0];
+    for (component, opcode) in [
+        ("db", Opcode::GetDbmap),
+        ("recoverd", Opcode::GetIfaces),
+        ("eventd", Opcode::GetMonmode),
+    ] {
+        let process = format!("ctdb-{component}");
+        node.kill_and_wait_restart(&process).await;
+        let pid = node
+            .component_pid(&process)
+            .expect("pid of the new process");
+        // A line each component logs at DEBUG only, for every packet it handles.
+        let debug_line = format!("{component}[{pid}]: ");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !node
+            .log()
+            .lines()
+            .any(|l| l.contains(&debug_line) && l.contains("from transport"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the restarted {component} logs no debug line\n{}",
+                cluster.logs()
+            );
+            // A control it owns (answered or not while it starts).
+            let _ = client
+                .control_raw(
+                    CURRENT_NODE,
+                    opcode,
+                    0,
+                    bytes::Bytes::new(),
+                    Duration::from_secs(2),
+                )
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }

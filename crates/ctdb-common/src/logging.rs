@@ -2,6 +2,11 @@
 //!
 //! Samba's levels map to tracing's: ERROR → `error`, WARNING → `warn`, NOTICE → `info`,
 //! INFO → `debug`, DEBUG → `trace`. `RUST_LOG`, when set, overrides the level.
+//!
+//! A line names the spans it was logged in, outermost first, with their fields
+//! (`db[42]: request{trace=00c0ffee00000001 reqid=7}: message`): the per-request spans
+//! of transport and the components carry the request's trace id, so grepping the log
+//! for `trace=<id>` finds every process's lines for one request.
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -13,7 +18,7 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -103,6 +108,18 @@ where
             write!(writer, " ")?;
         }
         write!(writer, "{}[{}]: ", self.component, std::process::id())?;
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                write!(writer, "{}", span.name())?;
+                let extensions = span.extensions();
+                if let Some(fields) = extensions.get::<FormattedFields<N>>() {
+                    if !fields.is_empty() {
+                        write!(writer, "{{{fields}}}")?;
+                    }
+                }
+                write!(writer, ": ")?;
+            }
+        }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }
@@ -290,9 +307,20 @@ mod tests {
         init_with("ctdbd", &location, "NOTICE", None).expect("init");
         tracing::info!("notice line");
         tracing::debug!("info line");
+        {
+            let _outer = tracing::info_span!("request", trace = "00ab", reqid = 7).entered();
+            let _inner = tracing::info_span!("call").entered();
+            tracing::info!(key = 1, "in a span");
+        }
         let text = std::fs::read_to_string(&path).expect("log file");
         let expected = format!("ctdbd[{}]: notice line", std::process::id());
         assert!(text.contains(&expected), "{text}");
         assert!(!text.contains("info line"), "{text}");
+        // A line names its spans and their fields, outermost first.
+        let expected = format!(
+            "ctdbd[{}]: request{{trace=\"00ab\" reqid=7}}: call: in a span key=1",
+            std::process::id()
+        );
+        assert!(text.contains(&expected), "{text}");
     }
 }

@@ -617,6 +617,7 @@ impl DbDaemon {
             from_node: origin.from_node,
             srcnode: req.dmaster,
             reqid: origin.reqid,
+            trace: origin.trace,
         };
         let Some(db) = self.registry.get(req.db_id).cloned() else {
             let msg = format!(
@@ -811,6 +812,8 @@ impl DbDaemon {
                     from_node: LOCAL,
                     srcnode: self.pnn,
                     reqid,
+                    // The client's request, not the packet that brought its answer.
+                    trace: p.envelope.as_ref().map_or(0, |e| e.trace),
                 }
             }
             Asker::Vacuum => {

@@ -87,6 +87,8 @@ pub(crate) struct Origin {
     pub from_node: u32,
     pub srcnode: u32,
     pub reqid: u32,
+    /// The request's trace id (see `ctdb_rpc::trace`): its answer carries it back.
+    pub trace: u64,
 }
 
 impl Origin {
@@ -289,7 +291,15 @@ impl DbDaemon {
             reqid: origin.reqid,
             body,
         };
-        out.to_client(if to_client { origin.client } else { 0 }, packet.to_bytes());
+        let trace = match origin.trace {
+            0 => ctdb_rpc::trace::current(),
+            trace => trace,
+        };
+        out.to_client_traced(
+            if to_client { origin.client } else { 0 },
+            trace,
+            packet.to_bytes(),
+        );
     }
 
     pub(crate) fn send_call_error(&self, out: &Outbox, origin: &Origin, msg: &str) {
@@ -326,6 +336,7 @@ impl DbDaemon {
             from_node: envelope.from_node,
             srcnode: header.srcnode,
             reqid: header.reqid,
+            trace: envelope.trace,
         };
         let msg = format!("malformed packet: {error}");
         match Operation::from_u32(header.operation) {
@@ -432,6 +443,7 @@ impl PacketHandler for DbDaemon {
             from_node: envelope.from_node,
             srcnode: packet.srcnode,
             reqid: packet.reqid,
+            trace: envelope.trace,
         };
         let generation = packet.generation;
         // A call or migration works on one record: hold its chain lock meanwhile, or
@@ -442,17 +454,22 @@ impl PacketHandler for DbDaemon {
             Body::ReplyDmaster(c) => Some((c.db_id, c.key.clone())),
             _ => None,
         };
-        // One span per request, named by what transport logs of it too (the client
-        // connection or node, and the reqid), so the two sides of the hop line up.
+        // One span per request, under the trace id transport gave it and logs in its
+        // own span, so that the two sides of the hop line up; the id is current while
+        // the packet is handled (a call run again later from a queue included), so
+        // what is sent meanwhile carries it back.
         let _span = tracing::debug_span!(
-            "packet",
-            op = packet.body.operation().name(),
+            "request",
+            trace = %ctdb_rpc::trace::TraceId(envelope.trace),
+            op = %packet.body.operation().name(),
             reqid = packet.reqid,
             client = envelope.client,
             from_node = envelope.from_node,
             db_id = record.as_ref().map(|(id, _)| *id),
         )
         .entered();
+        let _trace = ctdb_rpc::trace::enter(envelope.trace);
+        tracing::trace!("from transport");
         let mut locked = None;
         if let Some((db_id, key)) = record {
             match self.lock_record(db_id, &key) {

@@ -80,6 +80,7 @@ impl Harness {
                 client,
                 from_node,
                 packet,
+                trace: 0,
             },
             &self.out,
         );

@@ -111,6 +111,7 @@ async fn session(dir: &std::path::Path, packets: Vec<Vec<u8>>) -> Vec<Packet> {
             client: 9,
             from_node: u32::MAX,
             packet,
+            trace: 0,
         })
         .collect();
     conn.send(&envelopes).await.unwrap();

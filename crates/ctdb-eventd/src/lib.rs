@@ -331,6 +331,8 @@ struct ReplyTo {
     srcnode: u32,
     reqid: u32,
     noreply: bool,
+    /// The request's trace id: its answer carries it back, however late.
+    trace: u64,
 }
 
 impl ReplyTo {
@@ -345,7 +347,7 @@ impl ReplyTo {
             reqid: self.reqid,
             body: Body::ReplyControl(reply),
         };
-        out.to_client(self.client, packet.to_bytes());
+        out.to_client_traced(self.client, self.trace, packet.to_bytes());
     }
 }
 
@@ -373,6 +375,7 @@ fn refuse(envelope: &Envelope, error: ctdb_protocol::DecodeError, out: &Outbox) 
         srcnode: header.destnode,
         reqid: header.reqid,
         noreply: flags & NOREPLY != 0,
+        trace: envelope.trace,
     }
     .send(
         out,
@@ -386,6 +389,15 @@ impl PacketHandler for Eventd {
     }
 
     fn handle(&mut self, envelope: Envelope, out: &Outbox) {
+        // One span per request, under the trace id transport gave it.
+        let _span = tracing::debug_span!(
+            "request",
+            trace = %ctdb_rpc::trace::TraceId(envelope.trace),
+            client = envelope.client,
+            from_node = envelope.from_node,
+        )
+        .entered();
+        tracing::trace!("from transport");
         let packet = match Packet::from_slice(&envelope.packet) {
             Ok(p) => p,
             Err(e) => return refuse(&envelope, e, out),
@@ -406,6 +418,7 @@ impl PacketHandler for Eventd {
             srcnode: packet.destnode,
             reqid: packet.reqid,
             noreply: req.flags & NOREPLY != 0,
+            trace: envelope.trace,
         };
         if let Some(reply) = self.control(req, &to, out) {
             to.send(out, reply);

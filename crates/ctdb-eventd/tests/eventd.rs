@@ -48,6 +48,7 @@ fn request(opcode: Opcode, data: Vec<u8>, flags: u32) -> Envelope {
         client: CLIENT,
         from_node: u32::MAX,
         packet: packet.to_bytes(),
+        trace: 0,
     }
 }
 
@@ -203,6 +204,7 @@ async fn malformed_packets_are_answered_or_dropped_never_panic() {
                 client: CLIENT,
                 from_node: u32::MAX,
                 packet,
+                trace: 0,
             },
             &out,
         );

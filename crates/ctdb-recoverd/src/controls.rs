@@ -659,6 +659,15 @@ impl PacketHandler for Recoverd {
     }
 
     fn handle(&mut self, envelope: Envelope, out: &Outbox) {
+        // One span per request, under the trace id transport gave it.
+        let _span = tracing::debug_span!(
+            "request",
+            trace = %ctdb_rpc::trace::TraceId(envelope.trace),
+            client = envelope.client,
+            from_node = envelope.from_node,
+        )
+        .entered();
+        tracing::trace!("from transport");
         let packet = match Packet::from_slice(&envelope.packet) {
             Ok(p) => p,
             Err(e) => {
@@ -677,6 +686,7 @@ impl PacketHandler for Recoverd {
             reqid: packet.reqid,
             client: envelope.client,
             wanted: control.flags & ctdb_protocol::flags::control::NOREPLY == 0,
+            trace: envelope.trace,
         };
         let request = Request {
             control,
@@ -766,6 +776,8 @@ struct ReplyTo {
     reqid: u32,
     client: u64,
     wanted: bool,
+    /// The request's trace id: its answer carries it back, however late.
+    trace: u64,
 }
 
 impl ReplyTo {
@@ -790,7 +802,7 @@ impl ReplyTo {
                 data: Bytes::from(data),
             }),
         };
-        out.to_client(0, packet.to_bytes());
+        out.to_client_traced(0, self.trace, packet.to_bytes());
     }
 
     fn send(&self, out: &Outbox, reply: ReplyControl) {
@@ -808,6 +820,7 @@ impl ReplyTo {
             client: self.client,
             from_node: u32::MAX,
             packet: reply.to_bytes(),
+            trace: self.trace,
         });
     }
 }
@@ -840,6 +853,7 @@ mod tests {
             reqid: 0,
             client: 1,
             wanted: true,
+            trace: 0,
         };
         let handler = CONTROLS
             .get(request.opcode)

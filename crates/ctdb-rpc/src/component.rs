@@ -3,12 +3,14 @@
 //! A component is a [`PacketHandler`] owned by one lock and fed the packets transport
 //! routes to it over its packet socket ([`crate::packets`]). What it wants delivered
 //! goes into its [`Outbox`]; one task drains the outbox onto the socket, everything
-//! queued in one write.
+//! queued in one write. Each packet is handled with its trace id current
+//! ([`handle_traced`]): what the handler sends meanwhile carries it back to transport.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tokio::net::UnixStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
@@ -132,14 +134,29 @@ impl Outbox {
         }
     }
 
-    /// Sends `packet` to local client `client` (0: route by the packet's destnode).
+    /// Sends `packet` to local client `client` (0: route by the packet's destnode),
+    /// under the trace id of the packet being handled ([`crate::trace::current`]).
     pub fn to_client(&self, client: u64, packet: Vec<u8>) {
+        self.to_client_traced(client, crate::trace::current(), packet);
+    }
+
+    /// As [`to_client`](Self::to_client), for the request of trace id `trace` (an
+    /// answer sent later than its request was handled).
+    pub fn to_client_traced(&self, client: u64, trace: u64, packet: Vec<u8>) {
         self.send(Envelope {
             client,
             from_node: u32::MAX,
             packet,
+            trace,
         });
     }
+}
+
+/// Hands `envelope` to `handler` with its trace id current, so that what the handler
+/// sends while it handles it goes back under the same id.
+pub fn handle_traced<H: PacketHandler + ?Sized>(handler: &mut H, envelope: Envelope, out: &Outbox) {
+    let _trace = crate::trace::enter(envelope.trace);
+    handler.handle(envelope, out);
 }
 
 /// The `Component` service around a handler.
@@ -220,16 +237,40 @@ impl<H: PacketHandler> PacketComponent<H> {
         let state = self.state.clone();
         Ok(tokio::spawn(async move {
             let mut current: Option<(JoinHandle<()>, JoinHandle<()>)> = None;
+            // Connections whose hello checked out. Each hello is waited for in a task
+            // of its own, so that a connection that sends none does not hold up the
+            // next (a transport restarted meanwhile).
+            let (checked_tx, mut checked) = tokio::sync::mpsc::channel::<UnixStream>(4);
             loop {
-                let stream = match listener.accept().await {
-                    Ok((stream, _)) if !crate::uds::trusted_peer(&stream, &path) => continue,
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        // EMFILE and the like: wait instead of spinning.
-                        tracing::warn!("packet socket accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                let stream = tokio::select! {
+                    accepted = listener.accept() => {
+                        let mut stream = match accepted {
+                            Ok((stream, _)) if !crate::uds::trusted_peer(&stream, &path) => {
+                                continue
+                            }
+                            Ok((stream, _)) => stream,
+                            Err(e) => {
+                                // EMFILE and the like: wait instead of spinning.
+                                tracing::warn!("packet socket accept failed: {e}");
+                                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                                continue;
+                            }
+                        };
+                        // A connection from a transport of another frame format is
+                        // refused (and the one in use, if any, kept).
+                        let checked_tx = checked_tx.clone();
+                        tokio::spawn(async move {
+                            let patience = crate::packets::HELLO_PATIENCE;
+                            match crate::packets::handshake(&mut stream, patience).await {
+                                Ok(()) => {
+                                    let _ = checked_tx.send(stream).await;
+                                }
+                                Err(e) => tracing::error!("packet socket: {e}"),
+                            }
+                        });
                         continue;
                     }
+                    Some(stream) = checked.recv() => stream,
                 };
                 if let Some((reader, writer)) = current.take() {
                     reader.abort();
@@ -277,7 +318,7 @@ async fn read_packets<H: PacketHandler>(
         };
         let now = {
             let mut h = lock(&handler);
-            h.handle(envelope, &outbox);
+            handle_traced(&mut *h, envelope, &outbox);
             h.state()
         };
         publish_state(&state, now);
@@ -393,5 +434,108 @@ pub async fn terminated() {
             tracing::error!("cannot watch SIGTERM/SIGINT");
             std::future::pending::<()>().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packets::{PacketClient, FORMAT_VERSION, HELLO_LEN, HELLO_MAGIC};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Answers each packet to its client at once, and a second time later (as a
+    /// component that answers after its request was handled).
+    struct Echo {
+        later: Option<(u64, u64, Vec<u8>)>,
+    }
+
+    impl PacketHandler for Echo {
+        fn handle(&mut self, envelope: Envelope, out: &Outbox) {
+            if let Some((client, trace, packet)) = self.later.take() {
+                out.to_client_traced(client, trace, packet);
+            }
+            out.to_client(envelope.client, envelope.packet.clone());
+            self.later = Some((envelope.client, envelope.trace, envelope.packet));
+        }
+        fn ownership(&self) -> Ownership {
+            Ownership::default()
+        }
+    }
+
+    fn envelope(client: u64, trace: u64, packet: &[u8]) -> Envelope {
+        Envelope {
+            client,
+            from_node: u32::MAX,
+            packet: packet.to_vec(),
+            trace,
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_carry_their_requests_trace_id_and_other_formats_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("run");
+        let component = PacketComponent::new("echo", Echo { later: None });
+        let serving = component.serve_packets(&run_dir).unwrap();
+        let path = crate::packets::socket_path(&run_dir, "echo");
+
+        // A connection that sends no hello holds up no other.
+        let _silent = loop {
+            match UnixStream::connect(&path).await {
+                Ok(s) => break s,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
+        // A transport of another frame format: refused, the connection closed.
+        let mut other = loop {
+            match UnixStream::connect(&path).await {
+                Ok(s) => break s,
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
+        let mut hello = Vec::new();
+        hello.extend_from_slice(&(HELLO_LEN as u32).to_le_bytes());
+        hello.extend_from_slice(&HELLO_MAGIC);
+        hello.extend_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        hello.extend_from_slice(&0u32.to_le_bytes());
+        other.write_all(&hello).await.unwrap();
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(3), other.read_to_end(&mut got))
+            .await
+            .expect("the component closes a connection of another format");
+        assert!(read.is_ok());
+        assert_eq!(got.len(), 4 + HELLO_LEN, "only its hello came: {got:?}");
+
+        // One of this format: its answers come back under the request's trace id.
+        let mut conn = PacketClient::connect(&path, Duration::from_secs(5))
+            .await
+            .unwrap();
+        conn.send(&[
+            envelope(3, 0xfeed, b"first"),
+            envelope(4, 0xbeef, b"second"),
+        ])
+        .await
+        .unwrap();
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            // Well within the silent connection's hello patience.
+            let e = tokio::time::timeout(Duration::from_secs(3), conn.recv())
+                .await
+                .expect("an answer")
+                .unwrap()
+                .expect("open");
+            answers.push((e.client, e.trace, e.packet));
+        }
+        assert_eq!(
+            answers,
+            vec![
+                (3, 0xfeed, b"first".to_vec()),
+                // The late answer to the first, sent while the second was handled.
+                (3, 0xfeed, b"first".to_vec()),
+                (4, 0xbeef, b"second".to_vec()),
+            ]
+        );
+        serving.abort();
     }
 }

@@ -11,6 +11,7 @@ pub mod component;
 pub mod faults;
 pub mod packets;
 pub mod queue;
+pub mod trace;
 pub mod uds;
 
 pub use v1::*;

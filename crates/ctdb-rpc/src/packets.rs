@@ -7,16 +7,54 @@
 //! Typed coordination (status, statistics, debug level, transport's own service)
 //! stays gRPC.
 //!
-//! A frame is a little-endian `u32` length of what follows, then the [`Envelope`]: the
-//! local client (`u64`), the node it came from (`u32`), and the packet's bytes. One
-//! connection at a time: transport connects, and a new connection replaces the old.
-//! Writers drain everything queued into one write, so a busy path pays one syscall for
-//! many packets, and an idle one pays no wait to fill a batch.
+//! # Frames (format 2)
+//!
+//! A frame is a little-endian `u32` length of what follows, then the [`Envelope`]:
+//!
+//! ```text
+//! offset  size  field
+//!      0     4  length of the rest (20 + packet bytes)
+//!      4     8  client: the local client it came from or goes to, 0 for none
+//!     12     4  from_node: the node it came from, u32::MAX for local packets
+//!     16     8  trace: the trace id of the request (see `crate::trace`), 0 for none
+//!     24     …  the CTDB packet, byte for byte
+//! ```
+//!
+//! Transport gives every request it reads from a client or a node a trace id and logs
+//! it in its span (`trace=…`); the component logs the same id in its span for that
+//! packet and sends it back on the packets it answers with, so that grepping a node's
+//! log for one id finds each process's lines for that request.
+//!
+//! # Hello and the version rule
+//!
+//! Transport and a component restart independently, so the two ends of a packet socket
+//! may come from different builds. Before any envelope, each end sends a hello frame,
+//!
+//! ```text
+//!      0     4  16 (the length word)
+//!      4     8  the magic "CTDBpkts"
+//!     12     4  FORMAT_VERSION (little-endian u32)
+//!     16     4  0 (reserved)
+//! ```
+//!
+//! and reads the other's ([`handshake`]). A first frame that is not a hello (a build
+//! from before hellos, frame format 1, whose header had no trace id), a different
+//! format version, or no hello within the patience is a [`HelloError`]: the connection
+//! is refused with a log line that says which, never read with the wrong layout.
+//! Any change of the frame layout bumps [`FORMAT_VERSION`]; the two ends must then be
+//! restarted from builds of the same format (ctdbd restarts them together).
+//! An end of format 1 reading a hello sees a 4-byte packet, which is no CTDB packet
+//! (shorter than a header) and is dropped, so the old end misparses nothing either.
+//!
+//! One connection at a time: transport connects, and a new connection (whose hello
+//! checked out) replaces the old. Writers drain everything queued into one write, so a
+//! busy path pays one syscall for many packets, and an idle one pays no wait to fill a
+//! batch.
 
 use std::path::{Path, PathBuf};
 
 use bytes::{Buf, BufMut, BytesMut};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio_stream::StreamExt;
@@ -25,8 +63,21 @@ use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 use crate::queue::QueueRx;
 use crate::Envelope;
 
-/// Bytes of a frame's envelope header: the client and the node.
-pub const ENVELOPE_HEADER: usize = 12;
+/// Bytes of a frame's envelope header: the client, the node and the trace id.
+pub const ENVELOPE_HEADER: usize = 20;
+
+/// The version of the frame format (see the module): 1 had no hello and a 12-byte
+/// envelope header (client, node); 2 added the hello and the trace id.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The first bytes of a hello frame's body.
+pub const HELLO_MAGIC: [u8; 8] = *b"CTDBpkts";
+
+/// Bytes of a hello frame's body: the magic, the version, a reserved word.
+pub const HELLO_LEN: usize = 16;
+
+/// How long each end waits for the other's hello.
+pub const HELLO_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Largest frame accepted: a packet at the largest size a node accepts, and its
 /// envelope header.
@@ -45,6 +96,76 @@ const fn ctdb_protocol_max_packet() -> usize {
 pub enum FrameError {
     #[error("packet frame of {0} bytes is shorter than its envelope header")]
     Short(usize),
+}
+
+/// Why a packet socket connection was refused before any envelope crossed it.
+#[derive(Debug, thiserror::Error)]
+pub enum HelloError {
+    #[error(
+        "the other end's first frame is no hello (length word {length}): it speaks a \
+         frame format older than {ours} (a build from before hellos); refusing the \
+         connection, restart both ends from one build"
+    )]
+    NotHello { length: u32, ours: u32 },
+    #[error(
+        "the other end speaks packet frame format {theirs}, this end {ours}: built from \
+         different versions; refusing the connection, restart both ends from one build"
+    )]
+    Version { ours: u32, theirs: u32 },
+    #[error("no hello from the other end within {0:?}; refusing the connection")]
+    Timeout(std::time::Duration),
+    #[error("packet socket hello failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Appends this end's hello frame to `buf`.
+pub fn encode_hello(buf: &mut BytesMut) {
+    buf.reserve(4 + HELLO_LEN);
+    buf.put_u32_le(HELLO_LEN as u32);
+    buf.put_slice(&HELLO_MAGIC);
+    buf.put_u32_le(FORMAT_VERSION);
+    buf.put_u32_le(0);
+}
+
+/// Checks the other end's hello frame, its length word included.
+pub fn check_hello(frame: &[u8; 4 + HELLO_LEN]) -> Result<(), HelloError> {
+    let mut b = &frame[..];
+    let length = b.get_u32_le();
+    if length as usize != HELLO_LEN || b[..HELLO_MAGIC.len()] != HELLO_MAGIC {
+        return Err(HelloError::NotHello {
+            length,
+            ours: FORMAT_VERSION,
+        });
+    }
+    b.advance(HELLO_MAGIC.len());
+    let theirs = b.get_u32_le();
+    if theirs != FORMAT_VERSION {
+        return Err(HelloError::Version {
+            ours: FORMAT_VERSION,
+            theirs,
+        });
+    }
+    Ok(())
+}
+
+/// Sends this end's hello on `stream` and checks the other end's, which must come
+/// within `patience` (see the module). Nothing past the hello is read.
+pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    patience: std::time::Duration,
+) -> Result<(), HelloError> {
+    let exchange = async {
+        let mut hello = BytesMut::new();
+        encode_hello(&mut hello);
+        stream.write_all(&hello).await?;
+        let mut theirs = [0u8; 4 + HELLO_LEN];
+        stream.read_exact(&mut theirs).await?;
+        check_hello(&theirs)
+    };
+    match tokio::time::timeout(patience, exchange).await {
+        Ok(checked) => checked,
+        Err(_) => Err(HelloError::Timeout(patience)),
+    }
 }
 
 /// The packet socket of `component` in `run_dir`.
@@ -67,6 +188,7 @@ pub fn encode(envelope: &Envelope, buf: &mut BytesMut) {
     buf.put_u32_le((ENVELOPE_HEADER + envelope.packet.len()) as u32);
     buf.put_u64_le(envelope.client);
     buf.put_u32_le(envelope.from_node);
+    buf.put_u64_le(envelope.trace);
     buf.put_slice(&envelope.packet);
 }
 
@@ -77,10 +199,12 @@ pub fn decode(mut frame: BytesMut) -> Result<Envelope, FrameError> {
     }
     let client = frame.get_u64_le();
     let from_node = frame.get_u32_le();
+    let trace = frame.get_u64_le();
     Ok(Envelope {
         client,
         from_node,
         packet: frame.to_vec(),
+        trace,
     })
 }
 
@@ -114,16 +238,23 @@ pub struct PacketClient {
 
 impl PacketClient {
     /// Connects to the packet socket at `path`, retrying for up to `patience` while it
-    /// is not there yet.
+    /// is not there yet, and exchanges hellos (a [`HelloError`] comes back as an
+    /// `InvalidData` error).
     pub async fn connect(path: &Path, patience: std::time::Duration) -> std::io::Result<Self> {
         let deadline = tokio::time::Instant::now() + patience;
-        let stream = loop {
+        let mut stream = loop {
             match UnixStream::connect(path).await {
                 Ok(stream) => break stream,
                 Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
             }
         };
+        handshake(&mut stream, HELLO_PATIENCE)
+            .await
+            .map_err(|e| match e {
+                HelloError::Io(e) => e,
+                other => std::io::Error::new(std::io::ErrorKind::InvalidData, other),
+            })?;
         let (read, write) = stream.into_split();
         Ok(Self {
             frames: FramedRead::new(read, codec()),
@@ -163,11 +294,13 @@ mod tests {
                 client: 7,
                 from_node: u32::MAX,
                 packet: b"a packet".to_vec(),
+                trace: 0x0123_4567_89ab_cdef,
             },
             Envelope {
                 client: 0,
                 from_node: 2,
                 packet: Vec::new(),
+                trace: 0,
             },
         ];
         let mut wire = BytesMut::new();
@@ -180,6 +313,122 @@ mod tests {
             assert_eq!(&decode(frame).unwrap(), e);
         }
         assert!(wire.is_empty());
+    }
+
+    #[test]
+    fn the_trace_id_has_its_place_in_the_header() {
+        let mut wire = BytesMut::new();
+        encode(
+            &Envelope {
+                client: 0x1122_3344_5566_7788,
+                from_node: 3,
+                packet: vec![0xaa; 8],
+                trace: 0x0102_0304_0506_0708,
+            },
+            &mut wire,
+        );
+        let mut expected = Vec::new();
+        expected.extend_from_slice(&28u32.to_le_bytes());
+        expected.extend_from_slice(&0x1122_3344_5566_7788u64.to_le_bytes());
+        expected.extend_from_slice(&3u32.to_le_bytes());
+        expected.extend_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());
+        expected.extend_from_slice(&[0xaa; 8]);
+        assert_eq!(&wire[..], &expected[..]);
+        // A header cut before the end of the trace id is short.
+        assert!(matches!(
+            decode(BytesMut::from(&expected[4..4 + 19])),
+            Err(FrameError::Short(19))
+        ));
+    }
+
+    /// What an end of frame format 1 sent: no hello, a 12-byte header.
+    fn format_1_frame(client: u64, from_node: u32, packet: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&((12 + packet.len()) as u32).to_le_bytes());
+        v.extend_from_slice(&client.to_le_bytes());
+        v.extend_from_slice(&from_node.to_le_bytes());
+        v.extend_from_slice(packet);
+        v
+    }
+
+    #[tokio::test]
+    async fn two_ends_of_one_format_shake_hands_and_then_carry_envelopes() {
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        let (ra, rb) = tokio::join!(
+            handshake(&mut a, HELLO_PATIENCE),
+            handshake(&mut b, HELLO_PATIENCE)
+        );
+        ra.unwrap();
+        rb.unwrap();
+        // Nothing past the hello was taken: the first envelope reads whole.
+        let sent = Envelope {
+            client: 4,
+            from_node: u32::MAX,
+            packet: b"after the hello".to_vec(),
+            trace: 99,
+        };
+        let mut buf = BytesMut::new();
+        encode(&sent, &mut buf);
+        a.write_all(&buf).await.unwrap();
+        let mut frames = FramedRead::new(b, codec());
+        let frame = frames.next().await.unwrap().unwrap();
+        assert_eq!(decode(frame).unwrap(), sent);
+    }
+
+    #[tokio::test]
+    async fn another_format_version_is_refused() {
+        let (mut ours, mut theirs) = tokio::io::duplex(1024);
+        let mut hello = Vec::new();
+        hello.extend_from_slice(&(HELLO_LEN as u32).to_le_bytes());
+        hello.extend_from_slice(&HELLO_MAGIC);
+        hello.extend_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+        hello.extend_from_slice(&0u32.to_le_bytes());
+        theirs.write_all(&hello).await.unwrap();
+        let err = handshake(&mut ours, HELLO_PATIENCE).await.unwrap_err();
+        assert!(
+            matches!(err, HelloError::Version { ours: FORMAT_VERSION, theirs } if theirs == FORMAT_VERSION + 1),
+            "{err}"
+        );
+        assert!(err.to_string().contains("different versions"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_end_from_before_hellos_is_refused_not_misparsed() {
+        // Format 1 ends send envelopes at once; the first is taken for no hello.
+        let (mut ours, mut theirs) = tokio::io::duplex(1024);
+        theirs
+            .write_all(&format_1_frame(5, u32::MAX, &[0u8; 40]))
+            .await
+            .unwrap();
+        let err = handshake(&mut ours, HELLO_PATIENCE).await.unwrap_err();
+        assert!(
+            matches!(err, HelloError::NotHello { length: 52, .. }),
+            "{err}"
+        );
+        // Even one whose length word happens to be a hello's: the magic decides.
+        let (mut ours, mut theirs) = tokio::io::duplex(1024);
+        theirs
+            .write_all(&format_1_frame(5, 1, &[0u8; 4]))
+            .await
+            .unwrap();
+        let err = handshake(&mut ours, HELLO_PATIENCE).await.unwrap_err();
+        assert!(matches!(err, HelloError::NotHello { .. }), "{err}");
+        // And one that sends nothing (a format 1 component waits for packets).
+        let (mut ours, _theirs) = tokio::io::duplex(1024);
+        let patience = std::time::Duration::from_millis(50);
+        let err = handshake(&mut ours, patience).await.unwrap_err();
+        assert!(matches!(err, HelloError::Timeout(_)), "{err}");
+    }
+
+    #[test]
+    fn a_format_1_end_takes_a_hello_for_no_packet() {
+        // What a format 1 end decodes of our hello: a 4-byte packet, shorter than any
+        // CTDB header (so dropped there, never handled).
+        let mut hello = BytesMut::new();
+        encode_hello(&mut hello);
+        let body = &hello[4..];
+        assert_eq!(body.len() - 12, 4);
+        assert!(body.len() - 12 < 32);
     }
 
     #[test]

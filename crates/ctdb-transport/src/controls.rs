@@ -132,7 +132,11 @@ fn answer(
                 ControlData::Uint32(level) => level as i32,
                 other => return Err(format!("unexpected SET_DEBUG payload {other:?}")),
             };
-            node.state().debug_level = level;
+            {
+                let mut state = node.state();
+                state.debug_level = level;
+                state.debug_set = true;
+            }
             ctdb_common::logging::set_level(level);
             fan_out_debug(node, level);
             status(0)
@@ -430,7 +434,9 @@ pub fn node_map(node: &Node) -> NodeMap {
 fn fan_out_debug(node: &Node, level: i32) {
     for owner in Owner::COMPONENTS {
         if let Some(link) = node.link(owner).cloned() {
-            tokio::spawn(async move { link.set_debug(level).await });
+            tokio::spawn(async move {
+                link.set_debug(level).await;
+            });
         }
     }
 }

@@ -1,6 +1,14 @@
 //! Carries the [`Router`]'s actions out: the one place where a routed packet meets a
 //! socket (a client's, the mesh's, a component's link) or transport's own handlers.
 //! The connections call in here with each frame they read.
+//!
+//! Every request read from a client or a node gets a trace id ([`ctdb_rpc::trace`])
+//! and is routed inside a `request` span (debug level) that names it with the
+//! client or srcnode, the reqid, the operation and the database: the envelopes it
+//! becomes carry the id to the component, whose span for the packet shows it too, and
+//! what the component sends back is routed inside a `component packet` span under the
+//! same id. At trace level (`ctdb setdebug DEBUG`) one line per packet says where it
+//! came from. With the level off a span costs a check of the level, no allocation.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard, RwLockReadGuard};
@@ -9,11 +17,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ctdb_protocol::packet::{Header, Operation};
 use ctdb_protocol::{Frame, ReplyControl};
+use ctdb_rpc::trace::TraceId;
 use ctdb_rpc::Envelope;
 use tracing::{debug, info, warn};
 
 use crate::forward::ForwardTable;
-use crate::router::{Action, Router, View};
+use crate::router::{packet_db_id, stamp, Action, OpName, Router, View};
 use crate::routing::{self, Owner, Routes};
 use crate::{controls, Node};
 
@@ -66,13 +75,18 @@ impl Node {
         let stats = &self.stats;
         stats.client_packets_recv.fetch_add(1, Ordering::Relaxed);
         let header = frame.header;
+        let trace = self.traces.next();
         let _span = tracing::debug_span!(
-            "client packet",
+            "request",
+            trace = %TraceId(trace),
             client,
+            srcnode = header.srcnode,
             reqid = header.reqid,
-            operation = header.operation
+            op = %OpName(&frame.bytes),
+            db_id = packet_db_id(&frame.bytes),
         )
         .entered();
+        tracing::trace!("from client {client}");
         let counter = match Operation::from_u32(header.operation) {
             Some(Operation::ReqControl) => Some(&stats.client_req_control),
             Some(Operation::ReqCall) => Some(&stats.client_req_call),
@@ -82,7 +96,8 @@ impl Node {
         if let Some(counter) = counter {
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        let actions = self.router().client_packet(&**self, client, frame);
+        let mut actions = self.router().client_packet(&**self, client, frame);
+        stamp(&mut actions, trace);
         self.carry_out(actions);
     }
 
@@ -95,13 +110,49 @@ impl Node {
             self.stats
                 .keepalive_packets_recv
                 .fetch_add(1, Ordering::Relaxed);
+            let actions = self.router().peer_packet(&**self, pnn, frame);
+            return self.carry_out(actions);
         }
-        let actions = self.router().peer_packet(&**self, pnn, frame);
+        let header = frame.header;
+        let trace = self.traces.next();
+        let _span = tracing::debug_span!(
+            "request",
+            trace = %TraceId(trace),
+            node = pnn,
+            srcnode = header.srcnode,
+            reqid = header.reqid,
+            op = %OpName(&frame.bytes),
+            db_id = packet_db_id(&frame.bytes),
+        )
+        .entered();
+        tracing::trace!("from node {pnn}");
+        let mut actions = self.router().peer_packet(&**self, pnn, frame);
+        stamp(&mut actions, trace);
         self.carry_out(actions);
     }
 
-    /// Routes what component `owner` sent.
+    /// Routes what component `owner` sent, under the trace id of the request it
+    /// answers (or of the packet whose handling sent it).
     pub(crate) fn from_component(self: &Arc<Self>, owner: Owner, envelope: Envelope) {
+        let _span = tracing::debug_span!(
+            "component packet",
+            trace = %TraceId(envelope.trace),
+            component = owner.name(),
+            client = envelope.client,
+            reqid = crate::router::reqid_of(&envelope.packet),
+            op = %OpName(&envelope.packet),
+            db_id = packet_db_id(&envelope.packet),
+        )
+        .entered();
+        tracing::trace!(
+            "from {}, to {}",
+            owner.name(),
+            if envelope.client == 0 {
+                "its destnode"
+            } else {
+                "the client"
+            }
+        );
         let actions = self.router().component_packet(&**self, owner, envelope);
         self.carry_out(actions);
     }

@@ -70,6 +70,9 @@ pub struct Node {
     /// Client ids start at the process's start time so that ids never repeat across a
     /// transport restart (a component may still hold a reply for an old client).
     next_client: AtomicU64,
+    /// The trace id of each request read from a client or a node (see
+    /// [`ctdb_rpc::trace`] and [`dispatch`]).
+    traces: ctdb_rpc::trace::TraceIds,
     stats: controls::Counters,
     shutdown: watch::Sender<bool>,
     pub mesh: peers::Mesh,
@@ -208,6 +211,7 @@ pub async fn run_with(
             clients: Clients::default(),
             links,
             next_client: AtomicU64::new(epoch << 24),
+            traces: ctdb_rpc::trace::TraceIds::default(),
             stats: controls::Counters::default(),
             shutdown,
             mesh: peers::Mesh::new(&config.nodes, pnn),
@@ -317,6 +321,15 @@ impl Deliver for WeakSink {
             }
             if !up {
                 node.component_lost(owner);
+            }
+            // A component restarted after `ctdb setdebug` starts at the configured
+            // level: it is given the node's live one again.
+            let live = {
+                let state = node.state();
+                (up && state.debug_set).then_some(state.debug_level)
+            };
+            if let (Some(level), Some(link)) = (live, node.link(owner).cloned()) {
+                tokio::spawn(async move { link.set_debug_when_up(level).await });
             }
         }
     }

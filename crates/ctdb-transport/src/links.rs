@@ -1,10 +1,12 @@
 //! Long-lived packet streams to db, recoverd and eventd.
 //!
 //! One task per component keeps a connection open to the component's packet socket
-//! ([`ctdb_rpc::packets`]), reconnecting with back-off when it restarts; each time it
+//! ([`ctdb_rpc::packets`]), reconnecting with back-off when it restarts. Each time it
 //! connects, it asks the component what it serves (`Declare`) before it sends it
-//! anything, and the node routes controls by that ([`crate::routing::Routes`]). Packets
-//! queued for it are drained into one write, everything ready at once.
+//! anything, and the node routes controls by that ([`crate::routing::Routes`]); the
+//! connection starts with the hello exchange: a component of another frame format is
+//! refused (logged as an error) and tried again, as one that is down. Packets queued
+//! for it are drained into one write, everything ready at once.
 //!
 //! A component may instead run inside transport's process ([`start_in_process`]): the
 //! same queue then feeds its handler directly, with no socket hop on the hot path.
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use std::sync::Mutex;
 
-use ctdb_rpc::component::{lock, Outbox, PacketHandler};
+use ctdb_rpc::component::{handle_traced, lock, Outbox, PacketHandler};
 use ctdb_rpc::component_client::ComponentClient;
 use ctdb_rpc::packets;
 use ctdb_rpc::queue::{queue, QueueRx, QueueTx, Refused};
@@ -123,15 +125,34 @@ impl Link {
         }
     }
 
-    pub async fn set_debug(&self, level: i32) {
+    /// Sets the component's log level; false when it could not be reached.
+    pub async fn set_debug(&self, level: i32) -> bool {
         match &self.backend {
-            Backend::Remote(channel) => {
-                let _ = ComponentClient::new(channel.clone())
-                    .set_debug(DebugLevel { level })
-                    .await;
+            Backend::Remote(channel) => ComponentClient::new(channel.clone())
+                .set_debug(DebugLevel { level })
+                .await
+                .is_ok(),
+            Backend::Local(handler) => {
+                lock(handler).set_debug(level);
+                true
             }
-            Backend::Local(handler) => lock(handler).set_debug(level),
         }
+    }
+
+    /// As [`set_debug`](Self::set_debug), trying again for a few seconds while the
+    /// component's gRPC socket is not served yet (it is bound just after its packet
+    /// socket, which transport saw first).
+    pub async fn set_debug_when_up(&self, level: i32) {
+        for _ in 0..50 {
+            if self.set_debug(level).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        warn!(
+            component = self.owner.name(),
+            "could not give the restarted component the node's debug level"
+        );
     }
 
     /// Queues a packet for the component; false when it is not connected now or its
@@ -355,9 +376,9 @@ pub fn start_in_process(
         while let Some(first) = rx.recv().await {
             let now = {
                 let mut h = lock(&handler);
-                h.handle(first, &outbox);
+                handle_traced(&mut *h, first, &outbox);
                 while let Ok(more) = rx.try_recv() {
-                    h.handle(more, &outbox);
+                    handle_traced(&mut *h, more, &outbox);
                 }
                 h.state()
             };
@@ -387,6 +408,8 @@ async fn keep_connected(
 ) {
     let mut backoff = Duration::from_millis(20);
     let mut down_since = tokio::time::Instant::now();
+    // The last hello failure logged: the same one again is logged at debug only.
+    let mut refused: Option<String> = None;
     loop {
         // The component is asked what it serves before its packet socket is
         // connected: a process that answers has bound its packet socket already (each
@@ -399,7 +422,7 @@ async fn keep_connected(
             backoff = (backoff * 2).min(MAX_BACKOFF);
             continue;
         }
-        let stream = match UnixStream::connect(&path).await {
+        let mut stream = match UnixStream::connect(&path).await {
             Ok(stream) => stream,
             Err(_) => {
                 tokio::time::sleep(backoff).await;
@@ -407,6 +430,20 @@ async fn keep_connected(
                 continue;
             }
         };
+        if let Err(e) = packets::handshake(&mut stream, packets::HELLO_PATIENCE).await {
+            let why = e.to_string();
+            if refused.as_ref() != Some(&why) {
+                tracing::error!(component = link.owner.name(), "packet socket: {why}");
+                refused = Some(why);
+            } else {
+                tracing::debug!(component = link.owner.name(), "packet socket: {why}");
+            }
+            drop(stream);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
+        }
+        refused = None;
         backoff = Duration::from_millis(20);
         let declaration = match early {
             Ok(declared) => declared,
@@ -566,6 +603,7 @@ mod tests {
             client: 1,
             from_node: u32::MAX,
             packet: vec![0; len],
+            trace: 0,
         }
     }
 

@@ -51,6 +51,7 @@ pub(crate) fn node_origin(pnn: u32) -> u64 {
 }
 
 /// Header field offsets (`struct ctdb_req_header`) and the control's `client_id`.
+const OPERATION: usize = 16;
 const DESTNODE: std::ops::Range<usize> = 20..24;
 const SRCNODE: std::ops::Range<usize> = 24..28;
 const REQID: std::ops::Range<usize> = 28..32;
@@ -121,6 +122,71 @@ pub(crate) trait View {
     fn route(&self, opcode: Opcode, data: &[u8]) -> Result<Owner, String> {
         let routes = self.routes();
         routes.route(opcode, data)
+    }
+}
+
+/// Gives every envelope for a component among `actions` the trace id `trace` of the
+/// request they came of, unless it has one already (see [`ctdb_rpc::trace`]).
+pub(crate) fn stamp(actions: &mut [Action], trace: u64) {
+    for action in actions {
+        if let Action::Component { envelope, .. } = action {
+            if envelope.trace == 0 {
+                envelope.trace = trace;
+            }
+        }
+    }
+}
+
+/// Where the operation's `db_id` is in the packets that have one (`ctdb_req_call`,
+/// `ctdb_req_dmaster`, `ctdb_reply_dmaster`).
+const REQ_CALL_DB_ID: usize = 36;
+const DMASTER_DB_ID: usize = 32;
+const CONTROL_OPCODE: usize = 32;
+
+fn u32_at(packet: &[u8], at: usize) -> Option<u32> {
+    packet
+        .get(at..at + 4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+}
+
+/// A packet's reqid, read from its bytes.
+pub(crate) fn reqid_of(packet: &[u8]) -> Option<u32> {
+    u32_at(packet, REQID.start)
+}
+
+/// The database a call or migration packet is about, read from its bytes.
+pub(crate) fn packet_db_id(packet: &[u8]) -> Option<u32> {
+    match Operation::from_u32(u32_at(packet, OPERATION)?)? {
+        Operation::ReqCall => u32_at(packet, REQ_CALL_DB_ID),
+        Operation::ReqDmaster | Operation::ReplyDmaster => u32_at(packet, DMASTER_DB_ID),
+        _ => None,
+    }
+}
+
+/// A packet's operation as logs name it, the control's opcode too: formatted only
+/// when a span or event that shows it is enabled.
+pub(crate) struct OpName<'a>(pub &'a [u8]);
+
+impl std::fmt::Display for OpName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(operation) = u32_at(self.0, OPERATION) else {
+            return f.write_str("(short)");
+        };
+        match Operation::from_u32(operation) {
+            Some(op @ (Operation::ReqControl | Operation::ReplyControl)) => {
+                f.write_str(op.name())?;
+                // A reply's opcode is not in its packet.
+                match (op, u32_at(self.0, CONTROL_OPCODE)) {
+                    (Operation::ReqControl, Some(opcode)) => {
+                        write!(f, " {}", Opcode::from(opcode))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Some(op) => f.write_str(op.name()),
+            None => write!(f, "operation {operation}"),
+        }
     }
 }
 
@@ -273,6 +339,7 @@ impl Router {
                         client,
                         from_node: u32::MAX,
                         packet: frame.bytes.to_vec(),
+                        trace: 0,
                     },
                     hold: true,
                     otherwise: Some(Box::new(self.for_client(client, err.to_bytes().as_slice()))),
@@ -399,6 +466,7 @@ impl Router {
                     client: 0,
                     from_node: pnn,
                     packet: packet.to_vec(),
+                    trace: 0,
                 },
                 hold: false,
                 otherwise: None,
@@ -455,6 +523,7 @@ impl Router {
                 client: 0,
                 from_node: self.pnn,
                 packet: recmode.to_bytes(),
+                trace: 0,
             },
             hold: false,
             otherwise: None,
@@ -507,6 +576,7 @@ impl Router {
                                     client: 0,
                                     from_node: pnn,
                                     packet: frame.bytes.to_vec(),
+                                    trace: 0,
                                 },
                                 hold: true,
                                 otherwise,
@@ -581,6 +651,7 @@ impl Router {
                     client: 0,
                     from_node: pnn,
                     packet: frame.bytes.to_vec(),
+                    trace: 0,
                 },
                 hold: false,
                 otherwise: None,
@@ -705,6 +776,7 @@ impl Router {
                         client,
                         from_node: u32::MAX,
                         packet: bytes.to_vec(),
+                        trace: 0,
                     },
                     hold: true,
                     otherwise,

@@ -39,6 +39,9 @@ pub struct NodeState {
     pub flags: Vec<u32>,
     pub runstate: RunState,
     pub debug_level: i32,
+    /// Whether `ctdb setdebug` (SET_DEBUG) set `debug_level`: a component that
+    /// (re)connects is then given it, else it keeps the level it was started with.
+    pub debug_set: bool,
     pub started: SystemTime,
     pub last_recovery_started: Option<SystemTime>,
     pub last_recovery_finished: Option<SystemTime>,
@@ -69,6 +72,7 @@ impl NodeState {
             flags,
             runstate: RunState::FirstRecovery,
             debug_level,
+            debug_set: false,
             started: SystemTime::now(),
             last_recovery_started: None,
             last_recovery_finished: None,

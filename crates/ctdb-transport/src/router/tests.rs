@@ -561,6 +561,7 @@ fn a_components_reply_goes_to_its_client_and_db_tells_the_generation() {
             client: CLIENT,
             from_node: u32::MAX,
             packet: p2.to_bytes(),
+            trace: 0,
         },
     );
     let out = to_client(actions, CLIENT);
@@ -573,6 +574,7 @@ fn a_components_reply_goes_to_its_client_and_db_tells_the_generation() {
             client: CLIENT,
             from_node: u32::MAX,
             packet: p.to_bytes(),
+            trace: 0,
         },
     );
     to_client(actions, CLIENT);
@@ -586,6 +588,7 @@ fn from_db(p: Packet) -> Vec<Action> {
             client: 0,
             from_node: u32::MAX,
             packet: p.to_bytes(),
+            trace: 0,
         },
     )
 }
@@ -644,6 +647,7 @@ fn a_components_control_goes_out_under_our_reqid_and_its_reply_comes_back_to_it(
         client: 0,
         from_node: u32::MAX,
         packet: p.to_bytes(),
+        trace: 0,
     };
     let actions = router().component_packet(&view, Owner::Recoverd, envelope);
     let (pnn, out, forwarded) = node(&actions[0]);
@@ -672,6 +676,7 @@ fn a_components_control_goes_out_under_our_reqid_and_its_reply_comes_back_to_it(
         client: 0,
         from_node: u32::MAX,
         packet: p.to_bytes(),
+        trace: 0,
     };
     let actions = router().component_packet(&view, Owner::Recoverd, envelope);
     let (pnn, _, forwarded) = node(&actions[0]);
@@ -691,6 +696,7 @@ fn a_components_control_for_nobody_or_a_lost_node_gets_an_error_back() {
                 client: 0,
                 from_node: u32::MAX,
                 packet: p.to_bytes(),
+                trace: 0,
             },
         )
     };
@@ -736,4 +742,74 @@ fn a_forwarded_control_unanswered_in_time_gets_an_error() {
         (5, "control to node 3 timed out".into())
     );
     assert_eq!(view.waiting(), 0);
+}
+
+#[test]
+fn the_envelopes_a_request_becomes_carry_its_trace_id() {
+    let view = FakeView::new();
+    // A client's call: to db, under the request's id.
+    let mut actions = router().client_packet(&view, CLIENT, frame(packet(ME, ME, 9, call(b"k"))));
+    stamp(&mut actions, 0xabc);
+    assert_eq!(component(&actions[0]).1.trace, 0xabc);
+    // A peer's control for a component: observed, then to the component.
+    let p = packet(ME, 1, 10, control(Opcode::GetDbmap, 0));
+    let mut actions = router().peer_packet(&view, 1, frame(p));
+    stamp(&mut actions, 0xdef);
+    let traces: Vec<u64> = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Component { .. }))
+        .map(|a| component(a).1.trace)
+        .collect();
+    assert_eq!(traces, vec![0xdef]);
+    // An id given before (a component's request answered by a node) stays.
+    let mut actions = vec![Action::Component {
+        owner: Owner::Db,
+        envelope: Envelope {
+            client: 0,
+            from_node: 1,
+            packet: Vec::new(),
+            trace: 5,
+        },
+        hold: false,
+        otherwise: None,
+    }];
+    stamp(&mut actions, 6);
+    assert_eq!(component(&actions[0]).1.trace, 5);
+}
+
+#[test]
+fn spans_name_the_operation_and_the_database_from_the_bytes() {
+    let req_call = packet(ME, ME, 1, call(b"k")).to_bytes();
+    assert_eq!(packet_db_id(&req_call), Some(1));
+    assert_eq!(OpName(&req_call).to_string(), "CTDB_REQ_CALL");
+    let dmaster = packet(
+        ME,
+        1,
+        2,
+        Body::ReplyDmaster(ReplyDmaster {
+            db_id: 0x1234_5678,
+            rsn: 2,
+            key: Bytes::from_static(b"k"),
+            data: Bytes::new(),
+            rec_flags: None,
+        }),
+    )
+    .to_bytes();
+    assert_eq!(packet_db_id(&dmaster), Some(0x1234_5678));
+    let control = packet(ME, ME, 3, control(Opcode::GetDbmap, 0)).to_bytes();
+    assert_eq!(packet_db_id(&control), None);
+    assert_eq!(reqid_of(&control), Some(3));
+    assert_eq!(
+        OpName(&control).to_string(),
+        format!("CTDB_REQ_CONTROL {}", Opcode::GetDbmap)
+    );
+    let reply = packet(ME, ME, 3, Body::ReplyControl(ReplyControl::error(-1, "x"))).to_bytes();
+    assert_eq!(OpName(&reply).to_string(), "CTDB_REPLY_CONTROL");
+    // Bytes that are no packet say so; nothing panics.
+    assert_eq!(OpName(&[1, 2]).to_string(), "(short)");
+    assert_eq!(packet_db_id(&[0; 20]), None);
+    assert_eq!(
+        OpName(&[0xff; 20]).to_string(),
+        format!("operation {}", u32::MAX)
+    );
 }
