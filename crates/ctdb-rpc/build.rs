@@ -8,6 +8,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }
-    tonic_prost_build::configure().compile_protos(&files, &[dir.to_string()])?;
+    // Packets are `Bytes`: a frame read from a socket reaches the next socket without
+    // a copy.
+    tonic_prost_build::configure()
+        .bytes(".ctdb.v1.Envelope.packet")
+        .compile_protos(&files, &[dir.to_string()])?;
     Ok(())
 }

@@ -598,7 +598,7 @@ pub fn control_envelope(opcode: ctdb_protocol::Opcode) -> ctdb_rpc::Envelope {
     ctdb_rpc::Envelope {
         client: 5,
         from_node: u32::MAX,
-        packet: p.to_bytes(),
+        packet: p.to_bytes().into(),
         trace: 0,
     }
 }

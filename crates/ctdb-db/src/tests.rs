@@ -79,7 +79,7 @@ impl Harness {
             Envelope {
                 client,
                 from_node,
-                packet,
+                packet: packet.into(),
                 trace: 0,
             },
             &self.out,

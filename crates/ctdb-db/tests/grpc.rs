@@ -110,7 +110,7 @@ async fn session(dir: &std::path::Path, packets: Vec<Vec<u8>>) -> Vec<Packet> {
         .map(|packet| Envelope {
             client: 9,
             from_node: u32::MAX,
-            packet,
+            packet: packet.into(),
             trace: 0,
         })
         .collect();

@@ -47,7 +47,7 @@ fn request(opcode: Opcode, data: Vec<u8>, flags: u32) -> Envelope {
     Envelope {
         client: CLIENT,
         from_node: u32::MAX,
-        packet: packet.to_bytes(),
+        packet: packet.to_bytes().into(),
         trace: 0,
     }
 }
@@ -190,7 +190,9 @@ async fn malformed_packets_are_answered_or_dropped_never_panic() {
     let (out, mut rx) = Outbox::new();
     // A control whose data length runs past the packet.
     let mut env = request(Opcode::GetMonmode, Vec::new(), 0);
-    env.packet[56..60].copy_from_slice(&1000u32.to_le_bytes());
+    let mut packet = env.packet.to_vec();
+    packet[56..60].copy_from_slice(&1000u32.to_le_bytes());
+    env.packet = packet.into();
     eventd.handle(env, &out);
     let r = reply(&mut rx).await;
     assert_eq!(r.status, -1);
@@ -203,7 +205,7 @@ async fn malformed_packets_are_answered_or_dropped_never_panic() {
             Envelope {
                 client: CLIENT,
                 from_node: u32::MAX,
-                packet,
+                packet: packet.into(),
                 trace: 0,
             },
             &out,

@@ -819,7 +819,7 @@ impl ReplyTo {
         out.send(Envelope {
             client: self.client,
             from_node: u32::MAX,
-            packet: reply.to_bytes(),
+            packet: reply.to_bytes().into(),
             trace: self.trace,
         });
     }

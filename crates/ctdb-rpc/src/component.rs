@@ -136,17 +136,17 @@ impl Outbox {
 
     /// Sends `packet` to local client `client` (0: route by the packet's destnode),
     /// under the trace id of the packet being handled ([`crate::trace::current`]).
-    pub fn to_client(&self, client: u64, packet: Vec<u8>) {
+    pub fn to_client(&self, client: u64, packet: impl Into<bytes::Bytes>) {
         self.to_client_traced(client, crate::trace::current(), packet);
     }
 
     /// As [`to_client`](Self::to_client), for the request of trace id `trace` (an
     /// answer sent later than its request was handled).
-    pub fn to_client_traced(&self, client: u64, trace: u64, packet: Vec<u8>) {
+    pub fn to_client_traced(&self, client: u64, trace: u64, packet: impl Into<bytes::Bytes>) {
         self.send(Envelope {
             client,
             from_node: u32::MAX,
-            packet,
+            packet: packet.into(),
             trace,
         });
     }
@@ -456,7 +456,7 @@ mod tests {
                 out.to_client_traced(client, trace, packet);
             }
             out.to_client(envelope.client, envelope.packet.clone());
-            self.later = Some((envelope.client, envelope.trace, envelope.packet));
+            self.later = Some((envelope.client, envelope.trace, envelope.packet.to_vec()));
         }
         fn ownership(&self) -> Ownership {
             Ownership::default()
@@ -467,7 +467,7 @@ mod tests {
         Envelope {
             client,
             from_node: u32::MAX,
-            packet: packet.to_vec(),
+            packet: bytes::Bytes::copy_from_slice(packet),
             trace,
         }
     }
@@ -525,7 +525,7 @@ mod tests {
                 .expect("an answer")
                 .unwrap()
                 .expect("open");
-            answers.push((e.client, e.trace, e.packet));
+            answers.push((e.client, e.trace, e.packet.to_vec()));
         }
         assert_eq!(
             answers,

@@ -203,7 +203,7 @@ pub fn decode(mut frame: BytesMut) -> Result<Envelope, FrameError> {
     Ok(Envelope {
         client,
         from_node,
-        packet: frame.to_vec(),
+        packet: frame.freeze(),
         trace,
     })
 }
@@ -293,13 +293,13 @@ mod tests {
             Envelope {
                 client: 7,
                 from_node: u32::MAX,
-                packet: b"a packet".to_vec(),
+                packet: bytes::Bytes::from_static(b"a packet"),
                 trace: 0x0123_4567_89ab_cdef,
             },
             Envelope {
                 client: 0,
                 from_node: 2,
-                packet: Vec::new(),
+                packet: bytes::Bytes::new(),
                 trace: 0,
             },
         ];
@@ -322,7 +322,7 @@ mod tests {
             &Envelope {
                 client: 0x1122_3344_5566_7788,
                 from_node: 3,
-                packet: vec![0xaa; 8],
+                packet: vec![0xaau8; 8].into(),
                 trace: 0x0102_0304_0506_0708,
             },
             &mut wire,
@@ -364,7 +364,7 @@ mod tests {
         let sent = Envelope {
             client: 4,
             from_node: u32::MAX,
-            packet: b"after the hello".to_vec(),
+            packet: bytes::Bytes::from_static(b"after the hello"),
             trace: 99,
         };
         let mut buf = BytesMut::new();

@@ -602,7 +602,7 @@ mod tests {
         Envelope {
             client: 1,
             from_node: u32::MAX,
-            packet: vec![0; len],
+            packet: vec![0u8; len].into(),
             trace: 0,
         }
     }

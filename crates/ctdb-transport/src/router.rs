@@ -338,7 +338,7 @@ impl Router {
                     envelope: Envelope {
                         client,
                         from_node: u32::MAX,
-                        packet: frame.bytes.to_vec(),
+                        packet: frame.bytes.clone(),
                         trace: 0,
                     },
                     hold: true,
@@ -465,7 +465,7 @@ impl Router {
                 envelope: Envelope {
                     client: 0,
                     from_node: pnn,
-                    packet: packet.to_vec(),
+                    packet: packet.freeze(),
                     trace: 0,
                 },
                 hold: false,
@@ -522,7 +522,7 @@ impl Router {
             envelope: Envelope {
                 client: 0,
                 from_node: self.pnn,
-                packet: recmode.to_bytes(),
+                packet: recmode.to_bytes().into(),
                 trace: 0,
             },
             hold: false,
@@ -575,7 +575,7 @@ impl Router {
                                 envelope: Envelope {
                                     client: 0,
                                     from_node: pnn,
-                                    packet: frame.bytes.to_vec(),
+                                    packet: frame.bytes.clone(),
                                     trace: 0,
                                 },
                                 hold: true,
@@ -650,7 +650,7 @@ impl Router {
                 envelope: Envelope {
                     client: 0,
                     from_node: pnn,
-                    packet: frame.bytes.to_vec(),
+                    packet: frame.bytes.clone(),
                     trace: 0,
                 },
                 hold: false,
@@ -678,10 +678,10 @@ impl Router {
     ) -> Vec<Action> {
         let mut actions = Vec::with_capacity(1);
         if envelope.client != 0 {
-            actions.push(self.for_client(envelope.client, envelope.packet.as_slice()));
+            actions.push(self.for_client(envelope.client, &envelope.packet[..]));
             return actions;
         }
-        let frame = match Frame::new(Bytes::from(envelope.packet), self.max_packet_len) {
+        let frame = match Frame::new(envelope.packet, self.max_packet_len) {
             Ok(f) => f,
             Err(e) => {
                 warn!(
@@ -775,7 +775,7 @@ impl Router {
                     envelope: Envelope {
                         client,
                         from_node: u32::MAX,
-                        packet: bytes.to_vec(),
+                        packet: bytes.clone(),
                         trace: 0,
                     },
                     hold: true,

@@ -560,7 +560,7 @@ fn a_components_reply_goes_to_its_client_and_db_tells_the_generation() {
         Envelope {
             client: CLIENT,
             from_node: u32::MAX,
-            packet: p2.to_bytes(),
+            packet: p2.to_bytes().into(),
             trace: 0,
         },
     );
@@ -573,7 +573,7 @@ fn a_components_reply_goes_to_its_client_and_db_tells_the_generation() {
         Envelope {
             client: CLIENT,
             from_node: u32::MAX,
-            packet: p.to_bytes(),
+            packet: p.to_bytes().into(),
             trace: 0,
         },
     );
@@ -587,7 +587,7 @@ fn from_db(p: Packet) -> Vec<Action> {
         Envelope {
             client: 0,
             from_node: u32::MAX,
-            packet: p.to_bytes(),
+            packet: p.to_bytes().into(),
             trace: 0,
         },
     )
@@ -646,7 +646,7 @@ fn a_components_control_goes_out_under_our_reqid_and_its_reply_comes_back_to_it(
     let envelope = Envelope {
         client: 0,
         from_node: u32::MAX,
-        packet: p.to_bytes(),
+        packet: p.to_bytes().into(),
         trace: 0,
     };
     let actions = router().component_packet(&view, Owner::Recoverd, envelope);
@@ -675,7 +675,7 @@ fn a_components_control_goes_out_under_our_reqid_and_its_reply_comes_back_to_it(
     let envelope = Envelope {
         client: 0,
         from_node: u32::MAX,
-        packet: p.to_bytes(),
+        packet: p.to_bytes().into(),
         trace: 0,
     };
     let actions = router().component_packet(&view, Owner::Recoverd, envelope);
@@ -695,7 +695,7 @@ fn a_components_control_for_nobody_or_a_lost_node_gets_an_error_back() {
             Envelope {
                 client: 0,
                 from_node: u32::MAX,
-                packet: p.to_bytes(),
+                packet: p.to_bytes().into(),
                 trace: 0,
             },
         )
@@ -767,7 +767,7 @@ fn the_envelopes_a_request_becomes_carry_its_trace_id() {
         envelope: Envelope {
             client: 0,
             from_node: 1,
-            packet: Vec::new(),
+            packet: bytes::Bytes::new(),
             trace: 5,
         },
         hold: false,
