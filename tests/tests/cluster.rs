@@ -16,6 +16,25 @@ fn all(clients: &[Option<Client>]) -> Vec<&Client> {
     clients.iter().flatten().collect()
 }
 
+/// Waits until the node behind `client` has database `db` attached (`attached`) or
+/// not.
+async fn wait_attached(client: &Client, db: u32, attached: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let map = client.get_dbmap(HERE).await.expect("dbmap");
+        if map.dbs.iter().any(|d| d.db_id == db) == attached {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {}: database 0x{db:08x} still {}",
+            client.pnn(),
+            if attached { "not attached" } else { "attached" }
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Every record of `db_id` on the node behind `client`, as (key, rsn).
 async fn records(client: &Client, db_id: u32) -> Vec<(Vec<u8>, u64)> {
     let data = client
@@ -58,18 +77,7 @@ async fn three_nodes_form_one_cluster_with_one_leader() {
         .await
         .expect("attach");
     for c in all(&clients) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !c
-            .get_dbmap(HERE)
-            .await
-            .expect("dbmap")
-            .dbs
-            .iter()
-            .any(|d| d.db_id == db)
-        {
-            assert!(Instant::now() < deadline, "node {} did not attach", c.pnn());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_attached(c, db, true).await;
     }
     // And a detach from another node leaves every node, once clients may no longer
     // attach (`ctdb detach` checks AllowClientDBAttach on every node; so does each
@@ -82,18 +90,7 @@ async fn three_nodes_form_one_cluster_with_one_leader() {
     let out = cluster.nodes[1].tool(&tool, &["detach", "everywhere.tdb"]);
     assert!(out.status.success(), "{out:?}");
     for c in all(&clients) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while c
-            .get_dbmap(HERE)
-            .await
-            .expect("dbmap")
-            .dbs
-            .iter()
-            .any(|d| d.db_id == db)
-        {
-            assert!(Instant::now() < deadline, "node {} did not detach", c.pnn());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_attached(c, db, false).await;
     }
     // Every node ran its startup event once, however quick its first recovery was.
     for node in &cluster.nodes {

@@ -184,8 +184,8 @@ async fn a_cluster_grows_to_four_nodes_and_back_to_three_live() {
             let mut tries = 0;
             let out = loop {
                 let out = cluster.nodes[1].tool(&samba, &["reloadnodes"]);
-                let busy = String::from_utf8_lossy(&out.stderr)
-                    .contains("Failed to disable recoveries");
+                let busy =
+                    String::from_utf8_lossy(&out.stderr).contains("Failed to disable recoveries");
                 if out.status.success() || !busy || tries == 5 {
                     break out;
                 }

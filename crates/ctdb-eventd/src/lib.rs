@@ -390,13 +390,7 @@ impl PacketHandler for Eventd {
 
     fn handle(&mut self, envelope: Envelope, out: &Outbox) {
         // One span per request, under the trace id transport gave it.
-        let _span = tracing::debug_span!(
-            "request",
-            trace = %ctdb_rpc::trace::TraceId(envelope.trace),
-            client = envelope.client,
-            from_node = envelope.from_node,
-        )
-        .entered();
+        let _span = ctdb_rpc::trace::request_span(&envelope);
         tracing::trace!("from transport");
         let packet = match Packet::from_slice(&envelope.packet) {
             Ok(p) => p,

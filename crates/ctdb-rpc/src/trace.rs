@@ -85,6 +85,18 @@ impl Drop for Entered {
     }
 }
 
+/// A component's `request` span for a packet transport handed it (debug level: a
+/// check of the level when that is off), under the packet's trace id.
+pub fn request_span(envelope: &crate::Envelope) -> tracing::span::EnteredSpan {
+    tracing::debug_span!(
+        "request",
+        trace = %TraceId(envelope.trace),
+        client = envelope.client,
+        from_node = envelope.from_node,
+    )
+    .entered()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

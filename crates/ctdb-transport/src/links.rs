@@ -71,12 +71,7 @@ pub const MAX_IN_FLIGHT: usize = 10_000;
 const REQID_AT: usize = 28;
 const OPERATION_AT: usize = 16;
 
-fn header_u32(packet: &[u8], at: usize) -> Option<u32> {
-    packet
-        .get(at..at + 4)
-        .and_then(|b| b.try_into().ok())
-        .map(u32::from_le_bytes)
-}
+use crate::router::u32_at as header_u32;
 
 /// Most packets of local clients held for a component that is down (being restarted):
 /// they reach it when it is back, as Samba's daemon holds calls during a recovery, so

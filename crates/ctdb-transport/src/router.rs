@@ -143,7 +143,8 @@ const REQ_CALL_DB_ID: usize = 36;
 const DMASTER_DB_ID: usize = 32;
 const CONTROL_OPCODE: usize = 32;
 
-fn u32_at(packet: &[u8], at: usize) -> Option<u32> {
+/// The little-endian `u32` at byte `at` of `packet`, if it has one there.
+pub(crate) fn u32_at(packet: &[u8], at: usize) -> Option<u32> {
     packet
         .get(at..at + 4)
         .and_then(|b| b.try_into().ok())
