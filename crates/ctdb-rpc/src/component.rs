@@ -277,7 +277,13 @@ impl<H: PacketHandler> PacketComponent<H> {
                     writer.abort();
                 }
                 tracing::info!("transport connected to the packet socket");
-                let (read, mut write) = stream.into_split();
+                let (read, mut write) = match crate::quiet_unix::split(stream) {
+                    Ok(halves) => halves,
+                    Err(e) => {
+                        tracing::error!("packet socket: {e}");
+                        continue;
+                    }
+                };
                 let reader = tokio::spawn(read_packets(
                     read,
                     handler.clone(),
@@ -299,7 +305,7 @@ impl<H: PacketHandler> PacketComponent<H> {
 
 /// Hands every packet read from transport to the handler, until the connection ends.
 async fn read_packets<H: PacketHandler>(
-    read: tokio::net::unix::OwnedReadHalf,
+    read: crate::quiet_unix::QuietRead,
     handler: Arc<Mutex<H>>,
     outbox: Outbox,
     state: Arc<watch::Sender<Option<ComponentState>>>,

@@ -11,6 +11,7 @@ pub mod component;
 pub mod faults;
 pub mod packets;
 pub mod queue;
+pub mod quiet_unix;
 pub mod trace;
 pub mod uds;
 

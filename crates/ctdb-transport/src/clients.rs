@@ -195,7 +195,15 @@ pub(crate) fn accept_client(node: &Arc<Node>, stream: UnixStream) {
         .ok()
         .and_then(|c| c.pid())
         .map_or(0, |p| p as u32);
-    let (reader, mut writer) = stream.into_split();
+    // Registered for reading only: a client taking its replies does not wake
+    // transport (see `ctdb_rpc::quiet_unix`).
+    let (reader, mut writer) = match ctdb_rpc::quiet_unix::split(stream) {
+        Ok(halves) => halves,
+        Err(e) => {
+            warn!(pid, "cannot serve a client connection: {e}");
+            return;
+        }
+    };
     let (handle, mut queue) = ClientHandle::new(pid);
     let cut = handle.cut.clone();
     node.clients.add(id, handle);

@@ -467,7 +467,18 @@ async fn keep_connected(
             }
         }
         sink.link_changed(link.owner, true);
-        let (read, mut write) = stream.into_split();
+        // Registered for reading only: the component taking a packet does not wake
+        // transport (see `quiet_unix`).
+        let (read, mut write) = match ctdb_rpc::quiet_unix::split(stream) {
+            Ok(halves) => halves,
+            Err(e) => {
+                warn!(component = link.owner.name(), "packet socket: {e}");
+                link.up.store(false, Ordering::Release);
+                sink.link_changed(link.owner, false);
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
         let owner = link.owner;
         let reading = async {
             let mut frames = FramedRead::new(read, packets::codec());
