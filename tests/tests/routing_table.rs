@@ -71,12 +71,9 @@ fn declared_routes(handlers: &Handlers) -> Routes {
 /// Whether `handler` answers `opcode` "not handled".
 async fn unhandled(handler: &Arc<Mutex<dyn PacketHandler>>, opcode: Opcode) -> bool {
     let (out, mut rx) = Outbox::new();
+    // "Not handled" is answered while the packet is handled, from the component's
+    // table lookup: nothing to wait for.
     ctdb_rpc::component::lock(handler).handle(control_envelope(opcode), &out);
-    // Replies sent later by a task come within a moment, or not at all.
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(20), async {
-        tokio::task::yield_now().await;
-    })
-    .await;
     let mut missing = false;
     while let Ok(e) = rx.try_recv() {
         if let Ok(Packet {

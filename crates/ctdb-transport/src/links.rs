@@ -30,6 +30,7 @@ use tokio_util::codec::FramedRead;
 use tonic::transport::Channel;
 use tracing::{info, warn};
 
+use crate::router::u32_at;
 use crate::routing::Owner;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -70,8 +71,6 @@ pub const MAX_IN_FLIGHT: usize = 10_000;
 /// operation, destnode, srcnode, reqid).
 const REQID_AT: usize = 28;
 const OPERATION_AT: usize = 16;
-
-use crate::router::u32_at as header_u32;
 
 /// Most packets of local clients held for a component that is down (being restarted):
 /// they reach it when it is back, as Samba's daemon holds calls during a recovery, so
@@ -199,12 +198,12 @@ impl Link {
     fn remember_call(&self, envelope: &Envelope) {
         if envelope.client == 0
             || matches!(self.backend, Backend::Local(_))
-            || header_u32(&envelope.packet, OPERATION_AT)
+            || u32_at(&envelope.packet, OPERATION_AT)
                 != Some(ctdb_protocol::packet::Operation::ReqCall as u32)
         {
             return;
         }
-        let Some(reqid) = header_u32(&envelope.packet, REQID_AT) else {
+        let Some(reqid) = u32_at(&envelope.packet, REQID_AT) else {
             return;
         };
         let mut in_flight = lock(&self.in_flight);
@@ -216,7 +215,7 @@ impl Link {
     /// The component sent `packet` to local client `client`: the call of that reqid,
     /// if it was one, is answered.
     pub fn answered(&self, client: u64, packet: &[u8]) {
-        if let Some(reqid) = header_u32(packet, REQID_AT) {
+        if let Some(reqid) = u32_at(packet, REQID_AT) {
             let mut in_flight = lock(&self.in_flight);
             if !in_flight.is_empty() {
                 in_flight.remove(&(client, reqid));

@@ -206,11 +206,9 @@ impl DbDaemon {
             // This node's own broadcast of a detach it has done already.
             return Some(done());
         }
-        if let Err(e) = self.detachable(r.data) {
-            return Some(Err(e));
-        }
-        let Ok(db_id) = payload::leading_u32(r.data) else {
-            return Some(fail("DB_DETACH needs a db_id"));
+        let db_id = match self.detachable(r.data) {
+            Ok(db) => db.db_id,
+            Err(e) => return Some(Err(e)),
         };
         if self.detaches.len() >= MAX_PENDING_DETACHES {
             return Some(fail("too many DB_DETACHes wait for the tunables"));
